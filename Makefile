@@ -1,0 +1,50 @@
+# LocalSOC: the README's commands. `make run` and `make test` set everything up themselves.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+ENV ?= demo
+
+export KEDRO_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+export BENTOML_DO_NOT_TRACK := true
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONHASHSEED := 0
+
+.PHONY: setup run test serve bench lint lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.deps: requirements.lock | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	touch $@
+
+$(VENV)/.built: $(VENV)/.deps pyproject.toml setup.py $(wildcard native/*.pyx)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.built ## virtualenv, pinned dependencies, Cython kernels
+
+run: setup ## the whole demo study on the embedded simulated data
+	$(BIN)/python -m localsoc.cli run --env $(ENV)
+
+test: setup ## the test suite
+	$(BIN)/python -m pytest
+
+serve: setup ## the prediction service on 127.0.0.1:3000 from the latest bundle
+	$(BIN)/python -m localsoc.cli serve --host 127.0.0.1 --port 3000
+
+bench: setup ## the benchmark scripts under bench/ (figures go to BENCHMARKS.md)
+	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/hadolint Dockerfile
+
+lock: ## refresh requirements.lock from the current virtualenv
+	(echo "# Full pin set (pip freeze of a working install, Python 3.11, CPU). Regenerate with: make lock"; \
+	 $(BIN)/pip freeze --exclude-editable | grep -v '^localsoc') > requirements.lock
+
+clean:
+	rm -rf $(VENV) build src/localsoc/_native/*.so src/localsoc/_native/*.c native/*.c

@@ -1,0 +1,1 @@
+"""The canonical SSL table, importers and the embedded simulator."""

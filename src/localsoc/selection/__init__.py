@@ -1,0 +1,1 @@
+"""localsoc.selection"""

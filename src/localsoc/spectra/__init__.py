@@ -1,0 +1,1 @@
+"""localsoc.spectra"""
