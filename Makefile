@@ -11,7 +11,7 @@ export BENTOML_DO_NOT_TRACK := true
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: setup run test serve bench lint lock clean
+.PHONY: setup run test bench lint lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,6 @@ run: setup ## the whole demo study on the embedded simulated data
 
 test: setup ## the test suite
 	$(BIN)/python -m pytest
-
-serve: setup ## the prediction service on 127.0.0.1:3000 from the latest bundle
-	$(BIN)/python -m localsoc.cli serve --host 127.0.0.1 --port 3000
 
 bench: setup ## the benchmark scripts under bench/ (figures go to BENCHMARKS.md)
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done

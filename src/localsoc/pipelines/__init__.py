@@ -1,1 +1,1 @@
-"""localsoc.pipelines"""
+"""Kedro pipelines, one per study stage."""
