@@ -136,21 +136,29 @@ def row_view(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_suite(view: pd.DataFrame, specs: list[ExpectationSpec], name: str):
-    """Validate ``view`` with Great Expectations; return the GX validation result."""
+    """Validate ``view`` with Great Expectations; return (success, results in ``specs`` order)."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     asset = context.data_sources.add_pandas(f"{name}_source").add_dataframe_asset(name)
     batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(
         batch_parameters={"dataframe": view}
     )
     suite = gx.ExpectationSuite(name=f"{name}_suite")
-    for spec in specs:
+    for position, spec in enumerate(specs):
         cls = _expectation_class(gxe, spec.type)
-        suite.add_expectation(cls(**spec.kwargs, meta={"reason": spec.reason}))
+        suite.add_expectation(cls(**spec.kwargs, meta={"reason": spec.reason, "spec": position}))
     suite = context.suites.add(suite)
-    return batch.validate(suite, result_format={"result_format": "COMPLETE"})
+    result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
+    # GX does not keep the suite's order in its results; put them back in spec order.
+    ordered = sorted(result.results, key=lambda r: int(r.expectation_config.meta["spec"]))
+    if len(ordered) != len(specs):
+        raise RuntimeError(f"{name}: GX returned {len(ordered)} results for {len(specs)} specs")
+    return result.success, ordered
 
 
 def _expectation_class(module, snake_name: str):

@@ -59,7 +59,10 @@ def _row_details(frame: pd.DataFrame, view: pd.DataFrame, column: str, rows: lis
                 details[row] = f"{spectrum[where]:.4g} at {bands[where]}"
     elif column in view.columns:
         for row in rows:
-            details[row] = f"{column} = {view.at[row, column]!r}"
+            value = view.at[row, column]
+            details[row] = f"{column} = {value:.6g}" if isinstance(value, float) else (
+                f"{column} = {value!r}"
+            )
     return details
 
 
@@ -72,12 +75,12 @@ def validate_table(
     frame = frame.reset_index(drop=True)
     specs = ssl_suite(params, role=role)
     view = row_view(frame)
-    result = run_suite(view, specs, name)
+    success, results = run_suite(view, specs, name)
 
     reasons: dict[int, list[str]] = defaultdict(list)
     failed: dict[int, list[str]] = defaultdict(list)
     per_expectation = []
-    for spec, outcome in zip(specs, result.results, strict=True):
+    for spec, outcome in zip(specs, results, strict=True):
         rows = [int(i) for i in (outcome.result.get("unexpected_index_list") or [])]
         column = spec.kwargs.get("column", "")
         details = _row_details(frame, view, column, rows)
@@ -114,7 +117,7 @@ def validate_table(
         "rows_quarantined": int(len(quarantine)),
         "quarantined_share": round(share, 6),
         "max_quarantine_share": float(params["max_quarantine_share"]),
-        "great_expectations_success": bool(result.success),
+        "great_expectations_success": bool(success),
         "expectations": per_expectation,
         "suite": [spec.as_dict() for spec in specs],
     }

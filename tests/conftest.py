@@ -1,0 +1,71 @@
+"""Shared fixtures: small canonical tables and the project's parameters."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from localsoc.data.schema import Grid, make_table
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SMALL_GRID = Grid(400, 2500, 100)  # 22 bands: fast, same shape of problem
+
+
+def load_params(env: str = "base") -> dict:
+    """The merged parameters of conf/base (+ an environment), as Kedro would see them."""
+    from kedro.config import OmegaConfigLoader
+
+    loader = OmegaConfigLoader(
+        conf_source=str(PROJECT_ROOT / "conf"),
+        base_env="base",
+        default_run_env=env,
+        merge_strategy={"parameters": "soft"},
+    )
+    return loader["parameters"]
+
+
+@pytest.fixture(scope="session")
+def base_params() -> dict:
+    return load_params("base")
+
+
+def make_ssl(n: int, *, seed: int = 0, grid: Grid = SMALL_GRID, site: str | None = None,
+             library: str | None = "lib") -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    prefix = site or library
+    meta = pd.DataFrame(
+        {
+            "sample_id": [f"{prefix}-{i:04d}" for i in range(n)],
+            "library": [library] * n,
+            "country": ["XX"] * n,
+            "site": [site] * n,
+            "lat": rng.uniform(-40, 40, n),
+            "lon": rng.uniform(-100, 100, n),
+            "soc": rng.uniform(0.2, 5.0, n),
+        }
+    )
+    spectra = rng.uniform(0.05, 0.8, (n, len(grid)))
+    return make_table(meta, spectra, grid.wavelengths_nm)
+
+
+@pytest.fixture
+def small_library() -> pd.DataFrame:
+    return make_ssl(60, seed=1)
+
+
+def grid_params(grid: Grid = SMALL_GRID) -> dict:
+    return {"start_nm": grid.start_nm, "stop_nm": grid.stop_nm, "step_nm": grid.step_nm}
+
+
+def yaml_load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
