@@ -30,10 +30,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     LOCALSOC_PROJECT=/app
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-COPY --chown=localsoc:localsoc pyproject.toml dvc.yaml ./
-COPY --chown=localsoc:localsoc conf ./conf
-COPY --chown=localsoc:localsoc data ./data
-USER localsoc
+COPY --chown=10001:10001 pyproject.toml dvc.yaml ./
+COPY --chown=10001:10001 conf ./conf
+COPY --chown=10001:10001 data ./data
+USER 10001
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import localsoc, localsoc._native.kennard_stone"]
 CMD ["localsoc", "run", "--env", "demo"]
