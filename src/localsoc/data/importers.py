@@ -1,0 +1,589 @@
+"""Importers: bring soil spectral libraries in other layouts and units to the canonical table.
+
+Every ``import_*`` function returns ``(table, report)``: the canonical table (see
+``localsoc.data.schema``) on the requested grid, and an ``ImportReport`` saying what was detected
+and converted. Spectra are converted to reflectance fractions on their own wavelengths first, then
+resampled to the grid (band averaging by default; see ``localsoc.spectra.resample``).
+
+Row content (NaN bands, reflectance above 1, negative or missing SOC, duplicate ids) is not
+checked here: that is the validation stage's job, which quarantines rows with a reason. The
+importers raise only for problems of a whole column or of the declaration (unknown column names,
+wrong units, a grid the source does not cover), and every error names the column or row and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from localsoc.data import schema
+from localsoc.data.schema import Grid
+from localsoc.spectra.resample import (
+    METHODS,
+    coverage_message,
+    covered_target_mask,
+    resampling_matrix,
+)
+
+SPECTRA_UNITS = ("reflectance", "percent_reflectance", "absorbance", "auto")
+CARBON_UNITS = ("percent", "g_per_kg", "organic_matter_percent", "organic_matter_g_per_kg")
+VAN_BEMMELEN_FACTOR = 1.724
+MAX_CARBON_PERCENT = 100.0
+WAVELENGTH_RANGE_NM = (200.0, 3000.0)
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
+# (convention shown to users, pattern); the bare number comes last.
+SPECTRAL_CONVENTIONS: tuple[tuple[str, re.Pattern], ...] = (
+    ("nm_<wavelength>", re.compile(rf"^nm_{_NUMBER}$", re.IGNORECASE)),
+    ("wl_<wavelength>", re.compile(rf"^wl_{_NUMBER}$", re.IGNORECASE)),
+    ("r<wavelength>", re.compile(rf"^r{_NUMBER}$", re.IGNORECASE)),
+    ("scan_visnir.<wavelength>_ref", re.compile(rf"^scan_visnir\.{_NUMBER}_ref$", re.IGNORECASE)),
+    ("<wavelength>", re.compile(rf"^{_NUMBER}$")),
+)
+_ACCEPTED = (
+    "'350', 'nm_350', 'wl_350', 'r350' or 'scan_visnir.350_ref' "
+    "(one convention per file; decimals such as '350.5' are allowed)"
+)
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an importer read, detected and converted (``to_dict()`` gives plain JSON types).
+
+    ``interpolated_nm`` lists the grid bands that band averaging had to interpolate (windows
+    without a source band); it is empty for ``resample_method="interpolate"``. ``om_factor`` is
+    set only when carbon was converted from organic matter.
+    """
+
+    library: str
+    source: str
+    rows: int
+    labelled_rows: int
+    spectral_convention: str
+    spectral_columns: int
+    source_range_nm: tuple[float, float]
+    spectra_declared: str
+    spectra_units: str
+    carbon_column: str | None
+    carbon_units: str | None
+    grid: dict
+    resample_method: str
+    conversions: tuple[str, ...] = ()
+    interpolated_nm: tuple[float, ...] = ()
+    ignored_columns: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    om_factor: float | None = None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, tuple):
+                data[key] = list(value)
+        return data
+
+
+@dataclass
+class _Spectra:
+    convention: str
+    columns: list[str]
+    wavelengths_nm: np.ndarray = field(repr=False)
+
+
+def _preview(names, count: int = 6) -> str:
+    names = [str(name) for name in names]
+    shown = ", ".join(repr(name) for name in names[:count])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > count else "")
+
+
+def _as_grid(grid) -> Grid:
+    if isinstance(grid, Grid):
+        return grid
+    if isinstance(grid, Mapping):
+        try:
+            return Grid.from_params(grid)
+        except KeyError as error:
+            raise ValueError(
+                f"grid parameters need start_nm, stop_nm and step_nm; missing {error}"
+            ) from error
+    raise ValueError(
+        f"grid must be a schema.Grid or a mapping with start_nm/stop_nm/step_nm; got {grid!r}"
+    )
+
+
+def _read_table(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no file at {path}")
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".parquet":
+        return pd.read_parquet(path)
+    if ".csv" in suffixes[-2:]:
+        return pd.read_csv(path)
+    raise ValueError(
+        f"{path}: unknown file type {''.join(path.suffixes)!r}; use .parquet, .csv or .csv.gz"
+    )
+
+
+def read_canonical(path: str | Path, *, grid: Grid | Mapping | None = None) -> pd.DataFrame:
+    """Read a canonical SSL table from Parquet or CSV and check its structure.
+
+    Metadata columns get their canonical dtypes (``sample_id`` as a string even when the file
+    stores numbers); band columns come last, in increasing wavelength; any other columns are kept
+    between the two. With ``grid`` the bands must be exactly that grid's.
+    """
+    frame = _read_table(path)
+    schema.check_table(frame, name=str(path))
+    frame = schema.with_meta_dtypes(frame)
+    bands = schema.band_columns(frame)
+    if grid is not None:
+        expected = _as_grid(grid).columns
+        if bands != expected:
+            missing = [c for c in expected if c not in bands]
+            extra = [c for c in bands if c not in expected]
+            raise ValueError(
+                f"{path}: band columns do not match the grid ({len(expected)} bands "
+                f"{expected[0]}..{expected[-1]}); missing: {_preview(missing) or 'none'}; "
+                f"not on the grid: {_preview(extra) or 'none'}. Re-import the source with "
+                "import_wide(..., grid=...) to resample it"
+            )
+    extras = [c for c in frame.columns if c not in schema.META_COLUMNS and c not in bands]
+    return frame[list(schema.META_COLUMNS) + extras + bands]
+
+
+def detect_spectral_columns(columns, exclude=()) -> _Spectra:
+    """Find the spectral columns and their wavelengths (nm) by name; one convention per file."""
+    excluded = {str(c) for c in exclude if c is not None}
+    found: dict[str, list[tuple[str, float]]] = {}
+    for column in columns:
+        name = str(column)
+        if name in excluded:
+            continue
+        for convention, pattern in SPECTRAL_CONVENTIONS:
+            match = pattern.match(name)
+            if match:
+                found.setdefault(convention, []).append((column, float(match.group(1))))
+                break
+    if not found:
+        raise ValueError(
+            f"no spectral columns found among {len(list(columns))} columns "
+            f"({_preview(list(columns))}); name one column per wavelength in nm as {_ACCEPTED}"
+        )
+    if len(found) > 1:
+        parts = "; ".join(
+            f"{convention}: {_preview([c for c, _ in members], 3)}"
+            for convention, members in found.items()
+        )
+        raise ValueError(
+            f"spectral columns follow more than one naming convention ({parts}). Rename or drop "
+            f"columns so that one convention remains; accepted: {_ACCEPTED}"
+        )
+    convention, members = next(iter(found.items()))
+    members.sort(key=lambda item: item[1])
+    names = [c for c, _ in members]
+    wavelengths = np.array([w for _, w in members], dtype=np.float64)
+    duplicated = np.flatnonzero(np.diff(wavelengths) == 0)
+    if duplicated.size:
+        i = int(duplicated[0])
+        raise ValueError(
+            f"columns {names[i]!r} and {names[i + 1]!r} give the same wavelength "
+            f"{wavelengths[i]:g} nm; keep one of them"
+        )
+    low, high = WAVELENGTH_RANGE_NM
+    outside = [n for n, w in zip(names, wavelengths, strict=True) if not low <= w <= high]
+    if outside:
+        raise ValueError(
+            f"spectral column(s) {_preview(outside, 4)} give wavelengths outside {low:g}-{high:g} nm; "
+            "LocalSOC handles vis-NIR spectra with wavelengths in nm (not MIR wavenumbers). "
+            "Drop or rename columns that are not wavelengths"
+        )
+    if len(names) < 2:
+        raise ValueError(
+            f"only one spectral column was found ({names[0]!r}); a spectrum needs several"
+        )
+    return _Spectra(convention, names, wavelengths)
+
+
+def _numeric_block(frame: pd.DataFrame, columns: list, what: str) -> np.ndarray:
+    """Columns as a float64 matrix; a non-numeric cell raises naming its row and column."""
+    try:
+        return frame[columns].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        pass
+    converted = []
+    for column in columns:
+        values = frame[column]
+        numeric = pd.to_numeric(values, errors="coerce")
+        bad = numeric.isna().to_numpy() & values.notna().to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{what} column {column!r}, row {row} (counting from 0): {values.iloc[row]!r} "
+                "is not a number; fix or blank the cell"
+            )
+        converted.append(numeric.to_numpy(dtype=np.float64, na_value=np.nan))
+    return np.column_stack(converted)
+
+
+def _as_ids(values: pd.Series) -> pd.Series:
+    """Sample ids as strings; whole numbers stored as floats (a column with gaps) lose the '.0'."""
+    if pd.api.types.is_float_dtype(values.dtype):
+        present = values.dropna()
+        if (present == np.round(present)).all():
+            values = values.astype("Int64")
+    return values.astype("string")
+
+
+def _first_where(values: np.ndarray, mask: np.ndarray, columns: list) -> str:
+    row, column = (int(i[0]) for i in np.nonzero(mask))
+    return f"row {row}, column {columns[column]!r} holds {values[row, column]:g}"
+
+
+def _to_reflectance(
+    values: np.ndarray, declared: str, columns: list
+) -> tuple[np.ndarray, str, list[str]]:
+    """Reflectance fractions from the declared (or detected) units, with what was done."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise ValueError("the spectral columns hold no numbers (all empty or NaN)")
+    top = float(values[finite].max())
+    largest = _first_where(values, values == top, columns)
+    units = declared
+    conversions: list[str] = []
+    if declared == "auto":
+        if (values[finite] < 0).any():
+            raise ValueError(
+                f"spectra='auto' found negative values ({_first_where(values, values < 0, columns)}); "
+                "reflectance cannot be negative. If these are absorbance log10(1/R) declare "
+                "spectra='absorbance'; derivatives or other preprocessed spectra cannot be imported"
+            )
+        if top > 100:
+            raise ValueError(
+                f"spectra='auto': values reach {top:g} ({largest}), above 100, so they are neither "
+                "reflectance fractions nor percent; declare the units (spectra='reflectance', "
+                "'percent_reflectance' or 'absorbance') after checking the source"
+            )
+        if top > 1.5:
+            units = "percent_reflectance"
+            conversions.append(f"detected percent reflectance (maximum {top:g} > 1.5)")
+        elif top > 1.0:
+            raise ValueError(
+                f"spectra='auto': values reach {top:g} ({largest}): above 1 they are not reflectance "
+                "fractions, and below 1.5 they are not percent; they look like absorbance "
+                "log10(1/R). Absorbance cannot be detected reliably (soil absorbance and reflectance "
+                "fractions share the 0-1 range), so declare spectra='absorbance' (or "
+                "'reflectance' if these really are fractions)"
+            )
+        else:
+            units = "reflectance"
+            conversions.append(
+                f"detected reflectance fractions (maximum {top:g} <= 1); absorbance data would look "
+                "the same, so absorbance must be declared"
+            )
+    if units == "reflectance":
+        if top > 1.5:
+            raise ValueError(
+                f"spectra='reflectance' (fractions in (0, 1]) but values reach {top:g} ({largest}); "
+                "these look like percent reflectance: declare spectra='percent_reflectance' (or "
+                "'auto')"
+            )
+        return values, units, conversions
+    if units == "percent_reflectance":
+        if top <= 1.5:
+            raise ValueError(
+                f"spectra='percent_reflectance' (0-100) but the largest value is {top:g} "
+                f"({largest}); these look like reflectance fractions: declare "
+                "spectra='reflectance' (or 'auto')"
+            )
+        conversions.append("percent reflectance / 100 -> reflectance fraction")
+        return values / 100.0, units, conversions
+    if top > 5:
+        raise ValueError(
+            f"spectra='absorbance' but values reach {top:g} ({largest}); absorbance above 5 means "
+            "reflectance below 0.001 %, which soils do not have. If these are percent reflectance "
+            "declare spectra='percent_reflectance'"
+        )
+    conversions.append("absorbance log10(1/R) -> reflectance R = 10**(-A)")
+    return np.power(10.0, -values), units, conversions
+
+
+def _carbon_to_percent(
+    frame: pd.DataFrame, column: str, units: str, om_factor: float
+) -> tuple[np.ndarray, list[str]]:
+    values = _numeric_block(frame, [column], "carbon")[:, 0]
+    if units == "percent":
+        soc, conversions = values, [f"{column!r} taken as SOC % (g/100 g) as is"]
+    elif units == "g_per_kg":
+        soc, conversions = values / 10.0, [f"{column!r} g/kg / 10 -> SOC %"]
+    elif units == "organic_matter_percent":
+        soc = values / om_factor
+        conversions = [f"{column!r} organic matter % / {om_factor:g} -> SOC % (stated OM factor)"]
+    else:
+        soc = values / 10.0 / om_factor
+        conversions = [
+            f"{column!r} organic matter g/kg / 10 / {om_factor:g} -> SOC % (stated OM factor)"
+        ]
+    too_high = np.flatnonzero(soc > MAX_CARBON_PERCENT)
+    if too_high.size:
+        row = int(too_high[0])
+        raise ValueError(
+            f"carbon column {column!r} declared as {units!r} gives {soc[row]:g} % SOC at row {row} "
+            f"(value {values[row]:g}; {too_high.size} row(s) above {MAX_CARBON_PERCENT:g} %), which "
+            "is impossible; check carbon_units (g/kg values need carbon_units='g_per_kg')"
+        )
+    return soc, conversions
+
+
+def _column(frame: pd.DataFrame, name: str, argument: str) -> pd.Series:
+    if name not in frame.columns:
+        hint = (
+            " (carbon_column=None imports unlabelled spectra)"
+            if argument == "carbon_column"
+            else ""
+        )
+        raise ValueError(
+            f"{argument}={name!r} is not a column of the source{hint}; columns seen: "
+            f"{_preview(list(frame.columns))}"
+        )
+    return frame[name]
+
+
+def import_wide(
+    frame_or_path: pd.DataFrame | str | Path,
+    *,
+    grid: Grid | Mapping,
+    library: str,
+    spectra: str = "reflectance",
+    carbon_column: str | None = "soc",
+    carbon_units: str = "percent",
+    om_factor: float = VAN_BEMMELEN_FACTOR,
+    id_column: str | None = None,
+    country: str | None = None,
+    site: str | None = None,
+    country_column: str | None = None,
+    site_column: str | None = None,
+    lat_column: str | None = None,
+    lon_column: str | None = None,
+    narrow_grid_ok: bool = False,
+    resample_method: str = "average",
+    notes: tuple[str, ...] = (),
+) -> tuple[pd.DataFrame, ImportReport]:
+    """Import a wide table (one column per wavelength) to the canonical table on ``grid``.
+
+    Parameters
+    ----------
+    frame_or_path : DataFrame or path to .csv / .csv.gz / .parquet
+    grid : Grid or mapping with start_nm, stop_nm, step_nm
+        The study's wavelength grid.
+    library : str
+        Name of the collection; also the prefix of generated sample ids.
+    spectra : {"reflectance", "percent_reflectance", "absorbance", "auto"}
+        Units of the spectral columns. "auto" tells percent (maximum > 1.5 and <= 100) from
+        fractions (maximum <= 1); absorbance must be declared, because soil absorbance also
+        lies mostly within 0-1 and cannot be told from reflectance by its values.
+    carbon_column : str or None
+        Column holding carbon; None imports unlabelled spectra (``soc`` null).
+    carbon_units : {"percent", "g_per_kg", "organic_matter_percent", "organic_matter_g_per_kg"}
+        Percent is g/100 g. Organic matter is converted with ``om_factor``.
+    om_factor : float, default 1.724
+        Organic matter to organic carbon factor (van Bemmelen); SOC = OM / om_factor. Only used
+        (and only allowed to differ from the default) for organic-matter units.
+    id_column : str or None
+        Column with sample ids; None gives ``<library>-<row>`` (row counted from 0).
+    country, site : str or None
+        One value for all rows; or take them per row from ``country_column`` / ``site_column``.
+    lat_column, lon_column : str or None
+        Coordinate columns (decimal degrees).
+    narrow_grid_ok : bool, default False
+        When the source does not cover ``grid``: False raises ``ValueError`` naming the missing
+        range; True imports on the part of the grid the source covers (same step) and says so in
+        the report. Declaring the narrower grid for the study is the cleaner fix.
+    resample_method : {"average", "interpolate"}
+    notes : tuple of str
+        Extra lines for the report (used by the library wrappers).
+
+    Returns
+    -------
+    (table, report) : the canonical table and an ``ImportReport``.
+
+    Missing carbon gives a null ``soc`` (an unlabelled row); no row is dropped.
+    """
+    if spectra not in SPECTRA_UNITS:
+        raise ValueError(f"spectra must be one of {SPECTRA_UNITS}; got {spectra!r}")
+    if carbon_units not in CARBON_UNITS:
+        raise ValueError(f"carbon_units must be one of {CARBON_UNITS}; got {carbon_units!r}")
+    if resample_method not in METHODS:
+        raise ValueError(f"resample_method must be one of {METHODS}; got {resample_method!r}")
+    uses_om = carbon_units.startswith("organic_matter")
+    if not (isinstance(om_factor, int | float) and np.isfinite(om_factor) and om_factor > 0):
+        raise ValueError(f"om_factor must be a positive number; got {om_factor!r}")
+    if not uses_om and om_factor != VAN_BEMMELEN_FACTOR:
+        raise ValueError(
+            f"om_factor={om_factor:g} was given but carbon_units={carbon_units!r}; the factor only "
+            "applies to organic matter (carbon_units='organic_matter_percent' or "
+            "'organic_matter_g_per_kg')"
+        )
+    for constant, column, name in (
+        (country, country_column, "country"),
+        (site, site_column, "site"),
+    ):
+        if constant is not None and column is not None:
+            raise ValueError(f"give {name} (one value) or {name}_column (per row), not both")
+    if not library or not isinstance(library, str):
+        raise ValueError(f"library must be a non-empty name; got {library!r}")
+    grid = _as_grid(grid)
+
+    if isinstance(frame_or_path, pd.DataFrame):
+        frame, source = frame_or_path, "DataFrame"
+    else:
+        frame, source = _read_table(frame_or_path), str(frame_or_path)
+    if len(frame) == 0:
+        raise ValueError(f"{source}: no rows to import")
+    frame = frame.reset_index(drop=True)
+
+    named = [carbon_column, id_column, country_column, site_column, lat_column, lon_column]
+    arguments = [
+        "carbon_column",
+        "id_column",
+        "country_column",
+        "site_column",
+        "lat_column",
+        "lon_column",
+    ]
+    columns = {
+        arg: _column(frame, name, arg)
+        for arg, name in zip(arguments, named, strict=True)
+        if name is not None
+    }
+    found = detect_spectral_columns(frame.columns, exclude=named)
+
+    raw = _numeric_block(frame, found.columns, "spectral")
+    reflectance, units, conversions = _to_reflectance(raw, spectra, found.columns)
+
+    target = grid.wavelengths_nm
+    report_notes = list(notes)
+    message = coverage_message(found.wavelengths_nm, target)
+    if message is not None:
+        if not narrow_grid_ok:
+            raise ValueError(
+                f"{library}: {message} (narrow_grid_ok=True imports on the covered part instead)"
+            )
+        covered = target[covered_target_mask(found.wavelengths_nm, target)]
+        if covered.size < 2:
+            raise ValueError(f"{library}: {message}; the source covers fewer than 2 grid bands")
+        grid = Grid(float(covered[0]), float(covered[-1]), grid.step_nm)
+        target = grid.wavelengths_nm
+        report_notes.append(f"grid narrowed to {grid.start_nm:g}-{grid.stop_nm:g} nm: {message}")
+    weights, interpolated = resampling_matrix(found.wavelengths_nm, target, resample_method)
+    on_grid = np.ascontiguousarray((weights.T @ reflectance.T).T)
+    conversions.append(
+        f"resampled {found.wavelengths_nm[0]:g}-{found.wavelengths_nm[-1]:g} nm "
+        f"({len(found.columns)} bands) to {grid.start_nm:g}-{grid.stop_nm:g} nm every "
+        f"{grid.step_nm:g} nm by {resample_method}"
+    )
+
+    meta = pd.DataFrame(index=frame.index)
+    if id_column is not None:
+        meta["sample_id"] = _as_ids(columns["id_column"])
+    else:
+        meta["sample_id"] = [f"{library}-{i}" for i in range(len(frame))]
+    meta["library"] = library
+    meta["country"] = columns["country_column"].astype("string") if country_column else country
+    meta["site"] = columns["site_column"].astype("string") if site_column else site
+    for argument, target_name in (("lat_column", "lat"), ("lon_column", "lon")):
+        if argument in columns:
+            meta[target_name] = _numeric_block(frame, [columns[argument].name], "coordinate")[:, 0]
+    if carbon_column is not None:
+        soc, carbon_conversions = _carbon_to_percent(frame, carbon_column, carbon_units, om_factor)
+        meta["soc"] = soc
+        conversions.extend(carbon_conversions)
+    else:
+        meta["soc"] = np.full(len(frame), np.nan)
+        report_notes.append("no carbon column: all rows are unlabelled")
+
+    table = schema.make_table(meta, on_grid, target)
+    used = set(found.columns) | {c for c in named if c is not None}
+    report = ImportReport(
+        library=library,
+        source=source,
+        rows=len(table),
+        labelled_rows=int(table["soc"].notna().sum()),
+        spectral_convention=found.convention,
+        spectral_columns=len(found.columns),
+        source_range_nm=(float(found.wavelengths_nm[0]), float(found.wavelengths_nm[-1])),
+        spectra_declared=spectra,
+        spectra_units=units,
+        carbon_column=carbon_column,
+        carbon_units=carbon_units if carbon_column is not None else None,
+        om_factor=float(om_factor) if uses_om and carbon_column is not None else None,
+        grid={
+            "start_nm": float(grid.start_nm),
+            "stop_nm": float(grid.stop_nm),
+            "step_nm": float(grid.step_nm),
+            "bands": len(grid),
+        },
+        resample_method=resample_method,
+        conversions=tuple(conversions),
+        interpolated_nm=tuple(float(w) for w in interpolated)
+        if resample_method == "average"
+        else (),
+        ignored_columns=tuple(str(c) for c in frame.columns if c not in used),
+        notes=tuple(report_notes),
+    )
+    return table, report
+
+
+def import_geeves(
+    path: str | Path, grid: Grid | Mapping | None = None, **options
+) -> tuple[pd.DataFrame, ImportReport]:
+    """Geeves et al. (1994) ``datsoilspc`` (Australia): reflectance 350-2500 nm, TotalCarbon %.
+
+    TotalCarbon (g/100 g, dry combustion) is taken as SOC: the source documents the samples as
+    containing no inorganic carbon. ``options`` go to ``import_wide``.
+    """
+    return import_wide(
+        path,
+        grid=Grid() if grid is None else grid,
+        library="geeves",
+        spectra="reflectance",
+        carbon_column="TotalCarbon",
+        carbon_units="percent",
+        country="AU",
+        notes=(
+            "TotalCarbon (dry combustion) taken as SOC: documented as containing no inorganic "
+            "carbon",
+        ),
+        **options,
+    )
+
+
+def import_nirsoil(
+    path: str | Path, grid: Grid | Mapping | None = None, **options
+) -> tuple[pd.DataFrame, ImportReport]:
+    """NIRsoil, Chimiometrie 2006 (Belgium): absorbance 1100-2498 nm every 2 nm, Ciso %.
+
+    The source has no visible range, so the default 400-2500 nm grid raises the missing-range
+    error; declare a narrower grid (e.g. 1100-2450 nm every 10 nm). Ciso (g/100 g, 93 of 825
+    missing, imported as unlabelled rows) is taken as SOC with a caveat: the source notes call
+    it total carbon, determined by ISO 14235 (a sulfochromic oxidation method for organic
+    carbon); any carbonate carbon it holds would be counted as SOC. ``options`` go to
+    ``import_wide``.
+    """
+    return import_wide(
+        path,
+        grid=Grid() if grid is None else grid,
+        library="nirsoil",
+        spectra="absorbance",
+        carbon_column="Ciso",
+        carbon_units="percent",
+        country="BE",
+        notes=(
+            "Ciso (ISO 14235; described by the source as total carbon) taken as SOC; carbonate "
+            "carbon, if any was measured, would count as SOC",
+        ),
+        **options,
+    )
