@@ -1,0 +1,276 @@
+"""Representation transfer: fine-tune a library 1D-CNN on a site's data, front layers frozen.
+
+After Shen et al. (2022): the base is the library ensemble's fold model with the lowest RMSE on
+the site's n calibration samples. For each depth ``j`` the first ``j`` weight layers (Conv1D and
+Dense, input to output) are frozen, with every layer before the next weight layer (so a block's
+batch normalisation is frozen with its convolution), and the rest is fine-tuned on the target
+data (n local, or k + n) over the target's fixed folds; each fold starts from a fresh copy of the
+base weights and keeps the base model's ``y`` standardisation, so the output layer starts from
+the library model's prediction. The depth with the lowest CV RMSE wins; the result is again a
+``FoldEnsemble`` with out-of-fold predictions, plus the CV RMSE of every depth tried.
+
+Frozen batch normalisation layers run in inference mode (Keras 3), so their moving statistics
+stay those of the library.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from localsoc.models.cnn1d import weight_layers
+from localsoc.models.ensemble import (
+    FoldEnsemble,
+    Folds,
+    as_spectra,
+    as_target,
+    data_hash,
+    make_folds,
+    rmse,
+)
+from localsoc.models.search import (
+    TrainingSettings,
+    configure_tensorflow,
+    cross_validate,
+)
+
+__all__ = [
+    "DEFAULT_FINE_TUNE",
+    "TransferResult",
+    "freeze_layers",
+    "select_base_model",
+    "transfer_representation",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Fine-tuning budget. ``None``: take the base model's searched value (optimizer, batch size,
+#: learning rate); the learning rate is multiplied by ``learning_rate_factor``.
+DEFAULT_FINE_TUNE: dict[str, Any] = {
+    "max_epochs": 200,
+    "patience": 20,
+    "validation_fraction": 0.1,
+    "optimizer": None,
+    "learning_rate": None,
+    "learning_rate_factor": 1.0,
+    "batch_size": None,
+    "folds": 10,
+}
+
+
+@dataclass
+class TransferResult:
+    """The chosen freezing depth, the CV RMSE of every depth tried, the fine-tuned ensemble."""
+
+    depth: int
+    cv_rmse_by_depth: dict[int, float]
+    table: pd.DataFrame
+    ensemble: FoldEnsemble
+    base_fold: int
+    base_site_rmse: np.ndarray
+
+    @property
+    def cv_rmse(self) -> float:
+        return self.cv_rmse_by_depth[self.depth]
+
+    @property
+    def oof_predictions(self) -> np.ndarray:
+        return self.ensemble.oof_predictions_
+
+
+def select_base_model(
+    base: FoldEnsemble, X_site_cal: Any, y_site_cal: Any
+) -> tuple[int, np.ndarray]:
+    """The fold of ``base`` whose model has the lowest RMSE on the site's calibration samples,
+    and the RMSE of every fold model there (ties: the lowest fold)."""
+    X = as_spectra(X_site_cal, base.n_bands, name="X_site_cal")
+    y = as_target(y_site_cal, X.shape[0], name="y_site_cal")
+    per_fold = base.predict_folds(X)
+    errors = np.array([rmse(y, p) if np.isfinite(p).all() else np.inf for p in per_fold])
+    if not np.isfinite(errors).any():
+        raise ValueError("every base fold model gives non-finite predictions on the site data")
+    return int(np.argmin(errors)), errors
+
+
+def freeze_layers(model: keras.Model, depth: int) -> list[str]:
+    """Freeze the first ``depth`` weight layers of ``model`` (and every layer before the next
+    weight layer); make the others trainable. Returns the names of the frozen layers that hold
+    weights."""
+    weights = weight_layers(model)
+    if not 0 <= depth <= len(weights):
+        raise ValueError(
+            f"depth must be between 0 and the number of weight layers ({len(weights)}); "
+            f"got {depth}"
+        )
+    boundary = model.layers.index(weights[depth]) if depth < len(weights) else len(model.layers)
+    frozen = []
+    for position, layer in enumerate(model.layers):
+        layer.trainable = position >= boundary
+        if position < boundary and layer.weights:
+            frozen.append(layer.name)
+    return frozen
+
+
+def _resolve_fine_tune(fine_tune: Mapping[str, Any] | None) -> dict[str, Any]:
+    resolved = dict(DEFAULT_FINE_TUNE)
+    for key, value in dict(fine_tune or {}).items():
+        if key not in DEFAULT_FINE_TUNE:
+            raise ValueError(
+                f"unknown fine-tune key {key!r}; known keys: {sorted(DEFAULT_FINE_TUNE)}"
+            )
+        resolved[key] = value
+    return resolved
+
+
+def transfer_representation(
+    base: FoldEnsemble,
+    X_target: Any,
+    y_target: Any,
+    *,
+    X_site_cal: Any,
+    y_site_cal: Any,
+    folds: Folds | None = None,
+    depths: Sequence[int] | None = None,
+    fine_tune: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    sample_ids: Sequence | None = None,
+    data_version: str | None = None,
+    threads: int | None = None,
+    deterministic: bool = True,
+) -> TransferResult:
+    """Fine-tune ``base`` on the target data at every freezing depth; keep the best by CV RMSE.
+
+    ``X_target, y_target``: the data to fine-tune on (n local, or k + n); ``X_site_cal,
+    y_site_cal``: the site's n calibration samples, which pick the base fold model. ``folds``:
+    the target data's fixed folds (``None``: ``fine_tune["folds"]`` folds from ``sample_ids`` and
+    ``seed``). ``depths``: freezing depths to try (default ``0 .. n_weight_layers - 1``; depth 0
+    fine-tunes every layer from the base weights). ``fine_tune``: see ``DEFAULT_FINE_TUNE``.
+    """
+    settings_in = _resolve_fine_tune(fine_tune)
+    X = as_spectra(X_target, base.n_bands, name="X_target")
+    y = as_target(y_target, X.shape[0], name="y_target")
+    if folds is None:
+        folds = make_folds(
+            sample_ids if sample_ids is not None else X.shape[0], int(settings_in["folds"]), seed
+        )
+    if folds.n_samples != X.shape[0]:
+        raise ValueError(f"folds cover {folds.n_samples} samples but X_target has {X.shape[0]}")
+    configure_tensorflow(threads, deterministic)
+
+    base_fold, site_errors = select_base_model(base, X_site_cal, y_site_cal)
+    base_model = base.models_[base_fold]
+    base_weights = base_model.get_weights()
+    n_weight_layers = len(weight_layers(base_model))
+    if depths is None:
+        depths = list(range(n_weight_layers))
+    depths = [int(d) for d in depths]
+    for depth in depths:
+        if not 0 <= depth <= n_weight_layers:
+            raise ValueError(
+                f"depths must lie in 0..{n_weight_layers} (the base has {n_weight_layers} "
+                f"weight layers); got {depth}"
+            )
+    if not depths:
+        raise ValueError("depths is empty; give at least one freezing depth")
+
+    hp = base.hyperparameters
+    learning_rate = settings_in["learning_rate"]
+    if learning_rate is None:
+        learning_rate = float(hp.get("learning_rate", 1e-3))
+    settings = TrainingSettings(
+        optimizer=settings_in["optimizer"] or hp.get("optimizer", "adam"),
+        learning_rate=float(learning_rate) * float(settings_in["learning_rate_factor"]),
+        batch_size=int(settings_in["batch_size"] or hp.get("batch_size", 32)),
+        max_epochs=int(settings_in["max_epochs"]),
+        patience=int(settings_in["patience"]),
+        validation_fraction=float(settings_in["validation_fraction"]),
+    )
+    y_scaling = (float(base.y_mean_[base_fold]), float(base.y_scale_[base_fold]))
+
+    def make_model_at(depth: int):
+        def make_model(fold: int) -> keras.Model:
+            model = keras.models.clone_model(base_model)
+            model.set_weights(base_weights)
+            freeze_layers(model, depth)
+            return model
+
+        return make_model
+
+    rows, best = [], None
+    with tqdm(
+        total=len(depths), desc="representation transfer", unit="depth", disable=not progress
+    ) as bar:
+        for depth in depths:
+            outcome = cross_validate(
+                make_model_at(depth), X, y, folds, settings, seed=seed, y_scaling=y_scaling
+            )
+            frozen = freeze_layers(keras.models.clone_model(base_model), depth)
+            cv = outcome.cv_rmse
+            rows.append(
+                {
+                    "depth": depth,
+                    "frozen_layers": frozen,
+                    "cv_rmse": cv,
+                    "seconds": outcome.seconds,
+                    "mean_epochs": float(np.mean(outcome.epochs)),
+                }
+            )
+            logger.info("transfer depth %d: cv_rmse %.4g, %.1f s", depth, cv, outcome.seconds)
+            if math.isfinite(cv) and (best is None or cv < best[1].cv_rmse):
+                best = (depth, outcome)
+            bar.update(1)
+            bar.set_postfix(depth=depth, cv_rmse=f"{cv:.4g}",
+                            best_depth=None if best is None else best[0])
+    if best is None:
+        raise RuntimeError("fine-tuning diverged at every depth; lower the learning rate")
+    depth, outcome = best
+    table = pd.DataFrame(rows)
+    cv_by_depth = {int(r["depth"]): float(r["cv_rmse"]) for r in rows}
+    ensemble = FoldEnsemble(
+        models_=outcome.models,
+        y_mean_=outcome.y_mean,
+        y_scale_=outcome.y_scale,
+        folds=folds,
+        hyperparameters=dict(hp),
+        seed=int(seed),
+        oof_predictions_=outcome.oof_predictions,
+        fold_rmse_=outcome.fold_rmse,
+        training_data_hash=data_hash(X, y, folds.sample_ids),
+        data_version=data_version,
+        info={
+            "kind": "transfer",
+            "depth": depth,
+            "frozen_layers": table.loc[table["depth"] == depth, "frozen_layers"].iloc[0],
+            "cv_rmse_by_depth": {str(k): v for k, v in cv_by_depth.items()},
+            "base_fold": base_fold,
+            "base_site_rmse": site_errors.tolist(),
+            "base_training_data_hash": base.training_data_hash,
+            "base_data_version": base.data_version,
+            "fine_tune": {
+                "optimizer": settings.optimizer,
+                "learning_rate": settings.learning_rate,
+                "batch_size": settings.batch_size,
+                "max_epochs": settings.max_epochs,
+                "patience": settings.patience,
+                "validation_fraction": settings.validation_fraction,
+            },
+            "epochs": list(outcome.epochs),
+        },
+    )
+    return TransferResult(
+        depth=depth,
+        cv_rmse_by_depth=cv_by_depth,
+        table=table,
+        ensemble=ensemble,
+        base_fold=base_fold,
+        base_site_rmse=site_errors,
+    )
