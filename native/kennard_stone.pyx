@@ -6,50 +6,93 @@ Python (``localsoc.selection.kennard_stone``) validates the input, finds the far
 allocates the outputs; this kernel fills them. Memory is O(N): one running vector of squared
 distances from every sample to its nearest selected sample.
 
-Squared Euclidean distances are computed with a fixed arithmetic that the NumPy twin
-(``localsoc.selection._reference.exact_squared_distances``) reproduces bit for bit: feature f
-is accumulated into accumulator ``f % 4`` in increasing f (``acc = acc + d * d``), and the result
-is ``(acc0 + acc1) + (acc2 + acc3)``. ``-ffp-contract=off`` keeps the compiler from fusing the
-multiply and add, so native and NumPy selections agree even on exact ties.
+Squared Euclidean distances use a fixed arithmetic that the NumPy twin
+(``localsoc.selection._reference``) reproduces bit for bit, so both break exact ties alike.
+With d_f = a_f - b_f, n16 = p - p % 16:
+
+    acc[j] = sum over f = j, j + 16, ... < n16 of d_f * d_f      (left to right, j = 0..15)
+    tail   = sum over f = n16 .. p - 1 of d_f * d_f              (left to right)
+    s8[j]  = acc[j] + acc[j + 8];  s4[j] = s8[j] + s8[j + 4]
+    result = ((s4[0] + s4[2]) + (s4[1] + s4[3])) + tail
+
+``-ffp-contract=off`` keeps the compiler from fusing a multiply and an add, so every build (SSE2
+or the AVX2 clone that x86-64 Linux picks at load time) gives the same bits.
 """
 
 from cython.parallel cimport prange
 
 
-cdef inline double _squared_distance(const double* a, const double* b, Py_ssize_t p) noexcept nogil:
-    cdef double acc0 = 0.0, acc1 = 0.0, acc2 = 0.0, acc3 = 0.0
-    cdef double d0, d1, d2, d3
-    cdef Py_ssize_t f
-    cdef Py_ssize_t p4 = p - p % 4
-    for f in range(0, p4, 4):
-        d0 = a[f] - b[f]
-        d1 = a[f + 1] - b[f + 1]
-        d2 = a[f + 2] - b[f + 2]
-        d3 = a[f + 3] - b[f + 3]
-        acc0 = acc0 + d0 * d0
-        acc1 = acc1 + d1 * d1
-        acc2 = acc2 + d2 * d2
-        acc3 = acc3 + d3 * d3
-    if p - p4 > 0:
-        d0 = a[p4] - b[p4]
-        acc0 = acc0 + d0 * d0
-    if p - p4 > 1:
-        d1 = a[p4 + 1] - b[p4 + 1]
-        acc1 = acc1 + d1 * d1
-    if p - p4 > 2:
-        d2 = a[p4 + 2] - b[p4 + 2]
-        acc2 = acc2 + d2 * d2
-    return (acc0 + acc1) + (acc2 + acc3)
+cdef extern from *:
+    """
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define KS_CLONES __attribute__((target_clones("default", "arch=x86-64-v3")))
+    #else
+    #define KS_CLONES
+    #endif
+
+    static inline double ks_squared_distance_inline(const double *a, const double *b,
+                                                    Py_ssize_t p) {
+        double acc[16], tail = 0.0, d;
+        Py_ssize_t f, j, n16 = p - p % 16;
+        for (j = 0; j < 16; j++) acc[j] = 0.0;
+        for (f = 0; f < n16; f += 16) {
+            for (j = 0; j < 16; j++) {
+                d = a[f + j] - b[f + j];
+                acc[j] = acc[j] + d * d;
+            }
+        }
+        for (f = n16; f < p; f++) {
+            d = a[f] - b[f];
+            tail = tail + d * d;
+        }
+        for (j = 0; j < 8; j++) acc[j] = acc[j] + acc[j + 8];
+        for (j = 0; j < 4; j++) acc[j] = acc[j] + acc[j + 4];
+        return ((acc[0] + acc[2]) + (acc[1] + acc[3])) + tail;
+    }
+
+    KS_CLONES static double ks_squared_distance(const double *a, const double *b, Py_ssize_t p) {
+        return ks_squared_distance_inline(a, b, p);
+    }
+
+    /* out[i] = squared distance of row i to x, rows start..stop-1 */
+    KS_CLONES static void ks_distances(const double *X, Py_ssize_t p, Py_ssize_t start,
+                                       Py_ssize_t stop, const double *x, double *out) {
+        Py_ssize_t i;
+        for (i = start; i < stop; i++) out[i] = ks_squared_distance_inline(X + i * p, x, p);
+    }
+
+    /* min_squared[i] = min(min_squared[i], distance to x) for unselected rows (value >= 0) */
+    KS_CLONES static void ks_update(const double *X, Py_ssize_t p, Py_ssize_t start,
+                                    Py_ssize_t stop, const double *x, double *min_squared) {
+        Py_ssize_t i;
+        double d;
+        for (i = start; i < stop; i++) {
+            if (min_squared[i] >= 0.0) {
+                d = ks_squared_distance_inline(X + i * p, x, p);
+                if (d < min_squared[i]) min_squared[i] = d;
+            }
+        }
+    }
+    """
+    double ks_squared_distance(const double* a, const double* b, Py_ssize_t p) noexcept nogil
+    void ks_distances(const double* X, Py_ssize_t p, Py_ssize_t start, Py_ssize_t stop,
+                      const double* x, double* out) noexcept nogil
+    void ks_update(const double* X, Py_ssize_t p, Py_ssize_t start, Py_ssize_t stop,
+                   const double* x, double* min_squared) noexcept nogil
+
+
+cdef Py_ssize_t CHUNK = 256  # rows per parallel work item
 
 
 def squared_distances_to(const double[:, ::1] X, Py_ssize_t row, double[::1] out, int n_threads=1):
     """out[i] = squared distance between X[i] and X[row] (the fixed arithmetic above)."""
-    cdef Py_ssize_t n = X.shape[0], p = X.shape[1], i
+    cdef Py_ssize_t n = X.shape[0], p = X.shape[1], c
+    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK
     cdef const double* base = &X[0, 0]
-    cdef const double* x = base + row * p
+    cdef double* target = &out[0]
     with nogil:
-        for i in prange(n, num_threads=n_threads, schedule="static"):
-            out[i] = _squared_distance(base + i * p, x, p)
+        for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
+            ks_distances(base, p, c * CHUNK, min(n, (c + 1) * CHUNK), base + row * p, target)
 
 
 def select(
@@ -70,40 +113,34 @@ def select(
     """
     cdef Py_ssize_t n = X.shape[0], p = X.shape[1]
     cdef Py_ssize_t n_select = selected.shape[0]
-    cdef Py_ssize_t i, s, best
-    cdef double value, best_value, d
+    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK
+    cdef Py_ssize_t i, s, c, best
+    cdef double best_value
     cdef const double* base = &X[0, 0]
-    cdef const double* x_first = base + first * p
-    cdef const double* x_second = base + second * p
-    cdef const double* x_new
+    cdef double* running = &min_squared[0]
 
     with nogil:
-        for i in prange(n, num_threads=n_threads, schedule="static"):
-            value = _squared_distance(base + i * p, x_first, p)
-            d = _squared_distance(base + i * p, x_second, p)
-            min_squared[i] = d if d < value else value
+        for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
+            ks_distances(base, p, c * CHUNK, min(n, (c + 1) * CHUNK), base + first * p, running)
+            ks_update(base, p, c * CHUNK, min(n, (c + 1) * CHUNK), base + second * p, running)
         selected[0] = first
         selected[1] = second
-        selected_squared[0] = _squared_distance(x_first, x_second, p)
+        selected_squared[0] = ks_squared_distance(base + first * p, base + second * p, p)
         selected_squared[1] = selected_squared[0]
-        min_squared[first] = -1.0
-        min_squared[second] = -1.0
+        running[first] = -1.0
+        running[second] = -1.0
 
         for s in range(2, n_select):
             best = -1
             best_value = -1.0
             for i in range(n):
-                if min_squared[i] > best_value:
-                    best_value = min_squared[i]
+                if running[i] > best_value:
+                    best_value = running[i]
                     best = i
             selected[s] = best
             selected_squared[s] = best_value
-            min_squared[best] = -1.0
+            running[best] = -1.0
             if s + 1 == n_select:
                 break
-            x_new = base + best * p
-            for i in prange(n, num_threads=n_threads, schedule="static"):
-                if min_squared[i] >= 0.0:
-                    d = _squared_distance(base + i * p, x_new, p)
-                    if d < min_squared[i]:
-                        min_squared[i] = d
+            for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
+                ks_update(base, p, c * CHUNK, min(n, (c + 1) * CHUNK), base + best * p, running)

@@ -24,8 +24,9 @@ E = (X_local - xm) - T_l P^T; score = sqrt(mean(E^2)) over all n x p entries.
 
 Every term that is zero in exact arithmetic (sum(t_a), t_j . t_a, sum(yc)) is still subtracted,
 so this matches explicit deflation (the NumPy twin in ``_reference.py``) to rounding error.
-The hot loops are small C functions (in the verbatim block below) cloned for AVX2/FMA and SSE2;
-dot products use sixteen accumulators so several vector additions stay in flight.
+The hot loops are small C functions (in the verbatim block below) cloned for AVX2/FMA and SSE2.
+The factor pass takes four rows at a time: four dot products share the loads of w (eight
+accumulator chains, GNU C vector extensions), then one load and store of X^T t serves four rows.
 """
 
 from cython cimport floating
@@ -43,56 +44,121 @@ cdef extern from *:
        GCC the loader picks an AVX2/FMA build (x86-64-v3) when the CPU has it and a baseline
        SSE2 build otherwise (function multi-versioning; no -march flag, so the module stays
        portable). Elsewhere they are plain C. */
+    #if !defined(__GNUC__)
+    #error "native/rslocal.pyx needs GCC or Clang (GNU C vector extensions)"
+    #endif
     #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
     #define LS_CLONES __attribute__((target_clones("default", "arch=x86-64-v3")))
     #else
     #define LS_CLONES
     #endif
 
-    #define LS_DEFINE(T, S)                                                                    \
-    static inline T ls_dot_inline_##S(const T *a, const T *b, Py_ssize_t n) {                  \
-        T acc[16], tail = 0;                                                                   \
-        Py_ssize_t i, j, n16 = n - n % 16;                                                     \
-        for (j = 0; j < 16; j++) acc[j] = 0;                                                   \
-        for (i = 0; i < n16; i += 16)                                                          \
-            for (j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];                            \
-        for (i = n16; i < n; i++) tail += a[i] * b[i];                                         \
-        for (j = 0; j < 8; j++) acc[j] += acc[j + 8];                                          \
-        for (j = 0; j < 4; j++) acc[j] += acc[j + 4];                                          \
-        return ((acc[0] + acc[2]) + (acc[1] + acc[3])) + tail;                                 \
-    }                                                                                          \
-    LS_CLONES static T ls_dot_##S(const T *a, const T *b, Py_ssize_t n) {                      \
-        return ls_dot_inline_##S(a, b, n);                                                     \
-    }                                                                                          \
-    LS_CLONES static void ls_axpy_##S(T alpha, const T *x, T *y, Py_ssize_t n) {               \
-        Py_ssize_t i;                                                                          \
-        for (i = 0; i < n; i++) y[i] += alpha * x[i];                                          \
-    }                                                                                          \
-    /* xm = sum of rows, r = sum of yc[i] * row i (the caller divides and corrects). */        \
-    LS_CLONES static void ls_first_pass_##S(const T *X, Py_ssize_t p, const Py_ssize_t *rows, \
-                                            Py_ssize_t k, const T *yc, T *xm, T *r) {          \
-        Py_ssize_t i, f;                                                                       \
-        for (f = 0; f < p; f++) { xm[f] = 0; r[f] = 0; }                                       \
-        for (i = 0; i < k; i++) {                                                              \
-            const T *row = X + rows[i] * p;                                                    \
-            T v = yc[i];                                                                       \
-            for (f = 0; f < p; f++) { xm[f] += row[f]; r[f] += v * row[f]; }                   \
-        }                                                                                      \
-    }                                                                                          \
-    /* One NIPALS factor over the rows: t_i = row . w - s - sum_j T[j][i] c[j] (stored in ta)  \
-       and praw = sum_i t_i row (= X^T t). One read of each row, while it is in cache. */      \
-    LS_CLONES static void ls_factor_pass_##S(const T *X, Py_ssize_t p, const Py_ssize_t *rows, \
-                                             Py_ssize_t k, const T *w, T s, const T *T_prev,  \
-                                             Py_ssize_t a, const T *c, T *ta, T *praw) {       \
-        Py_ssize_t i, j, f;                                                                    \
-        for (f = 0; f < p; f++) praw[f] = 0;                                                   \
-        for (i = 0; i < k; i++) {                                                              \
-            const T *row = X + rows[i] * p;                                                    \
-            T ti = ls_dot_inline_##S(row, w, p) - s;                                           \
-            for (j = 0; j < a; j++) ti -= T_prev[j * k + i] * c[j];                            \
-            ta[i] = ti;                                                                        \
-            for (f = 0; f < p; f++) praw[f] += ti * row[f];                                    \
-        }                                                                                      \
+    #define LS_DEFINE(T, S)                                                                          \\
+    static inline T ls_dot_inline_##S(const T *a, const T *b, Py_ssize_t n) {                        \\
+        T acc[16], tail = 0;                                                                         \\
+        Py_ssize_t i, j, n16 = n - n % 16;                                                           \\
+        for (j = 0; j < 16; j++) acc[j] = 0;                                                         \\
+        for (i = 0; i < n16; i += 16)                                                                \\
+            for (j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];                                  \\
+        for (i = n16; i < n; i++) tail += a[i] * b[i];                                               \\
+        for (j = 0; j < 8; j++) acc[j] += acc[j + 8];                                                \\
+        for (j = 0; j < 4; j++) acc[j] += acc[j + 4];                                                \\
+        return ((acc[0] + acc[2]) + (acc[1] + acc[3])) + tail;                                       \\
+    }                                                                                                \\
+    /* Four dot products with one vector w, sharing its loads: GNU vector extensions (32-byte        \\
+       vectors; two SSE2 registers in the baseline build, one AVX register in the x86-64-v3 clone),  \\
+       two accumulators per row so eight chains are in flight. */                                    \\
+    static inline void ls_dot4_inline_##S(const T *r0, const T *r1, const T *r2, const T *r3,        \\
+                                          const T *w, Py_ssize_t n, T *out) {                        \\
+        typedef T vec __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));               \\
+        const Py_ssize_t L = (Py_ssize_t) (32 / sizeof(T));                                          \\
+        vec a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};          \\
+        vec u, v;                                                                                    \\
+        T t0 = 0, t1 = 0, t2 = 0, t3 = 0, x;                                                         \\
+        Py_ssize_t i = 0, j;                                                                         \\
+        for (; i + 2 * L <= n; i += 2 * L) {                                                         \\
+            u = *(const vec *) (w + i);                                                              \\
+            v = *(const vec *) (w + i + L);                                                          \\
+            a0 += *(const vec *) (r0 + i) * u; b0 += *(const vec *) (r0 + i + L) * v;                \\
+            a1 += *(const vec *) (r1 + i) * u; b1 += *(const vec *) (r1 + i + L) * v;                \\
+            a2 += *(const vec *) (r2 + i) * u; b2 += *(const vec *) (r2 + i + L) * v;                \\
+            a3 += *(const vec *) (r3 + i) * u; b3 += *(const vec *) (r3 + i + L) * v;                \\
+        }                                                                                            \\
+        for (; i < n; i++) {                                                                         \\
+            x = w[i];                                                                                \\
+            t0 += r0[i] * x; t1 += r1[i] * x; t2 += r2[i] * x; t3 += r3[i] * x;                      \\
+        }                                                                                            \\
+        a0 += b0; a1 += b1; a2 += b2; a3 += b3;                                                      \\
+        for (j = 0; j < L; j++) { t0 += a0[j]; t1 += a1[j]; t2 += a2[j]; t3 += a3[j]; }              \\
+        out[0] = t0; out[1] = t1; out[2] = t2; out[3] = t3;                                          \\
+    }                                                                                                \\
+    /* y += t0 r0 + t1 r1 + t2 r2 + t3 r3 (one load and store of y for four rows). */                \\
+    static inline void ls_axpy4_inline_##S(const T *t, const T *r0, const T *r1, const T *r2,        \\
+                                           const T *r3, T *y, Py_ssize_t n) {                        \\
+        typedef T vec __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));               \\
+        const Py_ssize_t L = (Py_ssize_t) (32 / sizeof(T));                                          \\
+        const vec zero = {0};                                                                        \\
+        const vec s0 = zero + t[0], s1 = zero + t[1], s2 = zero + t[2], s3 = zero + t[3];            \\
+        Py_ssize_t i = 0;                                                                            \\
+        for (; i + L <= n; i += L) {                                                                 \\
+            *(vec *) (y + i) += (s0 * *(const vec *) (r0 + i) + s1 * *(const vec *) (r1 + i))        \\
+                                + (s2 * *(const vec *) (r2 + i) + s3 * *(const vec *) (r3 + i));     \\
+        }                                                                                            \\
+        for (; i < n; i++) y[i] += (t[0] * r0[i] + t[1] * r1[i]) + (t[2] * r2[i] + t[3] * r3[i]);    \\
+    }                                                                                                \\
+    LS_CLONES static T ls_dot_##S(const T *a, const T *b, Py_ssize_t n) {                            \\
+        return ls_dot_inline_##S(a, b, n);                                                           \\
+    }                                                                                                \\
+    LS_CLONES static void ls_axpy_##S(T alpha, const T *x, T *y, Py_ssize_t n) {                     \\
+        Py_ssize_t i;                                                                                \\
+        for (i = 0; i < n; i++) y[i] += alpha * x[i];                                                \\
+    }                                                                                                \\
+    /* xm = sum of rows, r = sum of yc[i] * row i (the caller divides and corrects). */              \\
+    LS_CLONES static void ls_first_pass_##S(const T *X, Py_ssize_t p, const Py_ssize_t *rows,        \\
+                                            Py_ssize_t k, const T *yc, T *xm, T *r) {                \\
+        Py_ssize_t i, f;                                                                             \\
+        for (f = 0; f < p; f++) { xm[f] = 0; r[f] = 0; }                                             \\
+        for (i = 0; i + 4 <= k; i += 4) {                                                            \\
+            const T *r0 = X + rows[i] * p, *r1 = X + rows[i + 1] * p;                                \\
+            const T *r2 = X + rows[i + 2] * p, *r3 = X + rows[i + 3] * p;                            \\
+            T v0 = yc[i], v1 = yc[i + 1], v2 = yc[i + 2], v3 = yc[i + 3];                            \\
+            for (f = 0; f < p; f++) {                                                                \\
+                xm[f] += (r0[f] + r1[f]) + (r2[f] + r3[f]);                                          \\
+                r[f] += (v0 * r0[f] + v1 * r1[f]) + (v2 * r2[f] + v3 * r3[f]);                       \\
+            }                                                                                        \\
+        }                                                                                            \\
+        for (; i < k; i++) {                                                                         \\
+            const T *row = X + rows[i] * p;                                                          \\
+            T v = yc[i];                                                                             \\
+            for (f = 0; f < p; f++) { xm[f] += row[f]; r[f] += v * row[f]; }                         \\
+        }                                                                                            \\
+    }                                                                                                \\
+    /* One NIPALS factor over the rows, four at a time: t_i = row . w - s - sum_j T[j][i] c[j]       \\
+       (stored in ta) and praw = sum_i t_i row (= X^T t); each row is read while in cache. */        \\
+    LS_CLONES static void ls_factor_pass_##S(const T *X, Py_ssize_t p, const Py_ssize_t *rows,       \\
+                                             Py_ssize_t k, const T *w, T s, const T *T_prev,         \\
+                                             Py_ssize_t a, const T *c, T *ta, T *praw) {             \\
+        Py_ssize_t i, j, f, m;                                                                       \\
+        T t[4];                                                                                      \\
+        for (f = 0; f < p; f++) praw[f] = 0;                                                         \\
+        for (i = 0; i + 4 <= k; i += 4) {                                                            \\
+            const T *r0 = X + rows[i] * p, *r1 = X + rows[i + 1] * p;                                \\
+            const T *r2 = X + rows[i + 2] * p, *r3 = X + rows[i + 3] * p;                            \\
+            ls_dot4_inline_##S(r0, r1, r2, r3, w, p, t);                                             \\
+            for (m = 0; m < 4; m++) {                                                                \\
+                t[m] -= s;                                                                           \\
+                for (j = 0; j < a; j++) t[m] -= T_prev[j * k + i + m] * c[j];                        \\
+                ta[i + m] = t[m];                                                                    \\
+            }                                                                                        \\
+            ls_axpy4_inline_##S(t, r0, r1, r2, r3, praw, p);                                         \\
+        }                                                                                            \\
+        for (; i < k; i++) {                                                                         \\
+            const T *row = X + rows[i] * p;                                                          \\
+            T ti = ls_dot_inline_##S(row, w, p) - s;                                                 \\
+            for (j = 0; j < a; j++) ti -= T_prev[j * k + i] * c[j];                                  \\
+            ta[i] = ti;                                                                              \\
+            for (f = 0; f < p; f++) praw[f] += ti * row[f];                                          \\
+        }                                                                                            \\
     }
 
     LS_DEFINE(double, d)

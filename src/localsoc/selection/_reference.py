@@ -6,8 +6,8 @@ rounding error (the tests hold them to 1e-8). They are slow and plain: one subse
 no tricks.
 
 Kennard-Stone distances use one fixed arithmetic, shared with the compiled kernel so that exact
-ties break the same way: feature ``f`` is added into accumulator ``f % 4`` in increasing ``f``
-(``acc = acc + d * d``) and the squared distance is ``(acc0 + acc1) + (acc2 + acc3)``.
+ties break the same way: sixteen interleaved accumulators, a sequential tail and a fixed
+reduction tree (spelled out in ``native/kennard_stone.pyx``).
 
 RS-LOCAL subsets are fitted with textbook NIPALS PLS1 on explicitly centred and deflated copies
 (``X_a+1 = X_a - t_a p_a^T``, ``y_a+1 = y_a - q_a t_a``), the form the compiled kernel rewrites
@@ -23,20 +23,30 @@ RECONSTRUCTION = 1
 STOP_RELATIVE_NORM = 1e-10  # stop adding factors when ||X_a^T y_a|| <= this * ||X_1^T y_1||
 
 
+def _combine(accumulators: np.ndarray, tail: np.ndarray | float) -> np.ndarray:
+    """The kernel's final reduction of 16 accumulators (rows) and the tail."""
+    half = accumulators[:8] + accumulators[8:]
+    quarter = half[:4] + half[4:]
+    return ((quarter[0] + quarter[2]) + (quarter[1] + quarter[3])) + tail
+
+
 def exact_squared_distances(rows: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Squared Euclidean distances from each row of ``rows`` (m, p) to ``x`` (p,) or to the
     matching row of ``x`` (m, p), in the fixed arithmetic of the compiled kernel.
 
-    ``np.add.accumulate`` adds strictly left to right, so its last column is the sequential sum
-    ``((s_g + s_g+4) + s_g+8) + ...`` of accumulator g.
+    ``np.add.accumulate`` adds strictly left to right, so its last column is the sequential
+    sum of an accumulator's terms.
     """
     difference = np.asarray(rows, dtype=np.float64) - np.asarray(x, dtype=np.float64)
     squares = difference * difference
     m, p = squares.shape
-    accumulators = np.zeros((4, m))
-    for group in range(min(4, p)):
-        accumulators[group] = np.add.accumulate(squares[:, group::4], axis=1)[:, -1]
-    return (accumulators[0] + accumulators[1]) + (accumulators[2] + accumulators[3])
+    n16 = p - p % 16
+    accumulators = np.zeros((16, m))
+    if n16:
+        for group in range(16):
+            accumulators[group] = np.add.accumulate(squares[:, group:n16:16], axis=1)[:, -1]
+    tail = np.add.accumulate(squares[:, n16:], axis=1)[:, -1] if p > n16 else 0.0
+    return _combine(accumulators, tail)
 
 
 def kennard_stone_reference(
@@ -50,14 +60,19 @@ def kennard_stone_reference(
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     columns = np.ascontiguousarray(X.T)  # (p, N): each feature contiguous over samples
-    n = X.shape[0]
+    n, p = X.shape
+    n16 = p - p % 16
 
     def distances_to(row: int) -> np.ndarray:
-        accumulators = np.zeros((4, n))
-        for feature in range(X.shape[1]):
+        accumulators = np.zeros((16, n))
+        tail = np.zeros(n)
+        for feature in range(p):
             difference = columns[feature] - X[row, feature]
-            accumulators[feature % 4] += difference * difference
-        return (accumulators[0] + accumulators[1]) + (accumulators[2] + accumulators[3])
+            if feature < n16:
+                accumulators[feature % 16] += difference * difference
+            else:
+                tail += difference * difference
+        return _combine(accumulators, tail)
 
     selected = np.empty(n_select, dtype=np.intp)
     selected_squared = np.empty(n_select, dtype=np.float64)

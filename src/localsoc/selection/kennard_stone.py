@@ -101,8 +101,12 @@ def farthest_pair(X: np.ndarray) -> tuple[int, int, float]:
         raise ValueError(f"the farthest pair needs at least 2 samples; got n_samples = {n}.")
     centred = X - X.mean(axis=0)
     squared_norms = np.einsum("ij,ij->i", centred, centred)
-    # |screened - exact| <= gamma * 16 * max|x|^2 (BLAS dot, centring and exact-loop rounding);
-    # keeping everything within twice that of the running maximum cannot lose the true maximum.
+    # One GEMM gives |a|^2 + |b|^2 - 2 a.b directly: rows [-2a, |a|^2, 1] times columns
+    # [b, 1, |b|^2]. |screened - exact| <= gamma * 16 * max|x|^2 covers the BLAS dot, the
+    # centring and the exact loop's own rounding; keeping every pair within twice that of the
+    # running maximum cannot lose the true maximum.
+    ones = np.ones((n, 1))
+    columns = np.hstack([centred, ones, squared_norms[:, None]])
     eps = np.finfo(np.float64).eps
     gamma = (p + 8) * eps / (1 - (p + 8) * eps)
     tolerance = 4.0 * gamma * 16.0 * float(squared_norms.max()) + np.finfo(np.float64).tiny
@@ -111,18 +115,23 @@ def farthest_pair(X: np.ndarray) -> tuple[int, int, float]:
     best = (-1.0, 0, 1)
     for start in range(0, n - 1, block):
         stop = min(n, start + block)
-        # rows i in the block against columns j >= start
-        screened = centred[start:stop] @ centred[start:].T
-        screened *= -2.0
-        screened += squared_norms[start:]
-        screened += squared_norms[start:stop, None]
+        rows = np.hstack(
+            [-2.0 * centred[start:stop], squared_norms[start:stop, None], ones[start:stop]]
+        )
+        screened = rows @ columns[start:].T  # block rows i against columns j >= start
         screened[:, : stop - start][np.tri(stop - start, dtype=bool)] = -np.inf  # j > i only
-        running_max = max(running_max, float(screened.max()))
-        rows, columns = np.nonzero(screened >= running_max - tolerance)
+        row_max = screened.max(axis=1)
+        block_max = float(row_max.max())
+        if block_max < running_max - tolerance:
+            continue
+        running_max = max(running_max, block_max)
+        near_rows = np.flatnonzero(row_max >= running_max - tolerance)
+        pair_rows, pair_columns = np.nonzero(screened[near_rows] >= running_max - tolerance)
+        pair_rows = near_rows[pair_rows]
         del screened
-        for chunk in range(0, rows.size, 65536):
-            i = rows[chunk : chunk + 65536] + start
-            j = columns[chunk : chunk + 65536] + start
+        for chunk in range(0, pair_rows.size, 65536):
+            i = pair_rows[chunk : chunk + 65536] + start
+            j = pair_columns[chunk : chunk + 65536] + start
             exact = exact_squared_distances(X[i], X[j])
             position = int(np.argmax(exact))  # first maximum: lexicographically smallest pair
             if exact[position] > best[0]:
