@@ -105,13 +105,37 @@ def test_farthest_pair_matches_brute_force(seed):
     assert value == exact_squared_distances(X[[i]], X[j])[0]
 
 
-def test_farthest_pair_blockwise_equals_one_block(monkeypatch):
+def brute_force_pair(X):
+    """Exact maximum over all pairs in the kernel's arithmetic, ties to the smallest (i, j)."""
+    i, j = np.triu_indices(len(X), 1)
+    exact = exact_squared_distances(X[i], X[j])
+    first = np.flatnonzero(exact == exact.max())[0]  # triu order is lexicographic
+    return int(i[first]), int(j[first]), float(exact[first])
+
+
+def datasets():
+    rng = np.random.default_rng(21)
+    lattice = rng.integers(0, 3, size=(90, 4)).astype(float)
+    basis = np.cumsum(rng.normal(size=(3, 50)), axis=1)
+    return {
+        "gaussian": rng.normal(size=(120, 9)),
+        "low-rank spectra": 0.7 + rng.normal(size=(150, 3)) @ basis / 30,
+        "lattice with duplicates": np.vstack([lattice, lattice[:30]]),
+        "two clusters": np.vstack([rng.normal(size=(60, 5)), 8 + rng.normal(size=(60, 5))]),
+    }
+
+
+@pytest.mark.parametrize("name", list(datasets()))
+@pytest.mark.parametrize("rows_per_block", [1, 7, None])
+def test_farthest_pair_blockwise_with_early_stop_equals_brute_force(
+    monkeypatch, name, rows_per_block
+):
     import localsoc.selection.kennard_stone as module
 
-    X = np.random.default_rng(9).normal(size=(500, 20))
-    whole = farthest_pair(X)
-    monkeypatch.setattr(module, "_SCREEN_ELEMENTS", 500 * 7)  # blocks of 7 rows
-    assert farthest_pair(X) == whole
+    X = datasets()[name]
+    if rows_per_block is not None:
+        monkeypatch.setattr(module, "_SCREEN_ELEMENTS", len(X) * rows_per_block)
+    assert farthest_pair(X) == brute_force_pair(X)
 
 
 def test_exact_distances_are_bitwise_the_kernel_arithmetic():

@@ -10,12 +10,14 @@ space (``metric="mahalanobis"``): Euclidean on the whitened principal-component 
 m = ``n_components`` or, when None, every component whose singular value exceeds
 ``S[0] * max(N, p) * eps`` (the numerical rank).
 
-Memory: never an N x N matrix. The farthest pair is found block by block (O(block * N), about
-32 MB of scratch): a BLAS screen on centred data with the expansion
-``|a|^2 + |b|^2 - 2 a.b`` keeps every pair within a proven rounding bound of the largest
-screened value, and those candidates are re-measured with the exact arithmetic of the selection
-loop, so the pair is the exact maximum of the distances the loop itself uses. The selection loop
-keeps one O(N) vector of nearest-selected distances; it is compiled (``native/kennard_stone.pyx``)
+Memory: never an N x N matrix. The farthest pair is found block by block (about 32 MB of
+scratch per block plus one centred copy of X): a BLAS screen ``|a|^2 + |b|^2 - 2 a.b`` keeps every
+pair within a proven rounding bound of the largest screened value, and those candidates are
+re-measured with the exact arithmetic of the selection loop, so the pair is the exact maximum of
+the distances the loop itself uses. Rows are screened in decreasing distance from the centroid
+and the screen stops when the triangle inequality rules out every pair left (on spectra this
+cut the 50,000-sample benchmark from about 20 s of GEMM to about a second). The selection loop keeps
+one O(N) vector of nearest-selected distances; it is compiled (``native/kennard_stone.pyx``)
 with a NumPy twin (``_reference.py``) that selects the same samples bit for bit.
 """
 
@@ -94,32 +96,50 @@ def farthest_pair(X: np.ndarray) -> tuple[int, int, float]:
 
     Returns ``(i, j, squared_distance)`` with ``i < j``; ties go to the lexicographically
     smallest pair. Distances use the same exact arithmetic as the Kennard-Stone loop.
+
+    Rows are visited in decreasing distance r from the centroid, each block against the rows
+    after it, and the scan stops once ``(r_a + r_b)^2`` for the next two rows (the triangle
+    inequality's bound on every pair not yet seen) is below the best pair found: on clustered or
+    low-rank spectra only a fraction of the pairs is screened; at worst all N(N-1)/2 are.
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     n, p = X.shape
     if n < 2:
         raise ValueError(f"the farthest pair needs at least 2 samples; got n_samples = {n}.")
-    centred = X - X.mean(axis=0)
-    squared_norms = np.einsum("ij,ij->i", centred, centred)
+    mean = X.mean(axis=0)
+    chunks = [slice(begin, begin + 8192) for begin in range(0, n, 8192)]  # O(chunk) temporaries
+    squared_norms = np.empty(n)
+    for rows_in in chunks:
+        centred = X[rows_in] - mean
+        squared_norms[rows_in] = np.einsum("ij,ij->i", centred, centred)
+    order = np.argsort(-squared_norms, kind="stable")
+    radii = np.sqrt(squared_norms[order])
     # One GEMM gives |a|^2 + |b|^2 - 2 a.b directly: rows [-2a, |a|^2, 1] times columns
-    # [b, 1, |b|^2]. |screened - exact| <= gamma * 16 * max|x|^2 covers the BLAS dot, the
-    # centring and the exact loop's own rounding; keeping every pair within twice that of the
-    # running maximum cannot lose the true maximum.
-    ones = np.ones((n, 1))
-    columns = np.hstack([centred, ones, squared_norms[:, None]])
+    # [b, 1, |b|^2] (both in visiting order). |screened - exact| <= gamma * 16 * max|x|^2 covers
+    # the BLAS dot, the centring and the exact loop's own rounding; keeping every pair within
+    # twice that of the running maximum cannot lose the true maximum.
+    columns = np.empty((n, p + 2))
+    for rows_in in chunks:
+        columns[rows_in, :p] = X[order[rows_in]] - mean
+    columns[:, p] = 1.0
+    columns[:, p + 1] = squared_norms[order]
     eps = np.finfo(np.float64).eps
     gamma = (p + 8) * eps / (1 - (p + 8) * eps)
     tolerance = 4.0 * gamma * 16.0 * float(squared_norms.max()) + np.finfo(np.float64).tiny
     block = max(1, min(n, _SCREEN_ELEMENTS // n))
     running_max = -np.inf
-    best = (-1.0, 0, 1)
+    best_squared, best_pair = -1.0, (0, 1)
     for start in range(0, n - 1, block):
+        bound = (radii[start] + radii[start + 1]) ** 2 * (1 + 1e-12)
+        if bound < running_max - tolerance:
+            break  # no pair among the rows left can reach the best one
         stop = min(n, start + block)
-        rows = np.hstack(
-            [-2.0 * centred[start:stop], squared_norms[start:stop, None], ones[start:stop]]
-        )
-        screened = rows @ columns[start:].T  # block rows i against columns j >= start
-        screened[:, : stop - start][np.tri(stop - start, dtype=bool)] = -np.inf  # j > i only
+        rows = np.empty((stop - start, p + 2))
+        rows[:, :p] = -2.0 * columns[start:stop, :p]
+        rows[:, p] = columns[start:stop, p + 1]
+        rows[:, p + 1] = 1.0
+        screened = rows @ columns[start:].T  # block rows against the rows after them
+        screened[:, : stop - start][np.tri(stop - start, dtype=bool)] = -np.inf
         row_max = screened.max(axis=1)
         block_max = float(row_max.max())
         if block_max < running_max - tolerance:
@@ -127,17 +147,19 @@ def farthest_pair(X: np.ndarray) -> tuple[int, int, float]:
         running_max = max(running_max, block_max)
         near_rows = np.flatnonzero(row_max >= running_max - tolerance)
         pair_rows, pair_columns = np.nonzero(screened[near_rows] >= running_max - tolerance)
-        pair_rows = near_rows[pair_rows]
         del screened
-        for chunk in range(0, pair_rows.size, 65536):
-            i = pair_rows[chunk : chunk + 65536] + start
-            j = pair_columns[chunk : chunk + 65536] + start
+        a = order[near_rows[pair_rows] + start]
+        b = order[pair_columns + start]
+        first, second = np.minimum(a, b), np.maximum(a, b)
+        for chunk in range(0, first.size, 65536):
+            i, j = first[chunk : chunk + 65536], second[chunk : chunk + 65536]
             exact = exact_squared_distances(X[i], X[j])
-            position = int(np.argmax(exact))  # first maximum: lexicographically smallest pair
-            if exact[position] > best[0]:
-                best = (float(exact[position]), int(i[position]), int(j[position]))
-    squared, first, second = best
-    return first, second, squared
+            top = np.flatnonzero(exact == exact.max())
+            pick = top[np.lexsort((j[top], i[top]))[0]]  # lexicographically smallest pair
+            pair = (int(i[pick]), int(j[pick]))
+            if exact[pick] > best_squared or (exact[pick] == best_squared and pair < best_pair):
+                best_squared, best_pair = float(exact[pick]), pair
+    return best_pair[0], best_pair[1], best_squared
 
 
 def whitened_scores(X: np.ndarray, n_components: int | None) -> np.ndarray:
