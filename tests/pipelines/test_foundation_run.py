@@ -20,6 +20,7 @@ def project(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("project")
     shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
+    (root / "src").mkdir()  # kedro wants one; the package itself is installed
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf/local").mkdir()
     for sub in ("01_raw", "02_intermediate", "04_feature", "05_model_input", "08_reporting"):

@@ -1,0 +1,107 @@
+"""Instance transfer: RS-LOCAL picks k library samples for every site and library scope.
+
+Only the site's n calibration samples are used; its test rows are not an input of this pipeline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from localsoc.data.schema import spectra_of
+from localsoc.plots import pca_figure, soc_density_figure
+from localsoc.selection import RSLocal
+from localsoc.study import SCOPES, derived_seed, scope_rows, site_country, sites_of
+
+
+def select_library_samples(
+    library_spectra: pd.DataFrame, site_calibration: pd.DataFrame, params: dict
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """RS-LOCAL per site and scope; returns (selection, history) tables keyed by site/scope."""
+    selections, histories = [], []
+    for site in sites_of(site_calibration):
+        local = site_calibration.loc[site_calibration["site"] == site]
+        country = site_country(local, site)
+        for scope in params["scopes"]:
+            pool = scope_rows(library_spectra, scope, country)
+            if len(pool) < int(params["k"]) * 2:
+                raise ValueError(
+                    f"site {site!r}, scope {scope!r}: the library has {len(pool)} rows for "
+                    f"{'country ' + str(country) if scope == 'country' else 'this scope'}; "
+                    f"RS-LOCAL needs at least 2 k = {2 * int(params['k'])}. Remove 'country' "
+                    "from localise.scopes or add library samples from that country."
+                )
+            selector = RSLocal(
+                k=int(params["k"]),
+                b=float(params["b"]),
+                retain=float(params["retain"]),
+                n_components=int(params["n_components"]),
+                scoring=params["scoring"],
+                retain_by=params["retain_by"],
+                random_state=derived_seed(params["seed"], site, scope),
+                n_jobs=int(params["n_jobs"]),
+                backend=params["backend"],
+                progress=bool(params.get("progress", True)),
+            ).fit(
+                spectra_of(pool),
+                pool["soc"].to_numpy(dtype=np.float64),
+                spectra_of(local),
+                local["soc"].to_numpy(dtype=np.float64),
+            )
+            chosen = pool.iloc[np.asarray(selector.selected_indices_)]
+            selections.append(
+                pd.DataFrame(
+                    {
+                        "site": site,
+                        "scope": scope,
+                        "country": country,
+                        "rank": np.arange(len(chosen)),
+                        "sample_id": chosen["sample_id"].to_numpy(),
+                        "soc": chosen["soc"].to_numpy(dtype=np.float64),
+                    }
+                )
+            )
+            history = pd.DataFrame(selector.history_)
+            history.insert(0, "scope", scope)
+            history.insert(0, "site", site)
+            histories.append(history)
+    return pd.concat(selections, ignore_index=True), pd.concat(histories, ignore_index=True)
+
+
+def localise_figures(
+    library_spectra: pd.DataFrame,
+    site_calibration: pd.DataFrame,
+    selection: pd.DataFrame,
+    pca_scores: pd.DataFrame,
+    library_pca: dict,
+    params: dict,
+) -> dict:
+    """The paper's Fig. 3 per site and scope: SOC densities and the first two PCs."""
+    figures = {}
+    pcs = pca_scores.set_index("sample_id")[["pc1", "pc2"]]
+    explained = library_pca["explained_variance_ratio"]
+    rng = np.random.default_rng(int(params["seed"]))
+    for (site, scope), chosen in selection.groupby(["site", "scope"], sort=True):
+        local = site_calibration.loc[site_calibration["site"] == site]
+        country = site_country(local, site)
+        pool = scope_rows(library_spectra, scope, country)
+        shown = pool
+        limit = int(params["max_library_points"])
+        if len(pool) > limit:
+            shown = pool.iloc[np.sort(rng.choice(len(pool), limit, replace=False))]
+        name = f"{site}_{scope}"
+        title = f"{site}: {scope} library" + (f" ({country})" if scope == "country" else "")
+        figures[f"{name}_soc_density.png"] = soc_density_figure(
+            pool["soc"], chosen["soc"], local["soc"], title
+        )
+        figures[f"{name}_pca.png"] = pca_figure(
+            pcs.loc[shown["sample_id"]].to_numpy(),
+            pcs.loc[chosen["sample_id"]].to_numpy(),
+            pcs.loc[local["sample_id"]].to_numpy(),
+            title,
+            explained,
+        )
+    return figures
+
+
+__all__ = ["SCOPES", "localise_figures", "select_library_samples"]
