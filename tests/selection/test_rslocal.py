@@ -278,6 +278,33 @@ def test_n_jobs_does_not_change_the_selection():
     np.testing.assert_array_equal(one.selected_indices_, two.selected_indices_)
 
 
+class ChunkedRSLocal(RSLocal):
+    """What a Dask or joblib executor does: score each iteration in row chunks."""
+
+    def _score_batch(self, prepared, subsets, n_threads):
+        chunks = [
+            score_subsets(
+                *prepared,
+                subsets[start : start + 7],
+                self.n_components,
+                self.scoring,
+                dtype=self.dtype,
+                center=False,
+            )
+            for start in range(0, len(subsets), 7)
+        ]
+        return np.concatenate(chunks)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_an_executor_scoring_chunks_selects_the_same_samples(dtype):
+    X, y, X_local, y_local, _ = two_populations(14, n_library=200)
+    whole = RSLocal(**FAST, random_state=4, dtype=dtype).fit(X, y, X_local, y_local)
+    chunked = ChunkedRSLocal(**FAST, random_state=4, dtype=dtype).fit(X, y, X_local, y_local)
+    np.testing.assert_array_equal(whole.selected_indices_, chunked.selected_indices_)
+    np.testing.assert_array_equal(whole.scores_, chunked.scores_)
+
+
 # --- contract and errors ------------------------------------------------------------------
 
 

@@ -11,14 +11,15 @@ m = ``n_components`` or, when None, every component whose singular value exceeds
 ``S[0] * max(N, p) * eps`` (the numerical rank).
 
 Memory: never an N x N matrix. The farthest pair is found block by block (about 32 MB of
-scratch per block plus one centred copy of X): a BLAS screen ``|a|^2 + |b|^2 - 2 a.b`` keeps every
-pair within a proven rounding bound of the largest screened value, and those candidates are
-re-measured with the exact arithmetic of the selection loop, so the pair is the exact maximum of
-the distances the loop itself uses. Rows are screened in decreasing distance from the centroid
-and the screen stops when the triangle inequality rules out every pair left (on spectra this
-cut the 50,000-sample benchmark from about 20 s of GEMM to about a second). The selection loop keeps
-one O(N) vector of nearest-selected distances; it is compiled (``native/kennard_stone.pyx``)
-with a NumPy twin (``_reference.py``) that selects the same samples bit for bit.
+scratch per block plus one centred copy of X): a BLAS screen ``|a|^2 + |b|^2 - 2 a.b`` keeps
+every pair within a proven rounding bound of the largest screened value, and those candidates
+are re-measured with the exact arithmetic of the selection loop, so the pair is the exact
+maximum of the distances the loop itself uses. Rows are screened in decreasing distance from
+the centroid and the screen stops when the triangle inequality rules out every pair left (on
+spectra this cut the 50,000-sample benchmark from about 20 s of GEMM to about a second). The
+selection loop keeps one O(N) vector of nearest-selected distances; it is compiled
+(``native/kennard_stone.pyx``) with a NumPy twin (``_reference.py``) that selects the same
+samples bit for bit.
 """
 
 from __future__ import annotations

@@ -79,7 +79,9 @@ def _as_matrix(X, name: str) -> np.ndarray:
             f"{name} must be a 2-D array (samples x bands); got an array of shape {shape}."
         )
     try:
-        X = np.asarray(X, dtype=np.float64)
+        X = np.asarray(X)
+        if X.dtype not in (np.float32, np.float64):  # float32 stays: no copy of a prepared library
+            X = X.astype(np.float64)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{name} must hold numbers (reflectance or absorbance): {error}") from None
     check_finite(X, name)
@@ -107,7 +109,8 @@ def _as_vector(y, name: str, n_rows: int, rows_of: str) -> np.ndarray:
 
 
 def validate_site_data(X_library, y_library, X_local, y_local):
-    """Checked float64 copies of the four arrays, or a ValueError that says what to fix."""
+    """The four arrays checked (X as float32 or float64, y as float64), or a ValueError that
+    says what to fix."""
     X_library = _as_matrix(X_library, "X_library")
     X_local = _as_matrix(X_local, "X_local")
     y_library = _as_vector(y_library, "y_library", len(X_library), "X_library")
@@ -202,7 +205,7 @@ def score_subsets(
     _check_pls_size(n_components, subsets.shape[1], X_library.shape[1])
     n_threads = resolve_n_jobs(n_jobs)
     if center:
-        band_means = X_library.mean(axis=0)
+        band_means = X_library.mean(axis=0, dtype=np.float64)
         X_library = X_library - band_means
         X_local = X_local - band_means
     prepared = _prepare(X_library, y_library, X_local, y_local, DTYPES[dtype])
@@ -399,7 +402,7 @@ class RSLocal(BaseEstimator):
             _native_module()
         n_threads = resolve_n_jobs(self.n_jobs)
         k, retain = int(self.k), float(self.retain)
-        band_means = X_library.mean(axis=0)
+        band_means = X_library.mean(axis=0, dtype=np.float64)
         prepared = _prepare(
             X_library - band_means, y_library, X_local - band_means, y_local, DTYPES[self.dtype]
         )
@@ -417,14 +420,7 @@ class RSLocal(BaseEstimator):
                 n_subsets = max(1, round(pool.size * self.b / k))
                 positions = draw_subsets(rng, pool.size, k, n_subsets)
                 subsets = pool[positions]
-                scores = _score_prepared(
-                    prepared,
-                    subsets,
-                    self.n_components,
-                    SCORINGS[self.scoring],
-                    self.backend,
-                    n_threads,
-                )
+                scores = self._score_batch(prepared, subsets, n_threads)
                 means, counts = sample_scores(positions, scores, pool.size)
                 ranking = _ranking(means, counts)
                 best = int(np.argmin(scores))
@@ -471,6 +467,20 @@ class RSLocal(BaseEstimator):
         self.n_iter_ = len(history)
         self.n_features_in_ = n_bands
         return self
+
+    def _score_batch(
+        self, prepared: tuple[np.ndarray, ...], subsets: np.ndarray, n_threads: int
+    ) -> np.ndarray:
+        """Scores of one iteration's subsets (B, k) of library rows.
+
+        The one place where the work of an iteration happens: an executor (joblib, Dask) can
+        override it to split ``subsets`` into row chunks, score each chunk with
+        ``score_subsets(..., center=False)`` on the ``prepared`` arrays (library-mean shifted,
+        already in the working dtype) and concatenate the results in order.
+        """
+        return _score_prepared(
+            prepared, subsets, self.n_components, SCORINGS[self.scoring], self.backend, n_threads
+        )
 
     def _to_drop(self, ranking, means, counts, k: int) -> np.ndarray:
         """Pool positions to drop this iteration (worst first), never-drawn samples excluded."""
