@@ -4,9 +4,28 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from localsoc.pipelines import ingest, localise, preprocess, split, validate
+from localsoc.pipelines import (
+    evaluate,
+    ingest,
+    localise,
+    preprocess,
+    split,
+    train,
+    transfer,
+    validate,
+)
 
-STAGES: tuple[str, ...] = ("ingest", "validate", "preprocess", "split", "localise")
+STAGES: tuple[str, ...] = (
+    "ingest",
+    "validate",
+    "preprocess",
+    "split",
+    "localise",
+    "train_library",
+    "train_sites",
+    "transfer",
+    "evaluate",
+)
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -16,6 +35,11 @@ def register_pipelines() -> dict[str, Pipeline]:
         "preprocess": preprocess.create_pipeline(),
         "split": split.create_pipeline(),
         "localise": localise.create_pipeline(),
+        "train_library": train.create_library_pipeline(),
+        "train_sites": train.create_sites_pipeline(),
+        "transfer": transfer.create_pipeline(),
+        "evaluate": evaluate.create_pipeline(),
     }
+    pipelines["train"] = pipelines["train_library"] + pipelines["train_sites"]
     pipelines["__default__"] = sum((pipelines[name] for name in STAGES), Pipeline([]))
     return pipelines
