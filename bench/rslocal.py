@@ -171,7 +171,10 @@ def main() -> None:
         print("\n-- 3. float32 mode, same library and seed")
         fast, run32, _ = full_run(X, y, X_local, y_local, args.threads, "float32")
         overlap = len(set(fast.selected_indices_) & set(model.selected_indices_))
-        row("wall time", f"{run32.wall_s:8.1f} s   peak RSS +{run32.peak_rss_delta_mib:.0f} MiB")
+        row(
+            "wall time / CPU time",
+            f"{run32.wall_s:8.1f} s / {run32.cpu_s:.1f} s   peak RSS +{run32.peak_rss_delta_mib:.0f} MiB",
+        )
         row("selection overlap with float64", f"{overlap} of {SETTINGS['k']}")
 
     print(f"\n-- 4. numpy twin against native on a {n_subsample:,}-row subsample, same settings")
@@ -187,10 +190,16 @@ def main() -> None:
             f"{backend} (1 thread): wall / fits / per fit",
             f"{sub.wall_s:7.1f} s / {n_fits:,} / {sub.wall_s / n_fits * 1e3:.4f} ms",
         )
-    same = np.array_equal(
-        results["native"][0].selected_indices_, results["numpy"][0].selected_indices_
-    )
+    native_selection = results["native"][0].selected_indices_
+    same = np.array_equal(native_selection, results["numpy"][0].selected_indices_)
     row("identical selections", str(same))
+    for label, params in (
+        ("overlap with float32 mode, same seed", {"random_state": 0, "dtype": "float32"}),
+        ("overlap with float64, another seed (for scale)", {"random_state": 1}),
+    ):
+        other = RSLocal(**SETTINGS, **params).fit(X[rows], y[rows], X_local, y_local)
+        shared = len(set(other.selected_indices_) & set(native_selection))
+        row(label, f"{shared} of {SETTINGS['k']}")
     row(
         "per-fit ratio numpy / native, whole loop",
         f"{results['numpy'][1] / results['native'][1]:8.1f} x   (target >= 10x)",
