@@ -40,8 +40,8 @@ def test_dvc_outs_are_exactly_the_catalog_files_each_pipeline_writes():
     paths = catalog_paths()
     for name, stage in dvc_stages().items():
         assert stage["cmd"].endswith(f"--pipelines {name}"), stage["cmd"]
-        outs = {_out_path(o) for o in stage["outs"]}
-        written = {paths[d] for d in pipelines[name].outputs() if d in paths}
+        outs = {_out_path(o) for key in ("outs", "metrics", "plots") for o in stage.get(key, [])}
+        written = {paths[d] for d in pipelines[name].all_outputs() if d in paths}
         assert outs == written, f"stage {name}: dvc outs {outs ^ written} disagree with catalog"
         inputs = {paths[d] for d in pipelines[name].inputs() if d in paths}
         deps = set(stage["deps"])
