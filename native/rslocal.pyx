@@ -320,7 +320,7 @@ cdef double _score_one(
 
 
 def work_size(Py_ssize_t p, Py_ssize_t k, Py_ssize_t n_local, Py_ssize_t n_components):
-    """Scratch elements one thread needs (for documentation and tests)."""
+    """Scratch elements (of the working dtype) one thread allocates."""
     return _work_size(p, k, n_local, n_components)
 
 
