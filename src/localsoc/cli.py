@@ -55,31 +55,52 @@ def run_stages(
 
 
 def print_summary(project: Path, seconds: dict[str, float]) -> None:
+    """The data summary, the study table and winners (when the study ran), and where to look."""
     import pandas as pd
     from rich.console import Console
+    from rich.markdown import Markdown
     from rich.table import Table
 
     console = Console()
-    summary = pd.read_csv(project / "data/08_reporting/data_summary.csv")
-    table = Table(title="LocalSOC data summary (SOC in %)")
-    columns = ["set", "kind", "samples", "quarantined", "calibration", "test",
-               "mean", "sd", "min", "median", "max"]
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("set", "kind") else "right")
-    for row in summary.to_dict("records"):
-        cells = []
+    reporting = project / "data/08_reporting"
+    summary_path = reporting / "data_summary.csv"
+    if summary_path.exists():
+        summary = pd.read_csv(summary_path)
+        table = Table(title="Data (SOC in %)")
+        columns = ["set", "kind", "samples", "quarantined", "calibration", "test",
+                   "mean", "sd", "min", "median", "max"]
         for column in columns:
-            value = row.get(column)
-            if isinstance(value, float):
-                cells.append("" if value != value else f"{value:.2f}")
-            else:
-                cells.append(str(value))
-        table.add_row(*cells)
-    console.print(table)
+            table.add_column(column, justify="left" if column in ("set", "kind") else "right")
+        for row in summary.to_dict("records"):
+            table.add_row(*[_cell(row.get(column)) for column in columns])
+        console.print(table)
+    study_table = reporting / "study_table.md"
+    if study_table.exists() and "evaluate" in seconds:
+        console.rule("[bold]Models on each site's untouched test set (paper's Table 3 layout)")
+        console.print(Markdown(study_table.read_text()))
+        winners = json.loads((reporting / "study_winners.json").read_text())
+        table = Table(title="Winner per site (chosen on calibration OOF RMSE, not the test set)")
+        for column in ("site", "winner", "cal. RMSE", "test RMSE", "dRMSE %", "best on test"):
+            table.add_column(column)
+        for site, winner in sorted(winners.items()):
+            table.add_row(site, winner["method"], f"{winner['cal_rmse']:.3f}",
+                          f"{winner['test_metrics']['rmse']:.3f}",
+                          f"{winner['test_metrics']['drmse']:+.1f}", winner["best_on_test"])
+        console.print(table)
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
     console.print(f"Stage times: {timing}; total {sum(seconds.values()):.1f} s")
-    console.print(f"Validation report: {project / 'data/08_reporting/validation_report.json'}")
-    console.print(f"Quarantine tables: {project / 'data/02_intermediate'}/*_quarantine.csv")
+    for label, path in (("Report", reporting / "report.md"),
+                        ("Report (HTML)", reporting / "report.html"),
+                        ("Validation report", reporting / "validation_report.json"),
+                        ("Served model bundle tag", project / "data/06_models/bento_tag.txt")):
+        if path.exists():
+            console.print(f"{label}: {path}")
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "" if value != value else f"{value:.2f}"
+    return "" if value is None else str(value)
 
 
 @click.group()
@@ -101,9 +122,10 @@ def run(env: str, pipelines: tuple[str, ...]) -> None:
     if unknown:
         raise click.BadParameter(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
     project = project_root()
+    times = project / "data/08_reporting/stage_seconds.json"
+    if not pipelines:
+        times.unlink(missing_ok=True)  # a full run records its own stage times afresh
     seconds = run_stages(stages, env, project=project)
-    times_path = project / "data/08_reporting/stage_seconds.json"
-    times_path.write_text(json.dumps(seconds, indent=2))
     print_summary(project, seconds)
 
 

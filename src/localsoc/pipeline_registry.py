@@ -9,6 +9,7 @@ from localsoc.pipelines import (
     ingest,
     localise,
     preprocess,
+    report,
     split,
     train,
     transfer,
@@ -25,6 +26,7 @@ STAGES: tuple[str, ...] = (
     "train_sites",
     "transfer",
     "evaluate",
+    "report",
 )
 
 
@@ -39,6 +41,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "train_sites": train.create_sites_pipeline(),
         "transfer": transfer.create_pipeline(),
         "evaluate": evaluate.create_pipeline(),
+        "report": report.create_pipeline(),
     }
     pipelines["train"] = pipelines["train_library"] + pipelines["train_sites"]
     pipelines["__default__"] = sum((pipelines[name] for name in STAGES), Pipeline([]))

@@ -2,6 +2,10 @@
 
 from kedro.config import OmegaConfigLoader
 
+from localsoc.hooks import StageTimerHooks
+
+HOOKS = (StageTimerHooks(),)
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

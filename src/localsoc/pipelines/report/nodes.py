@@ -1,0 +1,128 @@
+"""The human report: data, RS-LOCAL, the Table-3 layout, winners, uncertainty, times, versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from localsoc.provenance import code_version, data_version
+
+PAPER_DTL_IG_DRMSE = 25.8  # Shen et al. (2022): mean dRMSE of DTL-Ig over the three sites
+
+
+def _table(frame: pd.DataFrame, floats: str = "{:.3f}") -> str:
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    rows = []
+    for record in frame.itertuples(index=False):
+        cells = []
+        for value in record:
+            if isinstance(value, float | np.floating):
+                cells.append("" if np.isnan(value) else floats.format(value))
+            else:
+                cells.append(str(value))
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join([header, rule, *rows])
+
+
+def write_report(
+    data_summary: pd.DataFrame,
+    validation_report: dict,
+    rslocal_selection: pd.DataFrame,
+    rslocal_history: pd.DataFrame,
+    site_calibration: pd.DataFrame,
+    study_metrics: pd.DataFrame,
+    study_winners: dict,
+    study_table: str,
+    transfer_depths: pd.DataFrame,
+    library_ssl: pd.DataFrame,
+    sites_ssl: pd.DataFrame,
+    stage_seconds: dict,
+    params: dict,
+) -> tuple[str, str]:
+    """Markdown report (and the same as HTML). Figures are linked relative to data/08_reporting."""
+    import markdown
+
+    seed = params["seed"]
+    out = ["# LocalSOC study report", ""]
+    out.append(f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. Code "
+               f"`{code_version()}`; data version `{data_version(library_ssl, sites_ssl)}` "
+               f"(hash of the validated library and site tables); seed {seed}.")
+    out += ["", "## Data", ""]
+    columns = [c for c in ("set", "kind", "samples", "quarantined", "calibration", "test",
+                           "mean", "sd", "min", "median", "max") if c in data_summary]
+    out.append(_table(data_summary[columns], "{:.2f}"))
+    for table in validation_report.get("tables", []):
+        out.append(f"\nValidation of `{table['table']}`: {table['rows_in']} rows in, "
+                   f"{table['rows_kept']} kept, {table['rows_quarantined']} quarantined "
+                   "(reasons in data/02_intermediate/*_quarantine.csv).")
+
+    out += ["", "## Instance transfer (RS-LOCAL)", ""]
+    rows = []
+    for (site, scope), chosen in rslocal_selection.groupby(["site", "scope"], sort=True):
+        history = rslocal_history.loc[(rslocal_history["site"] == site)
+                                      & (rslocal_history["scope"] == scope)]
+        local = site_calibration.loc[site_calibration["site"] == site, "soc"]
+        rows.append({"site": site, "scope": scope, "k": len(chosen),
+                     "iterations": len(history),
+                     "library pool": int(history["pool_size"].iloc[0]) if len(history) else 0,
+                     "selected SOC mean": chosen["soc"].mean(),
+                     "local SOC mean": local.mean()})
+    out.append(_table(pd.DataFrame(rows), "{:.2f}"))
+    out.append("")
+    for site, scope in sorted({(r["site"], r["scope"]) for r in rows}):
+        out.append(f"![{site} {scope} SOC](figures/localise/{site}_{scope}_soc_density.png) "
+                   f"![{site} {scope} PCA](figures/localise/{site}_{scope}_pca.png)")
+
+    out += ["", "## Models on each site's test set (layout of the paper's Table 3)", "",
+            "RMSE, ME (estimate minus observed), Lin's CCC and RMSE-based figures in SOC %; "
+            "dRMSE against Local; 'cal. RMSE (OOF)' is the out-of-fold RMSE on the n calibration "
+            "samples that picks the winner; coverage is that of the "
+            f"{100 * float(study_metrics['interval_level'].iloc[0]):.0f} % interval on the test "
+            "set.", "", study_table]
+    dtl = study_metrics.loc[study_metrics["method"] == "DTL-Ig", "drmse"]
+    if len(dtl):
+        out.append(f"**DTL-Ig mean dRMSE over {len(dtl)} sites: {dtl.mean():+.1f} %** "
+                   f"(seed {seed}; the paper reports +{PAPER_DTL_IG_DRMSE} %). Per site: "
+                   + ", ".join(f"{s} {v:+.1f} %" for s, v in zip(
+                       study_metrics.loc[study_metrics["method"] == "DTL-Ig", "site"], dtl,
+                       strict=True)) + ".")
+    out += ["", "![dRMSE per method and site](figures/study/drmse_by_method.png)", ""]
+
+    out += ["## Winners (chosen without the test set)", ""]
+    winners = pd.DataFrame([
+        {"site": site, "winner": w["method"], "cal. RMSE (OOF)": w["cal_rmse"],
+         "test RMSE": w["test_metrics"]["rmse"], "best on test": w["best_on_test"],
+         "winner was best on test": "yes" if w["winner_was_best_on_test"] else "no",
+         "interval half-width": w["interval_halfwidth"],
+         "test coverage": w["test_metrics"]["coverage"]}
+        for site, w in sorted(study_winners.items())
+    ])
+    out.append(_table(winners))
+    out += ["", "![winners: estimated vs observed](figures/study/winners_observed_estimated.png)",
+            ""]
+
+    out += ["## Uncertainty and applicability domain", ""]
+    unc = study_metrics[["site", "method", "interval_halfwidth", "coverage", "mean_width",
+                         "out_of_domain_share"]]
+    out.append(_table(unc.rename(columns={"out_of_domain_share": "test share out of domain"})))
+    if len(transfer_depths):
+        out += ["", "## Representation transfer: CV RMSE per frozen depth", ""]
+        out.append(_table(transfer_depths))
+
+    out += ["", "## Run time per stage", ""]
+    if stage_seconds:
+        times = pd.DataFrame({"stage": list(stage_seconds), "seconds": list(stage_seconds.values())})
+        out.append(_table(times, "{:.1f}"))
+        out.append(f"\nTotal of the recorded stages: {sum(stage_seconds.values()):.1f} s.")
+    else:
+        out.append("No stage times recorded (run through `localsoc run` or `kedro run`).")
+    text = "\n".join(out) + "\n"
+    html = markdown.markdown(text, extensions=["tables"])
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>LocalSOC report</title>"
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:"
+            "collapse}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:48%}</style>"
+            f"</head><body>{html}</body></html>")
+    return text, page
