@@ -39,6 +39,7 @@ BUILD_COMMAND = (
     "make setup  (or: pip install --no-build-isolation --no-deps -e . in the project root)"
 )
 _SCREEN_ELEMENTS = 4_000_000  # floats per screening block (about 32 MB)
+_SCREEN_ROWS = 128  # small blocks let the triangle-inequality stop come early
 
 
 def _native_module():
@@ -127,7 +128,7 @@ def farthest_pair(X: np.ndarray) -> tuple[int, int, float]:
     eps = np.finfo(np.float64).eps
     gamma = (p + 8) * eps / (1 - (p + 8) * eps)
     tolerance = 4.0 * gamma * 16.0 * float(squared_norms.max()) + np.finfo(np.float64).tiny
-    block = max(1, min(n, _SCREEN_ELEMENTS // n))
+    block = max(1, min(n, _SCREEN_ROWS, _SCREEN_ELEMENTS // n))
     running_max = -np.inf
     best_squared, best_pair = -1.0, (0, 1)
     for start in range(0, n - 1, block):
