@@ -69,3 +69,34 @@ def grid_params(grid: Grid = SMALL_GRID) -> dict:
 
 def yaml_load(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
+
+
+def make_scratch_project(root: Path) -> Path:
+    """A runnable copy of the project's configuration in ``root`` (data/ empty)."""
+    import shutil
+
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf/local").mkdir(exist_ok=True)
+    (root / "src").mkdir(exist_ok=True)  # kedro wants one; the package itself is installed
+    (root / "data").mkdir(exist_ok=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def study_project(tmp_path_factory):
+    """The whole study (every stage in pipeline_registry.STAGES) run once on conf/test.
+
+    Returns (project root, seconds per stage). Shared by every test that needs study outputs.
+    """
+    from localsoc.cli import run_stages
+    from localsoc.pipeline_registry import STAGES
+
+    root = make_scratch_project(tmp_path_factory.mktemp("study"))
+    bentoml_home = tmp_path_factory.mktemp("bentoml_home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setenv("BENTOML_HOME", str(bentoml_home))
+        seconds = run_stages(list(STAGES), "test", project=root)
+    return root, seconds
