@@ -70,7 +70,7 @@ def large_case(n: int, n_select: int, threads: int) -> None:
         squared = np.empty(n_select)
         scratch = np.empty(n)
         with measure() as loop:
-            module.select(X, first, second, selected, squared, scratch, n_threads)
+            module.select(X, first, second, selected, squared, scratch, np.empty((2, n)), n_threads)
         results[label] = selected.copy()
         row(
             label,

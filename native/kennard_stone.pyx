@@ -20,10 +20,12 @@ or the AVX2 clone that x86-64 Linux picks at load time) gives the same bits.
 """
 
 from cython.parallel cimport prange
+from libc.math cimport sqrt
 
 
 cdef extern from *:
     """
+    #include <math.h>
     #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
     #define KS_CLONES __attribute__((target_clones("default", "arch=x86-64-v3")))
     #else
@@ -73,8 +75,36 @@ cdef extern from *:
             }
         }
     }
+
+    /* The same update, skipping rows that cannot move: with D0, D1 the distances of row i and of
+       the new pick x to the first two picks, |D0_i - D0_x| and |D1_i - D1_x| are lower bounds on
+       the distance from row i to x (triangle inequality). A row whose bound, less a margin far
+       above the rounding of D0/D1, already reaches its current nearest distance is not read:
+       its exact distance could not be smaller, so the result is the same bit for bit. */
+    KS_CLONES static void ks_update_pruned(const double *X, Py_ssize_t p, Py_ssize_t start,
+                                           Py_ssize_t stop, const double *x, double *min_squared,
+                                           const double *pivot0, const double *pivot1,
+                                           double new0, double new1, double margin) {
+        Py_ssize_t i;
+        double d, m, bound, other;
+        for (i = start; i < stop; i++) {
+            m = min_squared[i];
+            if (m < 0.0) continue;
+            bound = fabs(pivot0[i] - new0);
+            other = fabs(pivot1[i] - new1);
+            if (other > bound) bound = other;
+            bound = bound - margin;
+            if (bound > 0.0 && bound * bound >= m * (1.0 + 1e-9)) continue;
+            d = ks_squared_distance_inline(X + i * p, x, p);
+            if (d < m) min_squared[i] = d;
+        }
+    }
     """
     double ks_squared_distance(const double* a, const double* b, Py_ssize_t p) noexcept nogil
+    void ks_update_pruned(const double* X, Py_ssize_t p, Py_ssize_t start, Py_ssize_t stop,
+                          const double* x, double* min_squared, const double* pivot0,
+                          const double* pivot1, double new0, double new1,
+                          double margin) noexcept nogil
     void ks_distances(const double* X, Py_ssize_t p, Py_ssize_t start, Py_ssize_t stop,
                       const double* x, double* out) noexcept nogil
     void ks_update(const double* X, Py_ssize_t p, Py_ssize_t start, Py_ssize_t stop,
@@ -102,27 +132,40 @@ def select(
     Py_ssize_t[::1] selected,
     double[::1] selected_squared,
     double[::1] min_squared,
+    double[:, ::1] pivots,
     int n_threads=1,
 ):
     """Fill ``selected`` (length n_select) with the Kennard-Stone order starting from a pair.
 
     selected_squared[s]: squared distance of the s-th pick to its nearest earlier pick
-    (entry 0 holds the pair distance too). min_squared (length N) is scratch: the running
-    squared distance of every sample to its nearest selected sample, -1 for selected samples.
+    (entry 0 holds the pair distance too). Scratch: min_squared (N), the running squared
+    distance of every sample to its nearest selected sample (-1 once selected); pivots (2, N),
+    the distances to the first two picks (they let rows that cannot change be skipped).
     Ties go to the lowest index (strict ``>`` in a forward scan).
     """
     cdef Py_ssize_t n = X.shape[0], p = X.shape[1]
     cdef Py_ssize_t n_select = selected.shape[0]
     cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK
     cdef Py_ssize_t i, s, c, best
-    cdef double best_value
+    cdef double best_value, margin = 0.0
     cdef const double* base = &X[0, 0]
     cdef double* running = &min_squared[0]
+    cdef double* pivot0 = &pivots[0, 0]
+    cdef double* pivot1 = &pivots[1, 0]
 
     with nogil:
         for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
-            ks_distances(base, p, c * CHUNK, min(n, (c + 1) * CHUNK), base + first * p, running)
-            ks_update(base, p, c * CHUNK, min(n, (c + 1) * CHUNK), base + second * p, running)
+            ks_distances(base, p, c * CHUNK, min(n, (c + 1) * CHUNK), base + first * p, pivot0)
+            ks_distances(base, p, c * CHUNK, min(n, (c + 1) * CHUNK), base + second * p, pivot1)
+        for i in range(n):
+            running[i] = pivot1[i] if pivot1[i] < pivot0[i] else pivot0[i]
+            pivot0[i] = sqrt(pivot0[i])
+            pivot1[i] = sqrt(pivot1[i])
+            if pivot0[i] > margin:
+                margin = pivot0[i]
+            if pivot1[i] > margin:
+                margin = pivot1[i]
+        margin = 1e-9 * margin  # far above the relative rounding (~p * eps) of the pivots
         selected[0] = first
         selected[1] = second
         selected_squared[0] = ks_squared_distance(base + first * p, base + second * p, p)
@@ -143,4 +186,7 @@ def select(
             if s + 1 == n_select:
                 break
             for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
-                ks_update(base, p, c * CHUNK, min(n, (c + 1) * CHUNK), base + best * p, running)
+                ks_update_pruned(
+                    base, p, c * CHUNK, min(n, (c + 1) * CHUNK), base + best * p, running,
+                    pivot0, pivot1, pivot0[best], pivot1[best], margin,
+                )

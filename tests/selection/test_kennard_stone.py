@@ -138,6 +138,14 @@ def test_farthest_pair_blockwise_with_early_stop_equals_brute_force(
     assert farthest_pair(X) == brute_force_pair(X)
 
 
+@pytest.mark.parametrize("name", list(datasets()))
+def test_native_loop_skipping_rows_by_the_triangle_bound_equals_numpy(name):
+    X = datasets()[name]
+    native, numpy = both_backends(X, n_select=len(X) // 2)
+    np.testing.assert_array_equal(native.selected_indices_, numpy.selected_indices_)
+    np.testing.assert_array_equal(native.min_distances_, numpy.min_distances_)
+
+
 def test_exact_distances_are_bitwise_the_kernel_arithmetic():
     from localsoc._native import kennard_stone as native
 

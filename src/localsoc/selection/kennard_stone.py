@@ -291,7 +291,10 @@ class KennardStone(BaseEstimator):
                 selected = np.empty(n_select, dtype=np.intp)
                 selected_squared = np.empty(n_select, dtype=np.float64)
                 scratch = np.empty(space.shape[0], dtype=np.float64)
-                module.select(space, first, second, selected, selected_squared, scratch, n_threads)
+                pivots = np.empty((2, space.shape[0]), dtype=np.float64)
+                module.select(
+                    space, first, second, selected, selected_squared, scratch, pivots, n_threads
+                )
             else:
                 selected, selected_squared = kennard_stone_reference(space, first, second, n_select)
         self.selected_indices_ = selected
