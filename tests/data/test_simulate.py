@@ -104,7 +104,11 @@ def study(tables) -> dict[str, dict[str, float]]:
             x_library[resembling], y_library[resembling]
         )
 
-        row = {"local_components": n_local, "resembling_size": int(resembling.sum())}
+        row = {
+            "local_components": n_local,
+            "resembling_size": int(resembling.sum()),
+            "test_soc_sd": float(np.std(y_site[test])),
+        }
         for name, model in (
             ("global", global_model),
             ("country", country_model),
@@ -349,7 +353,7 @@ def test_global_model_is_biased_on_the_site_and_local_model_is_not(study, site_i
     assert abs(row["global_me"]) > 0.3 or row["global_rmse"] > 1.5 * row["local_rmse"], text
     assert row["global_rmse"] > 1.5 * row["local_rmse"], text
     assert abs(row["local_me"]) < 0.2, text
-    assert row["local_rmse"] < 0.5, text
+    assert row["local_rmse"] < 0.8 * row["test_soc_sd"], text
 
 
 @pytest.mark.parametrize("site_id", list(SITES))
