@@ -27,7 +27,7 @@ $(VENV)/.built: $(VENV)/.deps pyproject.toml setup.py $(wildcard native/*.pyx)
 setup: $(VENV)/.built ## virtualenv, pinned dependencies, Cython kernels
 
 run: setup ## the whole demo study on the embedded simulated data
-	$(BIN)/python -m localsoc.cli run --env $(ENV)
+	$(BIN)/python -m localsoc.command_line run --env $(ENV)
 
 test: setup ## the test suite
 	$(BIN)/python -m pytest

@@ -90,7 +90,7 @@ def study_project(tmp_path_factory):
 
     Returns (project root, seconds per stage). Shared by every test that needs study outputs.
     """
-    from localsoc.cli import run_stages
+    from localsoc.command_line import run_stages
     from localsoc.pipeline_registry import STAGES
 
     root = make_scratch_project(tmp_path_factory.mktemp("study"))

@@ -1,6 +1,6 @@
-"""`python -m localsoc` runs the command line (see localsoc.cli)."""
+"""`python -m localsoc` runs the command line (see localsoc.command_line)."""
 
-from localsoc.cli import main
+from localsoc.command_line import main
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,8 @@
-"""The `localsoc` command line: a thin layer over the Kedro pipelines (no logic of its own)."""
+"""The `localsoc` command line: a thin layer over the Kedro pipelines (no logic of its own).
+
+Not named cli.py: Kedro imports `<package>.cli` as project commands and would take its `run`
+for `kedro run`.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,138 @@
+"""The study end to end on conf/test: no leakage, the winner rule, tables, report, DVC graph."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from localsoc.datasets.model_collection import ModelCollectionDataset
+from localsoc.models.linear import LinearModel
+from localsoc.pipelines.evaluate.nodes import METHOD_ORDER, evaluate_sites
+from tests.conftest import PROJECT_ROOT, SMALL_GRID, make_ssl
+
+pytestmark = pytest.mark.slow
+
+
+def _collection(root: Path, name: str) -> dict:
+    return ModelCollectionDataset(filepath=str(root / "data/06_models" / name)).load()
+
+
+def _trained_ids(model) -> set[str]:
+    if isinstance(model, LinearModel):
+        return set(model.sample_ids)
+    return set(model.folds.sample_ids.tolist())
+
+
+def test_no_test_row_reaches_any_fit(study_project):
+    root, _ = study_project
+    test_ids = set(pd.read_parquet(root / "data/05_model_input/site_test.parquet")["sample_id"])
+    site_ids = set(pd.read_parquet(root / "data/02_intermediate/sites_ssl.parquet")["sample_id"])
+    assert test_ids
+    for name in ("site_models", "transfer_models"):
+        for key, model in _collection(root, name).items():
+            assert not (_trained_ids(model) & test_ids), f"{name}/{key} saw test rows"
+    for key, model in _collection(root, "library_models").items():
+        assert not (_trained_ids(model) & site_ids), f"library model {key} saw site rows"
+    selection = pd.read_csv(root / "data/05_model_input/rslocal_selection.csv")
+    assert not (set(selection["sample_id"]) & site_ids)
+    folds = pd.read_csv(root / "data/05_model_input/site_folds.csv")
+    assert not (set(folds["sample_id"]) & test_ids)
+
+
+def test_every_site_gets_every_method_and_a_winner_chosen_on_calibration(study_project):
+    root, _ = study_project
+    metrics = pd.read_csv(root / "data/08_reporting/study_metrics.csv")
+    winners = json.loads((root / "data/08_reporting/study_winners.json").read_text())
+    for site, table in metrics.groupby("site"):
+        assert list(table["method"]) == METHOD_ORDER
+        assert table.loc[table["method"] == "Local", "drmse"].iloc[0] == 0.0
+        assert table["coverage"].between(0, 1).all()
+        best = table.sort_values("cal_rmse", kind="stable").iloc[0]["method"]
+        assert winners[site]["method"] == best
+        assert table.loc[table["winner"], "method"].tolist() == [best]
+    summary = json.loads((root / "data/08_reporting/metrics.json").read_text())
+    assert "mean_drmse_DTL-Ig" in summary["summary"]
+    report = (root / "data/08_reporting/report.md").read_text()
+    assert "DTL-Ig mean dRMSE over 2 sites" in report
+    assert "## Winners" in report and "## Run time per stage" in report
+
+
+def _linear(ids, oof, offset, n_bands):
+    return LinearModel(x_mean=np.zeros(n_bands), coef=np.zeros(n_bands), intercept=offset,
+                       n_components=1, sample_ids=list(ids), oof_predictions_=np.asarray(oof),
+                       cv_rmse_by_components=[0.0])
+
+
+def test_winner_rule_ignores_the_test_set():
+    """Two models: the one with the better calibration OOF RMSE wins even if worse on test."""
+    cal = make_ssl(20, seed=11, site="s1", library=None)
+    test = make_ssl(15, seed=12, site="s1", library=None)
+    cal["soc"] = 1.0
+    test["soc"] = 3.0
+    library = make_ssl(50, seed=13)
+    ids = cal["sample_id"].tolist()
+    n_bands = len(SMALL_GRID)
+    # Local: perfect OOF on calibration, predicts 1.0 (bad on test, which sits at 3.0).
+    # PLSR Local: poor OOF on calibration, predicts 3.0 (perfect on test).
+    site_models = {
+        "s1/local": _linear(ids, np.full(20, 1.0), 1.0, n_bands),
+        "s1/plsr_local": _linear(ids, np.full(20, 2.0), 3.0, n_bands),
+    }
+    params = {"interval_level": 0.9, "domain": {"n_components": 2, "quantile": 0.99}}
+    _, metrics, winners = evaluate_sites(cal, test, library, pd.DataFrame(
+        columns=["site", "scope", "rank", "sample_id"]), {}, site_models, {}, params)
+    assert winners["s1"]["method"] == "Local"
+    assert winners["s1"]["best_on_test"] == "PLSR Local"
+    assert winners["s1"]["winner_was_best_on_test"] is False
+    assert metrics.set_index("method").loc["PLSR Local", "rmse"] == pytest.approx(0.0)
+
+
+def test_dvc_repro_after_one_parameter_change_reruns_only_dependent_stages(study_project,
+                                                                         tmp_path):
+    """Record the finished test study in DVC, change evaluate.interval_level, repro."""
+    root, _ = study_project
+    repo = tmp_path / "repo"
+    shutil.copytree(root, repo, symlinks=True)
+    shutil.rmtree(repo / "src")
+    shutil.copytree(PROJECT_ROOT / "src", repo / "src",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PROJECT_ROOT / "native", repo / "native",
+                    ignore=shutil.ignore_patterns("*.c", "*.html"))
+    dvc_yaml = (PROJECT_ROOT / "dvc.yaml").read_text().replace("- env: demo", "- env: test")
+    (repo / "dvc.yaml").write_text(dvc_yaml)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
+
+    def run(*args):
+        done = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"{args}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    run("git", "init", "-q")
+    run("dvc", "init", "-q")
+    run("dvc", "commit", "--force", "--quiet")
+    assert "up to date" in run("dvc", "status").lower()
+
+    params_file = repo / "conf/base/parameters_evaluate.yml"
+    params = yaml.safe_load(params_file.read_text())
+    params["evaluate"]["interval_level"] = 0.8
+    params_file.write_text(yaml.safe_dump(params))
+    changed = yaml.safe_load(run("dvc", "status", "--json") or "{}")
+    assert set(changed) == {"evaluate"}
+
+    output = run("dvc", "repro")
+    ran = {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+    assert ran == {"evaluate", "report"}
+    metrics = pd.read_csv(repo / "data/08_reporting/study_metrics.csv")
+    assert (metrics["interval_level"] == 0.8).all()
+    shown = run("dvc", "metrics", "show", "--json")
+    assert "mean_drmse_DTL-Ig" in shown
