@@ -106,7 +106,11 @@ def machine_line() -> str:
 
         libraries = [i for i in threadpool_info() if i.get("user_api") == "blas"]
         if libraries:
-            blas = f"{libraries[0].get('internal_api')} {libraries[0].get('version')}"
+            blas = ", ".join(
+                f"{i.get('internal_api')} {i.get('version')} from "
+                f"{'numpy' if 'numpy.libs' in i.get('filepath', '') else 'scipy'}"
+                for i in libraries
+            )
     except ImportError:
         pass
     return (
