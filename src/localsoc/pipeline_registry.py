@@ -8,6 +8,7 @@ from localsoc.pipelines import (
     evaluate,
     ingest,
     localise,
+    package,
     preprocess,
     report,
     split,
@@ -27,6 +28,7 @@ STAGES: tuple[str, ...] = (
     "transfer",
     "evaluate",
     "report",
+    "package",
 )
 
 
@@ -42,6 +44,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "transfer": transfer.create_pipeline(),
         "evaluate": evaluate.create_pipeline(),
         "report": report.create_pipeline(),
+        "package": package.create_pipeline(),
     }
     pipelines["train"] = pipelines["train_library"] + pipelines["train_sites"]
     pipelines["__default__"] = sum((pipelines[name] for name in STAGES), Pipeline([]))

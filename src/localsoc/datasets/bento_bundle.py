@@ -1,0 +1,145 @@
+"""Kedro dataset for the serving bundle: saved to the BentoML model store, its tag to a file.
+
+Saving writes the :class:`localsoc.serving.bundle.ServingBundle` (models, ``bundle.json`` with
+each file's SHA-256) as a new version of the store model ``model_name`` and writes the new tag
+(``name:version``) to ``filepath``. The store keeps the SHA-256 of ``bundle.json`` in the model's
+metadata. Loading reads the tag from ``filepath``, verifies every hash and loads the models.
+Catalog entry::
+
+    serving_bundle:
+      type: localsoc.datasets.bento_bundle.BentoBundleDataset
+      filepath: data/06_models/bento_tag.txt
+      model_name: localsoc_bundle
+
+The store is BentoML's (``$BENTOML_HOME``, default ``~/bentoml``) unless ``home`` names another
+directory. This is the only place where Kedro talks to the BentoML store.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from kedro.io import AbstractDataset, DatasetError
+
+from localsoc.serving.bundle import ServingBundle, read_bundle, write_bundle
+
+DEFAULT_MODEL_NAME = "localsoc_bundle"
+
+
+def _model_store(home: str | None):
+    """The BentoML model store under ``home`` (None: BentoML's configured store)."""
+    if home is None:
+        return None
+    from bentoml._internal.models import ModelStore
+
+    models = Path(home).expanduser() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    return ModelStore(str(models))
+
+
+def stored_model(tag: str, home: str | None = None):
+    """The BentoML store model of ``tag`` (``name:version`` or ``name:latest``)."""
+    import bentoml
+
+    store = _model_store(home)
+    try:
+        if store is None:
+            return bentoml.models.get(tag)
+        return bentoml.models.get(tag, _model_store=store)
+    except bentoml.exceptions.NotFound as error:
+        raise DatasetError(
+            f"the BentoML store has no model {tag!r} ({error}); run the package stage "
+            "(localsoc run --pipeline package) or set BENTOML_HOME to the store that has it"
+        ) from None
+
+
+def load_stored_bundle(tag: str, home: str | None = None, load_models: bool = True) -> ServingBundle:
+    """Verify and load the bundle of a store model."""
+    model = stored_model(tag, home)
+    bundle = read_bundle(model.path, model.info.metadata.get("bundle_sha256"), load_models)
+    bundle.manifest["tag"] = str(model.tag)
+    return bundle
+
+
+class BentoBundleDataset(AbstractDataset):
+    """Saves a ``ServingBundle`` to the BentoML model store; loads the one named in ``filepath``.
+
+    Args:
+        filepath: the text file that receives the saved bundle's tag (``name:version``).
+        model_name: the store model's name.
+        home: a BentoML home directory to use instead of BentoML's configured one.
+        labels: extra BentoML labels of the saved model.
+        metadata: free-form, for Kedro plugins; not used here.
+    """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        model_name: str = DEFAULT_MODEL_NAME,
+        home: str | None = None,
+        labels: dict[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self._filepath = Path(filepath)
+        self._model_name = model_name
+        self._home = home
+        self._labels = dict(labels or {})
+        self.metadata = metadata
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "filepath": str(PurePosixPath(self._filepath)),
+            "model_name": self._model_name,
+            "home": self._home,
+        }
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def tag(self) -> str:
+        if not self._filepath.is_file():
+            raise DatasetError(
+                f"no bundle tag at {self._filepath}; run the package stage first"
+            )
+        return self._filepath.read_text().strip()
+
+    def _load(self) -> ServingBundle:
+        return load_stored_bundle(self.tag(), self._home)
+
+    def _save(self, data: ServingBundle) -> None:
+        import bentoml
+
+        if not isinstance(data, ServingBundle):
+            raise DatasetError(
+                f"BentoBundleDataset saves a ServingBundle, got {type(data).__name__}"
+            )
+        manifest = data.manifest
+        with tempfile.TemporaryDirectory(prefix="localsoc_bundle_") as staging:
+            digest = write_bundle(data, staging)
+            labels = {
+                "project": "localsoc",
+                "format": manifest["format"].replace("/", "-"),
+                "data_version": str(manifest.get("data_version")),
+                **self._labels,
+            }
+            bento_metadata = {
+                "bundle_format": manifest["format"],
+                "bundle_sha256": digest,
+                "sites": ",".join(sorted(manifest["sites"])),
+                "packaged_at": manifest.get("packaged_at"),
+                "code_version": manifest.get("code_version"),
+                "data_version": manifest.get("data_version"),
+            }
+            store = _model_store(self._home)
+            options = {} if store is None else {"_model_store": store}
+            with bentoml.models.create(
+                self._model_name, labels=labels, metadata=bento_metadata, **options
+            ) as model:
+                shutil.copytree(staging, model.path, dirs_exist_ok=True)
+            tag = str(model.tag)
+        self._filepath.parent.mkdir(parents=True, exist_ok=True)
+        self._filepath.write_text(tag + "\n")

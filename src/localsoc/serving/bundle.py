@@ -1,0 +1,276 @@
+"""The serving bundle: every site's winning model, with what it needs to serve, as files and data.
+
+One bundle holds one entry per site. An entry is the winner's fitted model (a 1D-CNN fold ensemble
+as ``fold_XX.keras`` + ``metadata.json``, the layout of ``KerasEnsembleDataset``; or a PLSR model
+as ``linear_model.json``), plus, as plain data in ``bundle.json`` (no pickles):
+
+- the wavelength grid (nm) and the preprocessing steps (``localsoc.spectra.steps`` names);
+- the interval: level, conformal half-width and the calibration residuals it came from;
+- the applicability domain (PCA mean, components, variances, T2 and Q limits);
+- the method, the model key, what it was trained on, calibration and test metrics;
+- the serving limits, and the data and code versions of the run that made it.
+
+``bundle.json`` lists the SHA-256 of every model file; ``read_bundle`` verifies them (and, when
+given, the hash of ``bundle.json`` itself, which the BentoML store keeps in the model's metadata)
+before anything is loaded. This module knows nothing about Kedro or the BentoML store: it reads
+and writes a directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+BUNDLE_FORMAT = "localsoc.bundle/1"
+MANIFEST_FILE = "bundle.json"
+FOLD_ENSEMBLE = "fold_ensemble"
+LINEAR_MODEL = "linear_model"
+ENSEMBLE_METADATA_FILE = "metadata.json"  # the KerasEnsembleDataset layout
+LINEAR_FILE = "linear_model.json"
+
+#: What a served request may hold, unless the package parameters say otherwise.
+DEFAULT_SERVING: dict[str, Any] = {
+    "max_spectra_per_request": 1000,
+    "max_body_bytes": 16 * 1024 * 1024,
+    "reflectance_min_exclusive": 0.0,
+    "reflectance_max": 1.0,
+    "percent_reflectance_above": 1.5,
+    "absorbance_max": 5.0,
+}
+
+#: Keys every site entry of the manifest must have.
+SITE_KEYS = (
+    "site", "method", "model_key", "family", "model_format", "model_dir", "wavelengths_nm",
+    "preprocessing", "interval", "domain", "test_metrics",
+)
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be served: malformed, incomplete, or not what was packaged."""
+
+
+class BundleIntegrityError(BundleError):
+    """A bundle file whose SHA-256 differs from the one recorded when it was packaged."""
+
+
+@dataclass
+class ServingBundle:
+    """A bundle in memory: the manifest (plain data) and the fitted model of each site.
+
+    ``manifest["sites"][site]`` describes the site (see the module notes); ``models[site]`` is a
+    ``FoldEnsemble`` or a ``LinearModel``. ``manifest["files"]`` (path -> SHA-256) is filled by
+    :func:`write_bundle` and checked by :func:`read_bundle`.
+    """
+
+    manifest: dict[str, Any]
+    models: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sites(self) -> list[str]:
+        return sorted(self.manifest["sites"])
+
+    def site(self, name: str) -> dict[str, Any]:
+        return self.manifest["sites"][name]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def site_directory(site: str) -> str:
+    """The bundle-relative folder of a site's model (site ids become safe folder names)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(site)) or "site"
+    digest = hashlib.sha256(str(site).encode()).hexdigest()[:8]
+    return f"sites/{safe}-{digest}"
+
+
+def model_format(model: Any) -> str:
+    from localsoc.models.ensemble import FoldEnsemble
+    from localsoc.models.linear import LinearModel
+
+    if isinstance(model, FoldEnsemble):
+        return FOLD_ENSEMBLE
+    if isinstance(model, LinearModel):
+        return LINEAR_MODEL
+    raise BundleError(
+        f"cannot bundle a {type(model).__name__}; a site's winner must be a FoldEnsemble or a "
+        "LinearModel"
+    )
+
+
+def check_manifest(manifest: Mapping[str, Any]) -> None:
+    """Raise ``BundleError`` naming what is missing or inconsistent in a manifest."""
+    if manifest.get("format") != BUNDLE_FORMAT:
+        raise BundleError(
+            f"bundle format {manifest.get('format')!r} is not {BUNDLE_FORMAT!r}; re-package "
+            "with this version of localsoc (kedro run --pipelines package)"
+        )
+    sites = manifest.get("sites")
+    if not isinstance(sites, Mapping) or not sites:
+        raise BundleError("the bundle has no sites; the package stage needs study winners")
+    for name, entry in sites.items():
+        missing = [key for key in SITE_KEYS if key not in entry]
+        if missing:
+            raise BundleError(f"bundle site {name!r} lacks {missing}")
+        if entry["model_format"] not in (FOLD_ENSEMBLE, LINEAR_MODEL):
+            raise BundleError(
+                f"bundle site {name!r}: unknown model format {entry['model_format']!r}"
+            )
+        wavelengths = np.asarray(entry["wavelengths_nm"], dtype=np.float64)
+        if wavelengths.ndim != 1 or wavelengths.size < 2 or np.any(np.diff(wavelengths) <= 0):
+            raise BundleError(
+                f"bundle site {name!r}: wavelengths_nm must be >= 2 increasing values"
+            )
+        interval = entry["interval"]
+        if not 0 < float(interval["level"]) < 1:
+            raise BundleError(f"bundle site {name!r}: interval level must be in (0, 1)")
+    serving = manifest.get("serving", {})
+    unknown = sorted(set(serving) - set(DEFAULT_SERVING))
+    if unknown:
+        raise BundleError(
+            f"unknown serving setting(s) {unknown}; known ones are {sorted(DEFAULT_SERVING)}"
+        )
+
+
+def _save_model(model: Any, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    kind = model_format(model)
+    if kind == LINEAR_MODEL:
+        (folder / LINEAR_FILE).write_text(json.dumps(model.to_dict()))
+        return
+    for fold, fold_model in enumerate(model.models_):
+        fold_model.save(folder / f"fold_{fold:02d}.keras")
+    (folder / ENSEMBLE_METADATA_FILE).write_text(json.dumps(model.metadata(), indent=1))
+
+
+def _load_model(entry: Mapping[str, Any], folder: Path) -> Any:
+    if entry["model_format"] == LINEAR_MODEL:
+        from localsoc.models.linear import LinearModel
+
+        return LinearModel.from_dict(json.loads((folder / LINEAR_FILE).read_text()))
+    import keras
+
+    from localsoc.models.ensemble import FoldEnsemble
+
+    metadata = json.loads((folder / ENSEMBLE_METADATA_FILE).read_text())
+    models = [
+        keras.models.load_model(folder / f"fold_{fold:02d}.keras", compile=False)
+        for fold in range(int(metadata["n_folds"]))
+    ]
+    return FoldEnsemble.from_metadata(models, metadata)
+
+
+def write_bundle(bundle: ServingBundle, directory: str | Path) -> str:
+    """Write the models and ``bundle.json`` (with every file's SHA-256) into ``directory``.
+
+    ``directory`` may exist (the BentoML store creates it) but must not hold a bundle yet.
+    Returns the SHA-256 of ``bundle.json``.
+    """
+    directory = Path(directory)
+    manifest = json.loads(json.dumps(bundle.manifest))  # a plain-data copy; fails on non-JSON
+    manifest.pop("files", None)
+    check_manifest(manifest)
+    if (directory / MANIFEST_FILE).exists():
+        raise BundleError(f"{directory} already holds a bundle; write into an empty directory")
+    if set(bundle.models) != set(manifest["sites"]):
+        raise BundleError(
+            f"bundle models {sorted(bundle.models)} and manifest sites "
+            f"{sorted(manifest['sites'])} differ; give one model per site"
+        )
+    files: dict[str, str] = {}
+    for site, entry in manifest["sites"].items():
+        if entry["model_format"] != model_format(bundle.models[site]):
+            raise BundleError(f"bundle site {site!r}: model does not match its model_format")
+        folder = directory / entry["model_dir"]
+        _save_model(bundle.models[site], folder)
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            files[path.relative_to(directory).as_posix()] = sha256_file(path)
+    manifest["files"] = files
+    text = json.dumps(manifest, indent=1, allow_nan=False)
+    (directory / MANIFEST_FILE).write_text(text)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def verify_bundle(directory: str | Path, manifest_sha256: str | None = None) -> dict[str, Any]:
+    """Check ``bundle.json`` (against ``manifest_sha256`` when given) and every file's SHA-256.
+
+    Returns the manifest. Raises ``BundleIntegrityError`` naming the first file that is missing
+    or changed since packaging.
+    """
+    directory = Path(directory)
+    path = directory / MANIFEST_FILE
+    if not path.is_file():
+        raise BundleError(
+            f"no {MANIFEST_FILE} in {directory}: not a localsoc bundle (run the package stage)"
+        )
+    raw = path.read_bytes()
+    if manifest_sha256 is not None and hashlib.sha256(raw).hexdigest() != manifest_sha256:
+        raise BundleIntegrityError(
+            f"{path} changed since it was packaged (SHA-256 differs from the store's record); "
+            "re-run the package stage"
+        )
+    manifest = json.loads(raw)
+    check_manifest(manifest)
+    files = manifest.get("files")
+    if not isinstance(files, Mapping) or not files:
+        raise BundleError(f"{path} lists no file hashes; re-run the package stage")
+    for relative, expected in sorted(files.items()):
+        parts = PurePosixPath(relative).parts
+        if PurePosixPath(relative).is_absolute() or ".." in parts:
+            raise BundleError(f"bundle file path {relative!r} leaves the bundle directory")
+        target = directory / relative
+        if not target.is_file():
+            raise BundleIntegrityError(f"bundle file {relative} is missing from {directory}")
+        if sha256_file(target) != expected:
+            raise BundleIntegrityError(
+                f"bundle file {relative} changed since it was packaged (SHA-256 differs); "
+                "re-run the package stage"
+            )
+    for site, entry in manifest["sites"].items():
+        prefix = entry["model_dir"].rstrip("/") + "/"
+        if not any(name.startswith(prefix) for name in files):
+            raise BundleError(f"bundle site {site!r}: no hashed files under {prefix}")
+    return manifest
+
+
+def read_bundle(
+    directory: str | Path, manifest_sha256: str | None = None, load_models: bool = True
+) -> ServingBundle:
+    """Verify a bundle directory and load it (models too, unless ``load_models`` is False)."""
+    directory = Path(directory)
+    manifest = verify_bundle(directory, manifest_sha256)
+    models = {}
+    if load_models:
+        for site, entry in manifest["sites"].items():
+            models[site] = _load_model(entry, directory / entry["model_dir"])
+    return ServingBundle(manifest=manifest, models=models)
+
+
+def interval_halfwidth(entry: Mapping[str, Any]) -> float:
+    """The stored conformal half-width, checked against the stored calibration residuals."""
+    from localsoc.uncertainty import conformal_halfwidth
+
+    interval = entry["interval"]
+    residuals = np.asarray(interval.get("calibration_residuals", []), dtype=np.float64)
+    stored = interval.get("halfwidth")
+    stored = math.inf if stored is None else float(stored)
+    if residuals.size:
+        recomputed = conformal_halfwidth(residuals, np.zeros_like(residuals),
+                                         float(interval["level"]))
+        if not (recomputed == stored or abs(recomputed - stored) <= 1e-9 * max(1.0, stored)):
+            raise BundleError(
+                f"bundle site {entry['site']!r}: stored interval half-width {stored} disagrees "
+                f"with its calibration residuals ({recomputed}); re-run the package stage"
+            )
+    return stored

@@ -1,0 +1,331 @@
+"""What the prediction service does, without the web server: check a request, predict, explain.
+
+``BundlePredictor`` holds a verified bundle's sites (one ``SitePredictor`` each) and answers a
+request with a ``PredictResponse`` or raises ``RequestError`` with the HTTP status and a message
+that says what to fix: 400 for a malformed request (empty or ragged arrays, reflectance and
+absorbance both or neither given), 413 for too many spectra, 422 for values the model cannot take
+(unknown site, NaN or infinite values, values out of range or in the wrong units, wavelengths
+that are not increasing nm or do not cover the model's grid). ``localsoc.serving.service`` puts
+it behind BentoML.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from localsoc.serving.bundle import DEFAULT_SERVING, ServingBundle, interval_halfwidth
+from localsoc.serving.inference import fast_predictor, preprocess
+from localsoc.serving.schemas import (
+    DomainLimits,
+    Interval,
+    ModelIdentity,
+    PredictResponse,
+    SpectrumPrediction,
+)
+from localsoc.spectra.resample import Resample, missing_ranges
+from localsoc.uncertainty import ApplicabilityDomain
+
+#: Grids a site keeps fitted resamplers for (clients usually send one or two grids).
+RESAMPLER_CACHE_SIZE = 32
+
+
+class RequestError(Exception):
+    """A request the service cannot answer, with the HTTP status and what to fix."""
+
+    def __init__(self, status: int, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.message, "field": self.field}
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _first_position(mask: np.ndarray) -> tuple[int, int]:
+    row, column = np.argwhere(mask)[0]
+    return int(row), int(column)
+
+
+class SitePredictor:
+    """One site of the bundle, ready to predict: model, grid, preprocessing, interval, domain."""
+
+    def __init__(self, entry: dict[str, Any], model: Any, tag: str, manifest: dict[str, Any]):
+        self.entry = entry
+        self.name = entry["site"]
+        self.wavelengths_nm = np.asarray(entry["wavelengths_nm"], dtype=np.float64)
+        self.steps = list(entry["preprocessing"])
+        self.predictor = fast_predictor(model)
+        self.domain = ApplicabilityDomain.from_dict(entry["domain"])
+        self.halfwidth = interval_halfwidth(entry)
+        self.level = float(entry["interval"]["level"])
+        self.identity = ModelIdentity(
+            site=self.name,
+            method=entry["method"],
+            model_key=entry["model_key"],
+            family=entry["family"],
+            trained_on=entry["trained_on"],
+            version=tag,
+            trained_at=entry.get("trained_at") or manifest.get("packaged_at", ""),
+            trained_at_source=entry.get("trained_at_source", "packaging"),
+            packaged_at=manifest.get("packaged_at", ""),
+            data_version=manifest.get("data_version"),
+            code_version=manifest.get("code_version"),
+        )
+        self.limits = DomainLimits(t2_limit=self.domain.t2_limit, q_limit=self.domain.q_limit)
+        self._resamplers: OrderedDict[bytes, Resample] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def describe(self) -> dict[str, Any]:
+        entry = self.entry
+        return {
+            "site": self.name,
+            "country": entry.get("country"),
+            "method": entry["method"],
+            "model_key": entry["model_key"],
+            "family": entry["family"],
+            "trained_on": entry["trained_on"],
+            "trained_at": self.identity.trained_at,
+            "grid": {
+                **(entry.get("grid") or {}),
+                "n_bands": int(self.wavelengths_nm.size),
+                "first_nm": float(self.wavelengths_nm[0]),
+                "last_nm": float(self.wavelengths_nm[-1]),
+            },
+            "preprocessing": self.steps,
+            "interval": {"level": self.level,
+                         "halfwidth": self.halfwidth if math.isfinite(self.halfwidth) else None},
+            "domain_limits": {"t2_limit": self.domain.t2_limit, "q_limit": self.domain.q_limit},
+            "cal_rmse": entry.get("cal_rmse"),
+            "test_metrics": entry["test_metrics"],
+        }
+
+    def on_grid(self, wavelengths: np.ndarray, reflectance: np.ndarray) -> tuple[np.ndarray, bool]:
+        """The reflectance on the model's grid, and whether it had to be resampled."""
+        grid = self.wavelengths_nm
+        if wavelengths.shape == grid.shape and np.allclose(wavelengths, grid, rtol=0, atol=1e-6):
+            return reflectance, False
+        gaps = missing_ranges(wavelengths, grid)
+        if gaps:
+            missing = " and ".join(f"{low:g}-{high:g} nm" for low, high in gaps)
+            raise RequestError(
+                422, "wavelengths_nm",
+                f"the model of site {self.name!r} needs spectra over {grid[0]:g}-{grid[-1]:g} nm "
+                f"({grid.size} bands); these cover {wavelengths[0]:g}-{wavelengths[-1]:g} nm: "
+                f"missing {missing}. Send spectra that cover the model's range (they are "
+                "resampled to its grid)")
+        key = wavelengths.tobytes()
+        with self._lock:
+            resampler = self._resamplers.get(key)
+            if resampler is not None:
+                self._resamplers.move_to_end(key)
+        if resampler is None:
+            try:
+                resampler = Resample(source_nm=wavelengths, target_nm=grid).fit(reflectance[:1])
+            except ValueError as error:
+                raise RequestError(422, "wavelengths_nm", f"cannot resample: {error}") from None
+            with self._lock:
+                self._resamplers[key] = resampler
+                while len(self._resamplers) > RESAMPLER_CACHE_SIZE:
+                    self._resamplers.popitem(last=False)
+        return resampler.transform(reflectance), True
+
+    def predict(self, wavelengths: np.ndarray, reflectance: np.ndarray) -> PredictResponse:
+        values, resampled = self.on_grid(wavelengths, reflectance)
+        try:
+            spectra = preprocess(values, self.steps)
+        except ValueError as error:  # e.g. a flat spectrum has no SNV
+            raise RequestError(422, "reflectance", f"preprocessing failed: {error}") from None
+        estimate, spread = self.predictor.predict(spectra, return_std=True)
+        t2, q = self.domain.statistics(spectra)
+        inside = (t2 <= self.domain.t2_limit) & (q <= self.domain.q_limit)
+        finite = math.isfinite(self.halfwidth)
+        predictions = [
+            SpectrumPrediction(
+                soc_percent=float(estimate[i]),
+                spread=float(spread[i]),
+                interval=Interval(
+                    lower=float(estimate[i] - self.halfwidth) if finite else None,
+                    upper=float(estimate[i] + self.halfwidth) if finite else None,
+                    level=self.level,
+                ),
+                in_domain=bool(inside[i]),
+                t2=float(t2[i]),
+                q=float(q[i]),
+            )
+            for i in range(estimate.shape[0])
+        ]
+        return PredictResponse(model=self.identity, domain_limits=self.limits,
+                               resampled=resampled, predictions=predictions)
+
+
+def serving_limits(manifest: dict[str, Any]) -> dict[str, Any]:
+    limits = {**DEFAULT_SERVING, **manifest.get("serving", {})}
+    for key, variable in (("max_spectra_per_request", "LOCALSOC_MAX_SPECTRA"),
+                          ("max_body_bytes", "LOCALSOC_MAX_BODY_BYTES")):
+        if os.environ.get(variable):
+            limits[key] = int(os.environ[variable])
+    return limits
+
+
+def check_wavelengths(values: list[float]) -> np.ndarray:
+    wavelengths = np.asarray(values, dtype=np.float64)
+    if wavelengths.size < 2:
+        raise RequestError(400, "wavelengths_nm",
+                           f"wavelengths_nm has {wavelengths.size} value(s); give the wavelength "
+                           "in nm of every value of a spectrum (at least 2)")
+    if not np.isfinite(wavelengths).all():
+        where = int(np.flatnonzero(~np.isfinite(wavelengths))[0])
+        raise RequestError(422, "wavelengths_nm",
+                           f"wavelengths_nm[{where}] is {wavelengths[where]}; every wavelength "
+                           "must be a finite number of nm")
+    steps = np.diff(wavelengths)
+    if np.any(steps <= 0):
+        where = int(np.flatnonzero(steps <= 0)[0]) + 1
+        hint = (" If these are wavenumbers (cm-1), convert them: nm = 1e7 / wavenumber, and "
+                "reverse the order" if np.all(steps < 0) else " Sort the wavelengths (and the "
+                "spectra's values with them) and drop duplicates")
+        raise RequestError(422, "wavelengths_nm",
+                           f"wavelengths_nm must be strictly increasing; position {where} holds "
+                           f"{wavelengths[where]:g} after {wavelengths[where - 1]:g}.{hint}")
+    if wavelengths[-1] <= 100:
+        raise RequestError(422, "wavelengths_nm",
+                           f"wavelengths_nm run from {wavelengths[0]:g} to {wavelengths[-1]:g}: "
+                           "these look like micrometres; send nanometres (multiply by 1000)")
+    if wavelengths[0] <= 0 or wavelengths[-1] > 100_000:
+        raise RequestError(422, "wavelengths_nm",
+                           f"wavelengths_nm run from {wavelengths[0]:g} to {wavelengths[-1]:g} "
+                           "nm, outside any vis-NIR range (0, 100000]; send wavelengths in nm")
+    return wavelengths
+
+
+def check_count(rows: list[list[float]], field: str, max_spectra: int) -> None:
+    if len(rows) == 0:
+        raise RequestError(400, field, f"{field} is empty; give at least one spectrum")
+    if len(rows) > max_spectra:
+        raise RequestError(413, field,
+                           f"{field} holds {len(rows)} spectra; the limit is {max_spectra} per "
+                           "call: split them over several calls")
+
+
+def check_spectra(rows: list[list[float]], field: str, n_wavelengths: int) -> np.ndarray:
+    for index, row in enumerate(rows):
+        if len(row) != n_wavelengths:
+            raise RequestError(400, field,
+                               f"{field}[{index}] has {len(row)} values but wavelengths_nm has "
+                               f"{n_wavelengths}; give one value per wavelength in every spectrum")
+    values = np.asarray(rows, dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, column = _first_position(bad)
+        raise RequestError(422, field,
+                           f"{field}[{row}][{column}] is {values[row, column]} ({int(bad.sum())} "
+                           "non-finite value(s) in all); every value must be a finite number: "
+                           "re-measure or drop those spectra")
+    return values
+
+
+def to_reflectance(values: np.ndarray, field: str, limits: dict[str, Any]) -> np.ndarray:
+    """Reflectance fractions from the given field, or a 422 naming the wrong value and units."""
+    low = float(limits["reflectance_min_exclusive"])
+    high = float(limits["reflectance_max"])
+    if field == "absorbance":
+        top = float(values.max())
+        if top > float(limits["absorbance_max"]):
+            row, column = _first_position(values == top)
+            raise RequestError(422, field,
+                               f"absorbance[{row}][{column}] is {top:g}; absorbance log10(1/R) "
+                               f"above {limits['absorbance_max']:g} means reflectance below "
+                               f"{10 ** -float(limits['absorbance_max']) * 100:g} %, which soils do "
+                               "not have. Percent reflectance? Send it as reflectance / 100")
+        bottom_allowed = -math.log10(high)
+        if float(values.min()) < bottom_allowed - 1e-12:
+            row, column = _first_position(values == values.min())
+            raise RequestError(422, field,
+                               f"absorbance[{row}][{column}] is {values[row, column]:g}, i.e. "
+                               f"reflectance above {high:g}; absorbance must be log10(1/R) of a "
+                               f"reflectance in ({low:g}, {high:g}]")
+        reflectance = np.power(10.0, -values)
+        return np.minimum(reflectance, high)
+    top = float(values.max())
+    if top > high:
+        row, column = _first_position(values == top)
+        if top > float(limits["percent_reflectance_above"]) and top <= 100:
+            raise RequestError(422, field,
+                               f"reflectance[{row}][{column}] is {top:g}: these look like percent "
+                               "reflectance (0-100); the service takes fractions in "
+                               f"({low:g}, {high:g}]: divide by 100")
+        raise RequestError(422, field,
+                           f"reflectance[{row}][{column}] is {top:g}, above {high:g}; reflectance "
+                           f"must be a fraction in ({low:g}, {high:g}]")
+    bottom = float(values.min())
+    if bottom <= low:
+        row, column = _first_position(values == bottom)
+        raise RequestError(422, field,
+                           f"reflectance[{row}][{column}] is {bottom:g}; reflectance must be a "
+                           f"fraction in ({low:g}, {high:g}]. Absorbance log10(1/R)? Send it as "
+                           "absorbance")
+    return values
+
+
+class BundlePredictor:
+    """Every site of a loaded bundle, and the request checks shared by all of them."""
+
+    def __init__(self, bundle: ServingBundle, tag: str) -> None:
+        self.tag = tag
+        self.manifest = bundle.manifest
+        self.limits = serving_limits(bundle.manifest)
+        self.sites = {
+            site: SitePredictor(bundle.manifest["sites"][site], bundle.models[site], tag,
+                                bundle.manifest)
+            for site in bundle.sites
+        }
+        self._document = {
+            "bundle": tag,
+            "packaged_at": self.manifest.get("packaged_at"),
+            "data_version": self.manifest.get("data_version"),
+            "code_version": self.manifest.get("code_version"),
+            "limits": {key: self.limits[key] for key in ("max_spectra_per_request",
+                                                         "max_body_bytes")},
+            "sites": [served.describe() for _, served in sorted(self.sites.items())],
+        }
+
+    def sites_document(self) -> dict[str, Any]:
+        """What GET /sites returns: the bundle, its limits, and each site's model and metrics."""
+        return self._document
+
+    def site(self, name: str) -> SitePredictor:
+        served = self.sites.get(name)
+        if served is None:
+            raise RequestError(422, "site",
+                               f"unknown site {_short(name)}; this service serves "
+                               f"{sorted(self.sites)} (GET /sites describes them)")
+        return served
+
+    def answer(self, site: str, wavelengths_nm: list[float], reflectance: list | None = None,
+               absorbance: list | None = None) -> PredictResponse:
+        """The prediction for one request, or a ``RequestError`` saying what to fix."""
+        served = self.site(site)
+        if (reflectance is None) == (absorbance is None):
+            raise RequestError(400, "reflectance",
+                               "give the spectra as exactly one of 'reflectance' (fractions in "
+                               "(0, 1]) or 'absorbance' (log10(1/R)); "
+                               + ("both were given" if reflectance is not None else
+                                  "neither was given"))
+        field = "reflectance" if reflectance is not None else "absorbance"
+        rows = reflectance if reflectance is not None else absorbance
+        check_count(rows, field, int(self.limits["max_spectra_per_request"]))
+        wavelengths = check_wavelengths(wavelengths_nm)
+        values = check_spectra(rows, field, wavelengths.size)
+        return served.predict(wavelengths, to_reflectance(values, field, self.limits))

@@ -1,0 +1,84 @@
+"""Request and response bodies of the prediction service (pydantic; they make its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EXAMPLE_REQUEST = {
+    "site": "china_site",
+    "wavelengths_nm": [400.0, 410.0, "...", 2500.0],
+    "reflectance": [[0.081, 0.083, "...", 0.412]],
+}
+
+
+class PredictRequest(BaseModel):
+    """Spectra of one site: reflectance fractions (or absorbance) on the given wavelengths."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_REQUEST})
+
+    site: str = Field(description="served site id (GET /sites lists them)")
+    wavelengths_nm: list[float] = Field(
+        description="wavelength of each value of a spectrum, in nm, strictly increasing; spectra "
+        "on another grid than the model's are resampled when they cover it"
+    )
+    reflectance: list[list[float]] | None = Field(
+        default=None,
+        description="one spectrum per row, reflectance as a fraction in (0, 1] (not percent)",
+    )
+    absorbance: list[list[float]] | None = Field(
+        default=None,
+        description="instead of reflectance: one spectrum per row, absorbance log10(1/R)",
+    )
+
+
+class Interval(BaseModel):
+    lower: float | None = Field(description="lower bound, SOC %; null when unbounded")
+    upper: float | None = Field(description="upper bound, SOC %; null when unbounded")
+    level: float = Field(description="nominal coverage, e.g. 0.9")
+
+
+class SpectrumPrediction(BaseModel):
+    soc_percent: float = Field(description="estimated soil organic carbon, % by mass")
+    spread: float = Field(description="standard deviation of the fold models' estimates")
+    interval: Interval
+    in_domain: bool = Field(
+        description="true when the spectrum is like the model's training spectra "
+        "(t2 <= t2_limit and q <= q_limit)"
+    )
+    t2: float = Field(description="Hotelling's T2 in the domain's principal components")
+    q: float = Field(description="Q residual (squared reconstruction error)")
+
+
+class ModelIdentity(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    site: str
+    method: str = Field(description="study method of the site's winner, e.g. DTL-Ig")
+    model_key: str
+    family: str = Field(description="cnn or plsr")
+    trained_on: str
+    version: str = Field(description="bundle tag in the BentoML store (name:version)")
+    trained_at: str
+    trained_at_source: str = Field(description="training, or packaging when training kept no time")
+    packaged_at: str
+    data_version: str | None
+    code_version: str | None
+
+
+class DomainLimits(BaseModel):
+    t2_limit: float
+    q_limit: float
+
+
+class PredictResponse(BaseModel):
+    model: ModelIdentity
+    domain_limits: DomainLimits
+    resampled: bool = Field(
+        description="true when the spectra were resampled from their grid to the model's"
+    )
+    predictions: list[SpectrumPrediction]
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="what is wrong and what to do about it")
+    field: str | None = Field(default=None, description="the request field at fault")

@@ -1,0 +1,191 @@
+"""The LocalSOC prediction service (BentoML): SOC % of a site's spectra from its packaged winner.
+
+``POST /predict`` takes ``{site, wavelengths_nm, reflectance | absorbance}`` and returns, per
+spectrum, the SOC estimate, its prediction interval and the applicability-domain statistics,
+with the identity of the model that made them. ``GET /sites`` lists the served sites with their
+method, wavelength grid and test metrics.
+
+The bundle is one model in the BentoML store (see ``localsoc.serving.bundle``); its tag is taken
+from ``$LOCALSOC_BUNDLE_TAG``, else from ``data/06_models/bento_tag.txt`` (written by the package
+stage; under ``$LOCALSOC_PROJECT`` or the working directory), else ``localsoc_bundle:latest``.
+Every file's SHA-256 is checked before the models are loaded, once per worker.
+
+Every request problem is answered with a 4xx and ``{"error": <what to fix>, "field": <name>}``:
+400 for a malformed body (wrong JSON types, empty or ragged arrays, reflectance and absorbance
+both or neither given), 413 for too many spectra or too large a body, 415 for a body that is not
+JSON, 422 for values the model cannot take (unknown site, NaN or infinite values, values out of
+range or in the wrong units, a wavelength range that does not cover the model's grid).
+
+Environment: ``LOCALSOC_WORKERS`` (worker processes, default 1), ``LOCALSOC_TF_THREADS``
+(TensorFlow threads per worker, default 1), ``LOCALSOC_MAX_SPECTRA`` and
+``LOCALSOC_MAX_BODY_BYTES`` (override the bundle's serving limits).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import bentoml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from localsoc.serving.bundle import DEFAULT_SERVING, read_bundle
+from localsoc.serving.inference import configure_threads
+from localsoc.serving.predictor import BundlePredictor, RequestError
+from localsoc.serving.schemas import PredictRequest, PredictResponse
+
+logger = logging.getLogger(__name__)
+
+TAG_FILE = Path("data/06_models/bento_tag.txt")
+DEFAULT_TAG = "localsoc_bundle:latest"
+PREDICT_ROUTE = "/predict"
+
+
+def bundle_tag() -> str:
+    """The tag of the bundle to serve (see the module notes)."""
+    tag = os.environ.get("LOCALSOC_BUNDLE_TAG", "").strip()
+    if tag:
+        return tag
+    bases = [Path(os.environ["LOCALSOC_PROJECT"])] if os.environ.get("LOCALSOC_PROJECT") else []
+    for base in (*bases, Path.cwd()):
+        path = base / TAG_FILE
+        if path.is_file() and path.read_text().strip():
+            return path.read_text().strip()
+    return DEFAULT_TAG
+
+
+# --- GET /sites: a small Starlette app mounted next to the BentoML API -------------------------
+
+
+async def sites_endpoint(request: Request) -> JSONResponse:
+    service = bentoml.get_current_service()
+    return JSONResponse(service.sites_document())
+
+
+sites_app = Starlette(routes=[Route("/sites", sites_endpoint, methods=["GET"])])
+
+
+# --- request limits: body size and content type, before BentoML reads the body ----------------
+
+
+class RequestLimits:
+    """ASGI middleware: 413 for bodies above the limit, 415 for non-JSON bodies to /predict."""
+
+    def __init__(self, app, max_body_bytes: int | None = None) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    def _limit(self) -> int:
+        if self.max_body_bytes:
+            return int(self.max_body_bytes)
+        try:
+            return int(bentoml.get_current_service().limits["max_body_bytes"])
+        except Exception:  # not instantiated yet
+            return int(os.environ.get("LOCALSOC_MAX_BODY_BYTES")
+                       or DEFAULT_SERVING["max_body_bytes"])
+
+    @staticmethod
+    async def _reply(send, status: int, message: str, field: str | None = None) -> None:
+        body = json.dumps({"error": message, "field": field}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        headers = {key.lower(): value for key, value in scope.get("headers", [])}
+        if scope.get("path", "").rstrip("/") == PREDICT_ROUTE:
+            media = headers.get(b"content-type", b"application/json").split(b";")[0].strip()
+            if media and media.lower() != b"application/json":
+                await self._reply(send, 415, f"the body is {media.decode(errors='replace')}; "
+                                  "send JSON with Content-Type: application/json")
+                return
+        limit = self._limit()
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            await self._reply(send, 413, f"the body has {int(declared)} bytes; the limit is "
+                              f"{limit}: send fewer spectra per call")
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([], message, receive), send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await self._reply(send, 413, f"the body exceeds the limit of {limit} bytes: "
+                                  "send fewer spectra per call")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        await self.app(scope, _replay([{"type": "http.request", "body": body,
+                                        "more_body": False}], None, receive), send)
+
+
+def _replay(messages: list[dict], pending: dict | None, receive):
+    queue = list(messages) + ([pending] if pending is not None else [])
+
+    async def replayed() -> dict:
+        if queue:
+            return queue.pop(0)
+        return await receive()
+
+    return replayed
+
+
+# --- the service ------------------------------------------------------------------------------
+
+
+@bentoml.service(
+    name="localsoc",
+    workers=int(os.environ.get("LOCALSOC_WORKERS", "1")),
+    traffic={"timeout": 60},
+)
+@bentoml.asgi_app(sites_app, path="/")
+class LocalSOCService:
+    """SOC % of a site's vis-NIR spectra, with prediction intervals and domain checks."""
+
+    bundle_model = bentoml.models.BentoModel(bundle_tag())
+
+    def __init__(self) -> None:
+        tag = str(type(self).bundle_model.tag)
+        if type(self).bundle_model.stored is None:
+            raise RuntimeError(
+                f"the BentoML store has no bundle {tag!r}; run the package stage (localsoc run "
+                "--pipeline package) or point BENTOML_HOME / LOCALSOC_BUNDLE_TAG at one"
+            )
+        stored = self.bundle_model
+        configure_threads(int(os.environ.get("LOCALSOC_TF_THREADS", "1")))
+        bundle = read_bundle(stored.path, stored.info.metadata.get("bundle_sha256"))
+        self.predictor = BundlePredictor(bundle, str(stored.tag))
+        self.limits = self.predictor.limits
+        logger.info("serving bundle %s: sites %s", stored.tag, sorted(self.predictor.sites))
+
+    def sites_document(self) -> dict[str, Any]:
+        return self.predictor.sites_document()
+
+    @bentoml.api(route=PREDICT_ROUTE, input_spec=PredictRequest)
+    def predict(self, site: str, wavelengths_nm: list[float],
+                reflectance: list[list[float]] | None = None,
+                absorbance: list[list[float]] | None = None) -> PredictResponse:
+        """SOC % per spectrum with its interval, domain check and the model's identity."""
+        try:
+            return self.predictor.answer(site, wavelengths_nm, reflectance, absorbance)
+        except RequestError as error:
+            return JSONResponse(error.body(), status_code=error.status)
+
+
+LocalSOCService.add_asgi_middleware(RequestLimits)

@@ -1,0 +1,104 @@
+"""Session fixtures of the serving tests: one tiny study, one bundle, one real server.
+
+The BentoML store lives in a temporary BENTOML_HOME, never the user's. The server is
+``bentoml serve`` on a free port of 127.0.0.1, started once per session and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+BIN = Path(sys.executable).parent
+SERVER_START_SECONDS = 180
+
+
+@pytest.fixture(scope="session")
+def study():
+    """Two simulated sites, their models, the evaluate node's outputs and the package bundle."""
+    from tests.serving.study import build_study, simulate_sites
+
+    sites_ssl = simulate_sites()
+    return {"sites_ssl": sites_ssl, **build_study(sites_ssl)}
+
+
+@pytest.fixture(scope="session")
+def recorded_predictions(study, tmp_path_factory) -> pd.DataFrame:
+    """The evaluate step's predictions as the catalog stores them (CSV) and reads them back."""
+    path = tmp_path_factory.mktemp("evaluate") / "study_predictions.csv"
+    study["predictions"].to_csv(path, index=False)
+    return pd.read_csv(path)
+
+
+@pytest.fixture(scope="session")
+def project(study, tmp_path_factory):
+    """A project directory with the bundle saved to its own BentoML home; (root, home, tag)."""
+    from tests.serving.study import save_bundle
+
+    root = tmp_path_factory.mktemp("serving_project")
+    tag = save_bundle(study["bundle"], root)
+    return root, root / "bentoml", tag
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(project):
+    """Base URL of ``bentoml serve`` running the service from the project's bundle."""
+    root, home, tag = project
+    port = free_port()
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true",
+           "TF_CPP_MIN_LOG_LEVEL": "2", "LOCALSOC_TF_THREADS": "1"}
+    env.pop("LOCALSOC_BUNDLE_TAG", None)  # the service must find the tag in the project's file
+    env.pop("LOCALSOC_PROJECT", None)
+    log = open(root / "server.log", "w")  # noqa: SIM115 - closed at teardown
+    process = subprocess.Popen(
+        [str(BIN / "bentoml"), "serve", "localsoc.serving.service:LocalSOCService",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"bentoml serve exited ({process.returncode}):\n"
+                            f"{(root / 'server.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"bentoml serve not ready in {SERVER_START_SECONDS} s:\n"
+                            f"{(root / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    with httpx.Client(base_url=server, timeout=60) as session:
+        yield session

@@ -1,0 +1,162 @@
+"""The bundle format: write, verify (SHA-256 of every file), read; and its BentoML dataset."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from localsoc.serving.bundle import (
+    MANIFEST_FILE,
+    BundleError,
+    BundleIntegrityError,
+    ServingBundle,
+    interval_halfwidth,
+    read_bundle,
+    site_directory,
+    verify_bundle,
+    write_bundle,
+)
+
+
+@pytest.fixture
+def linear_bundle(study) -> ServingBundle:
+    """The study's bundle cut down to its PLSR site (fast to write and read)."""
+    bundle = study["bundle"]
+    manifest = copy.deepcopy(bundle.manifest)
+    manifest["sites"] = {"sweden_site": manifest["sites"]["sweden_site"]}
+    return ServingBundle(manifest=manifest, models={"sweden_site": bundle.models["sweden_site"]})
+
+
+def test_round_trip_keeps_manifest_and_models(study, tmp_path):
+    bundle = study["bundle"]
+    digest = write_bundle(bundle, tmp_path)
+    loaded = read_bundle(tmp_path, digest)
+    assert loaded.sites == ["china_site", "sweden_site"]
+    original = {k: v for k, v in bundle.manifest.items() if k != "files"}
+    assert {k: v for k, v in loaded.manifest.items() if k != "files"} == original
+    assert all(name.startswith("sites/") for name in loaded.manifest["files"])
+    X = study["test"].filter(like="nm_").to_numpy()[:7]
+    for site in bundle.sites:
+        mean, spread = loaded.models[site].predict(X, return_std=True)
+        expected, expected_spread = bundle.models[site].predict(X, return_std=True)
+        np.testing.assert_array_equal(mean, expected)
+        np.testing.assert_array_equal(spread, expected_spread)
+    cnn_files = [n for n in loaded.manifest["files"]
+                 if n.startswith(loaded.manifest["sites"]["china_site"]["model_dir"])]
+    assert sorted(n.rsplit("/", 1)[1] for n in cnn_files) == [
+        "fold_00.keras", "fold_01.keras", "fold_02.keras", "metadata.json"]
+
+
+def test_a_changed_model_file_is_refused(linear_bundle, tmp_path):
+    digest = write_bundle(linear_bundle, tmp_path)
+    name = next(iter(json.loads((tmp_path / MANIFEST_FILE).read_text())["files"]))
+    path = tmp_path / name
+    data = json.loads(path.read_text())
+    data["intercept"] += 1.0
+    path.write_text(json.dumps(data))
+    with pytest.raises(BundleIntegrityError, match="changed since it was packaged"):
+        read_bundle(tmp_path, digest)
+
+
+def test_a_missing_model_file_is_refused(linear_bundle, tmp_path):
+    write_bundle(linear_bundle, tmp_path)
+    name = next(iter(json.loads((tmp_path / MANIFEST_FILE).read_text())["files"]))
+    (tmp_path / name).unlink()
+    with pytest.raises(BundleIntegrityError, match="missing"):
+        verify_bundle(tmp_path)
+
+
+def test_a_changed_manifest_is_refused(linear_bundle, tmp_path):
+    digest = write_bundle(linear_bundle, tmp_path)
+    manifest = json.loads((tmp_path / MANIFEST_FILE).read_text())
+    manifest["sites"]["sweden_site"]["interval"]["halfwidth"] = 0.0
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+    with pytest.raises(BundleIntegrityError, match=MANIFEST_FILE):
+        verify_bundle(tmp_path, digest)
+    # without the store's record, the half-width no longer follows from the residuals
+    loaded = read_bundle(tmp_path)
+    with pytest.raises(BundleError, match="disagrees with its calibration residuals"):
+        interval_halfwidth(loaded.site("sweden_site"))
+
+
+def test_file_paths_outside_the_bundle_are_refused(linear_bundle, tmp_path):
+    write_bundle(linear_bundle, tmp_path)
+    manifest = json.loads((tmp_path / MANIFEST_FILE).read_text())
+    manifest["files"]["../elsewhere.json"] = "0" * 64
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="leaves the bundle"):
+        verify_bundle(tmp_path)
+
+
+def test_writing_checks_models_against_sites(linear_bundle, tmp_path):
+    with pytest.raises(BundleError, match="one model per site"):
+        write_bundle(ServingBundle(linear_bundle.manifest, {}), tmp_path / "a")
+    broken = copy.deepcopy(linear_bundle.manifest)
+    broken["sites"]["sweden_site"]["model_format"] = "fold_ensemble"
+    with pytest.raises(BundleError, match="model_format"):
+        write_bundle(ServingBundle(broken, linear_bundle.models), tmp_path / "b")
+    broken = copy.deepcopy(linear_bundle.manifest)
+    del broken["sites"]["sweden_site"]["domain"]
+    with pytest.raises(BundleError, match="domain"):
+        write_bundle(ServingBundle(broken, linear_bundle.models), tmp_path / "c")
+    write_bundle(linear_bundle, tmp_path / "d")
+    with pytest.raises(BundleError, match="already holds a bundle"):
+        write_bundle(linear_bundle, tmp_path / "d")
+
+
+def test_the_manifest_holds_data_not_pickles(study, tmp_path):
+    write_bundle(study["bundle"], tmp_path)
+    suffixes = {path.suffix for path in tmp_path.rglob("*") if path.is_file()}
+    assert suffixes <= {".json", ".keras"}
+    site = json.loads((tmp_path / MANIFEST_FILE).read_text())["sites"]["china_site"]
+    assert site["preprocessing"] == ["absorbance", "snv"]
+    assert len(site["wavelengths_nm"]) == 211
+    assert len(site["interval"]["calibration_residuals"]) == 30
+    assert {"mean", "components", "variances", "t2_limit", "q_limit"} <= set(site["domain"])
+
+
+def test_site_directories_are_safe_and_distinct():
+    assert site_directory("../../etc") != site_directory("..-..-etc")
+    assert ".." not in site_directory("../../etc").split("/")
+    assert site_directory("a b") != site_directory("a_b")
+
+
+def test_dataset_saves_to_the_store_and_writes_the_tag(linear_bundle, tmp_path):
+    from localsoc.datasets.bento_bundle import BentoBundleDataset, stored_model
+
+    home = tmp_path / "bentoml"
+    dataset = BentoBundleDataset(filepath=str(tmp_path / "bento_tag.txt"), home=str(home))
+    assert not dataset.exists()
+    dataset.save(linear_bundle)
+    tag = (tmp_path / "bento_tag.txt").read_text().strip()
+    assert tag.startswith("localsoc_bundle:")
+    stored = stored_model(tag, str(home))
+    assert stored.info.metadata["sites"] == "sweden_site"
+    assert stored.info.labels["project"] == "localsoc"
+    loaded = dataset.load()
+    assert loaded.manifest["tag"] == tag
+    assert loaded.sites == ["sweden_site"]
+    # a second save is a new version, and the tag file follows it
+    dataset.save(linear_bundle)
+    assert (tmp_path / "bento_tag.txt").read_text().strip() != tag
+
+
+def test_dataset_load_refuses_a_tampered_store_model(linear_bundle, tmp_path):
+    from kedro.io import DatasetError
+
+    from localsoc.datasets.bento_bundle import BentoBundleDataset, stored_model
+
+    home = tmp_path / "bentoml"
+    dataset = BentoBundleDataset(filepath=str(tmp_path / "bento_tag.txt"), home=str(home))
+    dataset.save(linear_bundle)
+    path = stored_model(dataset.tag(), str(home)).path
+    manifest_path = f"{path}/{MANIFEST_FILE}"
+    manifest = json.loads(open(manifest_path).read())
+    manifest["serving"]["max_spectra_per_request"] = 10**9
+    with open(manifest_path, "w") as handle:
+        json.dump(manifest, handle)
+    with pytest.raises(DatasetError, match="changed since it was packaged"):
+        dataset.load()

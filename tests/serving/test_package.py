@@ -1,0 +1,106 @@
+"""The package pipeline: the winners' bundle from the evaluate outputs, saved through the catalog."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from localsoc.pipelines.package.nodes import package_winners, serving_settings
+from tests.serving.study import GRID, PREPROCESS, VALIDATE
+
+
+def _package(study, **changes):
+    arguments = {
+        "study_winners": study["winners"], "study_predictions": study["predictions"],
+        "library_models": {}, "site_models": study["models"], "transfer_models": {},
+        "library_ssl": study["calibration"].iloc[0:0], "sites_ssl": study["sites_ssl"],
+        "grid": GRID, "preprocess": PREPROCESS, "validate": VALIDATE, "package": {},
+    }
+    arguments.update(changes)
+    return package_winners(**arguments)
+
+
+def test_bundle_holds_each_sites_winner_and_what_serving_needs(study):
+    bundle = _package(study)
+    assert bundle.sites == sorted(study["winners"])
+    for site, winner in study["winners"].items():
+        entry = bundle.site(site)
+        assert bundle.models[site] is study["models"][winner["model_key"]]
+        assert (entry["method"], entry["model_key"], entry["family"]) == (
+            winner["method"], winner["model_key"], winner["family"])
+        assert entry["interval"]["halfwidth"] == winner["interval_halfwidth"]
+        assert entry["domain"] == winner["domain"]
+        assert entry["test_metrics"]["rmse"] == winner["test_metrics"]["rmse"]
+        rows = study["predictions"].query(
+            "site == @site and method == @winner['method'] and role == 'calibration'")
+        assert entry["interval"]["calibration_sample_ids"] == rows["sample_id"].tolist()
+    assert bundle.manifest["data_version"] and bundle.manifest["code_version"]
+    assert bundle.manifest["serving"]["reflectance_max"] == VALIDATE["reflectance"]["max"]
+
+
+def test_a_missing_winner_model_is_an_error(study):
+    models = {k: v for k, v in study["models"].items() if not k.startswith("china_site")}
+    with pytest.raises(ValueError, match="china_site.*not in the site models"):
+        _package(study, site_models=models)
+
+
+def test_a_grid_the_models_were_not_trained_on_is_an_error(study):
+    with pytest.raises(ValueError, match="bands but the grid has"):
+        _package(study, grid={"start_nm": 400, "stop_nm": 2500, "step_nm": 20})
+
+
+def test_missing_calibration_rows_are_an_error(study):
+    predictions = study["predictions"].loc[study["predictions"]["role"] == "test"]
+    with pytest.raises(ValueError, match="no calibration rows"):
+        _package(study, study_predictions=predictions)
+
+
+def test_an_interval_that_does_not_follow_from_the_residuals_is_an_error(study):
+    winners = copy.deepcopy(study["winners"])
+    winners["sweden_site"]["interval_halfwidth"] *= 2
+    with pytest.raises(ValueError, match="disagrees with its calibration residuals"):
+        _package(study, study_winners=winners)
+
+
+def test_empty_winners_and_unknown_settings_are_errors(study):
+    with pytest.raises(ValueError, match="run the evaluate stage"):
+        _package(study, study_winners={})
+    with pytest.raises(ValueError, match="unknown setting"):
+        serving_settings(VALIDATE, {"serving": {"max_spectra": 3}})
+    with pytest.raises(ValueError, match=">= 1"):
+        serving_settings(VALIDATE, {"serving": {"max_spectra_per_request": 0}})
+
+
+def test_pipeline_saves_the_bundle_through_the_catalog(study, tmp_path):
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.runner import SequentialRunner
+
+    from localsoc.datasets.bento_bundle import BentoBundleDataset
+    from localsoc.pipelines.package import create_pipeline
+
+    inputs = {
+        "study_winners": study["winners"], "study_predictions": study["predictions"],
+        "library_models": {}, "site_models": study["models"], "transfer_models": {},
+        "library_ssl": study["calibration"].iloc[0:0], "sites_ssl": study["sites_ssl"],
+        "params:grid": GRID, "params:preprocess": PREPROCESS, "params:validate": VALIDATE,
+        "params:package": {"serving": {"max_spectra_per_request": 7}},
+    }
+    tag_file = tmp_path / "data/06_models/bento_tag.txt"
+    catalog = DataCatalog({name: MemoryDataset(value) for name, value in inputs.items()})
+    catalog["serving_bundle"] = BentoBundleDataset(filepath=str(tag_file),
+                                                   home=str(tmp_path / "bentoml"))
+    pipeline = create_pipeline()
+    assert pipeline.all_outputs() == {"serving_bundle"}
+    SequentialRunner().run(pipeline, catalog)
+    loaded = catalog.load("serving_bundle")
+    assert loaded.manifest["tag"] == tag_file.read_text().strip()
+    assert loaded.sites == sorted(study["winners"])
+    assert loaded.manifest["serving"]["max_spectra_per_request"] == 7
+
+
+def test_the_registry_runs_package_after_report():
+    from localsoc.pipeline_registry import STAGES, register_pipelines
+
+    assert STAGES[-2:] == ("report", "package")
+    assert "serving_bundle" in register_pipelines()["__default__"].all_outputs()
