@@ -27,7 +27,8 @@ SPACE = {
     "learning_rate": {"min": 3e-3, "max": 1e-2, "sampling": "log"},
     "batch_size": [16],
 }
-BUDGET = {"trials": 2, "max_epochs": 20, "patience": 8, "folds": 3}
+# One random trial, then one proposed by the Gaussian process.
+BUDGET = {"trials": 2, "max_epochs": 20, "patience": 8, "folds": 3, "initial_points": 1}
 
 
 def simulated(n: int = 120, n_bands: int = 64, seed: int = 0):
@@ -109,7 +110,8 @@ class _Killed(BaseException):
     """Stands in for the process being killed mid-trial."""
 
 
-def test_killed_search_resumes_and_resume_false_starts_over(data, tmp_path, monkeypatch):
+def test_killed_search_resumes_and_resume_false_starts_over(data, tmp_path, monkeypatch,
+                                                            capsys):
     X, y, folds = data
     budget = {**BUDGET, "max_epochs": 5}
     real = search_module.cross_validate
@@ -130,6 +132,7 @@ def test_killed_search_resumes_and_resume_false_starts_over(data, tmp_path, monk
 
     resumed = search_cnn(X, y, folds=folds, budget=budget, seed=3, directory=tmp_path,
                          space=SPACE, progress=False, resume=True)
+    assert capsys.readouterr().out == ""  # not even Keras-Tuner's "Reloading Tuner from"
     assert resumed.trials["trial_id"].tolist() == ["0", "1"]
     assert set(resumed.trials["status"]) == {"COMPLETED"}
     # trial 0 was not run again: its stored record is untouched
@@ -147,12 +150,15 @@ def test_killed_search_resumes_and_resume_false_starts_over(data, tmp_path, monk
 
 
 @pytest.mark.parametrize("tuner", ["random", "hyperband"])
-def test_other_tuners_run(data, tuner):
+def test_other_tuners_run_and_progress_goes_to_stderr_only(data, tuner, capsys):
     X, y, _ = data
     result = search_cnn(X[:40], y[:40], budget={"trials": 1, "max_epochs": 3, "folds": 2},
-                        seed=0, tuner=tuner, space=SPACE, progress=False)
+                        seed=0, tuner=tuner, space=SPACE, progress=True)
     assert len(result.trials) == 1 and np.isfinite(result.cv_rmse)
     assert result.ensemble.n_folds == 2 and result.directory is None
+    captured = capsys.readouterr()
+    assert captured.out == ""  # Keras-Tuner's own prints are routed to logging
+    assert "CNN search" in captured.err and "best_cv_rmse" in captured.err
 
 
 def test_make_folds_is_balanced_reproducible_and_round_trips():
