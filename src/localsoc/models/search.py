@@ -298,7 +298,7 @@ class _Trainer:
                     best_loss, best_weights, waited = stop_loss, model.get_weights(), 0
                 else:
                     waited += 1
-                    if waited > int(settings.patience):
+                    if waited >= max(int(settings.patience), 1):  # as Keras' EarlyStopping
                         break
         if best_weights is not None:
             model.set_weights(best_weights)
