@@ -1,5 +1,11 @@
-# LocalSOC: the study pipeline (and, once packaged, the prediction service) in one image.
-# Build: docker build -t localsoc .     Run the demo study: docker run --rm localsoc
+# LocalSOC: the prediction service (default) and the study pipeline, in one image.
+#   Build:          docker build -t localsoc .
+#   Train (demo):   docker run --rm -v localsoc-data:/app/data -v localsoc-bento:/app/bentoml \
+#                     localsoc localsoc run --env demo
+#   Serve:          docker run --rm -p 3000:3000 -v localsoc-data:/app/data \
+#                     -v localsoc-bento:/app/bentoml localsoc
+# The training run's package stage writes the bundle to the BentoML store (/app/bentoml) and its
+# tag to data/06_models/bento_tag.txt, which the service reads at start.
 # (No Docker engine runs on the development machines; this file is linted with hadolint.)
 
 FROM python:3.11.7-slim-bookworm AS build
@@ -26,6 +32,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     KEDRO_DISABLE_TELEMETRY=true \
     DVC_NO_ANALYTICS=1 \
     BENTOML_DO_NOT_TRACK=true \
+    BENTOML_HOME=/app/bentoml \
     TF_CPP_MIN_LOG_LEVEL=2 \
     LOCALSOC_PROJECT=/app
 COPY --from=build /opt/venv /opt/venv
@@ -33,7 +40,12 @@ WORKDIR /app
 COPY --chown=10001:10001 pyproject.toml dvc.yaml ./
 COPY --chown=10001:10001 conf ./conf
 COPY --chown=10001:10001 data ./data
+RUN mkdir -p /app/bentoml && chown 10001:10001 /app/bentoml
 USER 10001
-HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import localsoc, localsoc._native.kennard_stone"]
-CMD ["localsoc", "run", "--env", "demo"]
+VOLUME ["/app/data", "/app/bentoml"]
+EXPOSE 3000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:3000/readyz', timeout=4).status != 200)"]
+# The service is the default command; any other command (e.g. `localsoc run --env demo`) runs it
+# instead.
+CMD ["bentoml", "serve", "localsoc.serving.service:LocalSOCService", "--host", "0.0.0.0", "--port", "3000"]

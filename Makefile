@@ -4,6 +4,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 ENV ?= demo
+HOST ?= 127.0.0.1
+PORT ?= 3000
 
 export KEDRO_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
@@ -11,7 +13,7 @@ export BENTOML_DO_NOT_TRACK := true
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: setup run test bench lint lock clean
+.PHONY: setup run test serve bench lint lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +33,9 @@ run: setup ## the whole demo study on the embedded simulated data
 
 test: setup ## the test suite
 	$(BIN)/python -m pytest
+
+serve: setup ## the prediction service on $(HOST):$(PORT), serving the bundle in data/06_models/bento_tag.txt
+	$(BIN)/bentoml serve localsoc.serving.service:LocalSOCService --host $(HOST) --port $(PORT)
 
 bench: setup ## the benchmark scripts under bench/ (figures go to BENCHMARKS.md)
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done

@@ -61,7 +61,8 @@ def server(project):
     root, home, tag = project
     port = free_port()
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true",
-           "TF_CPP_MIN_LOG_LEVEL": "2", "LOCALSOC_TF_THREADS": "1"}
+           "TF_CPP_MIN_LOG_LEVEL": "2", "LOCALSOC_THREADS": "1",
+           "LOCALSOC_WORKERS": "1"}
     env.pop("LOCALSOC_BUNDLE_TAG", None)  # the service must find the tag in the project's file
     env.pop("LOCALSOC_PROJECT", None)
     log = open(root / "server.log", "w")  # noqa: SIM115 - closed at teardown

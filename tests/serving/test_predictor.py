@@ -8,7 +8,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from localsoc.data.schema import Grid, spectra_of
-from localsoc.serving.inference import CompiledEnsemble, preprocess
+from localsoc.serving.inference import (
+    CompiledEnsemble,
+    HybridEnsemble,
+    NumpyEnsemble,
+    fast_predictor,
+    preprocess,
+)
 from localsoc.serving.predictor import BundlePredictor, RequestError
 from localsoc.serving.schemas import PredictResponse
 from localsoc.spectra.steps import apply_steps
@@ -41,6 +47,107 @@ def test_compiled_ensemble_predicts_like_the_fold_ensemble(study):
     np.testing.assert_allclose(spread, expected_spread, rtol=0, atol=1e-6)
     # one spectrum at a time gives the same as the batch
     np.testing.assert_allclose(compiled.predict(X[:1]), expected_mean[:1], rtol=0, atol=1e-6)
+
+
+def _random_hyperparameters(rng: np.random.Generator) -> dict:
+    """An architecture from the search space (localsoc.models.cnn1d), small widths."""
+    from localsoc.models.cnn1d import ACTIVATIONS
+
+    hp = {"conv_blocks": int(rng.integers(1, 4)), "fc_blocks": int(rng.integers(1, 3))}
+    for i in range(hp["conv_blocks"]):
+        hp.update({
+            f"conv_{i}_filters": int(rng.integers(1, 4) * 4),
+            f"conv_{i}_kernel_size": int(rng.integers(2, 11)),
+            f"conv_{i}_strides": int(rng.integers(1, 4)),
+            f"conv_{i}_padding": str(rng.choice(["valid", "same"])),
+            f"conv_{i}_activation": str(rng.choice(ACTIVATIONS)),
+            f"conv_{i}_batch_normalization": bool(rng.integers(2)),
+            f"conv_{i}_pooling": bool(rng.integers(2)),
+            f"conv_{i}_pool_type": str(rng.choice(["max", "average"])),
+            f"conv_{i}_pool_size": int(rng.integers(2, 5)),
+            f"conv_{i}_pool_strides": int(rng.integers(1, 5)),
+            f"conv_{i}_dropout": bool(rng.integers(2)), f"conv_{i}_dropout_rate": 0.2,
+        })
+    for i in range(hp["fc_blocks"]):
+        hp.update({
+            f"fc_{i}_units": int(rng.integers(8, 48)),
+            f"fc_{i}_activation": str(rng.choice(ACTIVATIONS)),
+            f"fc_{i}_batch_normalization": bool(rng.integers(2)),
+            f"fc_{i}_dropout": bool(rng.integers(2)), f"fc_{i}_dropout_rate": 0.3,
+        })
+    return hp
+
+
+def _random_ensemble(seed: int, n_folds: int = 2):
+    import keras
+
+    from localsoc.models.cnn1d import build_cnn1d
+    from localsoc.models.ensemble import FoldEnsemble, make_folds
+
+    rng = np.random.default_rng(seed)
+    hp = _random_hyperparameters(rng)
+    models = []
+    for fold in range(n_folds):
+        keras.utils.set_random_seed(seed * 100 + fold)
+        model = build_cnn1d(hp, 211)
+        for layer in model.layers:  # trained-looking normalisation statistics
+            if isinstance(layer, keras.layers.BatchNormalization):
+                shapes = [w.shape for w in layer.get_weights()]
+                layer.set_weights([rng.uniform(0.5, 1.5, shapes[0]).astype("f4"),
+                                   rng.normal(0, 0.2, shapes[1]).astype("f4"),
+                                   rng.normal(0, 0.3, shapes[2]).astype("f4"),
+                                   rng.uniform(0.5, 2.0, shapes[3]).astype("f4")])
+        models.append(model)
+    return FoldEnsemble(models_=models, y_mean_=rng.uniform(1, 3, n_folds),
+                        y_scale_=rng.uniform(0.3, 1.0, n_folds), folds=make_folds(6, n_folds),
+                        hyperparameters=hp)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_numpy_forward_pass_equals_keras_on_search_space_networks(seed):
+    ensemble = _random_ensemble(seed)
+    X = np.random.default_rng(seed).normal(size=(9, 211)).astype(np.float32)
+    numpy_path = NumpyEnsemble.from_ensemble(ensemble)
+    expected_folds = ensemble.predict_folds(X)
+    np.testing.assert_allclose(numpy_path.predict_folds(X), expected_folds, rtol=0, atol=2e-6)
+    mean, spread = numpy_path.predict(X, return_std=True)
+    expected_mean, expected_spread = ensemble.predict(X, return_std=True)
+    np.testing.assert_allclose(mean, expected_mean, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(spread, expected_spread, rtol=0, atol=2e-6)
+
+
+def test_hybrid_uses_numpy_for_few_spectra_and_the_graph_for_many(study):
+    ensemble = study["models"]["china_site/local"]
+    hybrid = fast_predictor(ensemble)
+    assert isinstance(hybrid, HybridEnsemble)
+    X = spectra_of(study["test"])
+    few, many = X[: hybrid.max_numpy_rows], X[: hybrid.max_numpy_rows + 1]
+    np.testing.assert_array_equal(hybrid.predict(few), hybrid.numpy_path.predict(few))
+    np.testing.assert_array_equal(hybrid.predict(many), hybrid.graph_path.predict(many))
+    np.testing.assert_allclose(hybrid.predict(X), ensemble.predict(X), rtol=0, atol=1e-6)
+    assert isinstance(fast_predictor(ensemble, "tensorflow"), CompiledEnsemble)
+    assert isinstance(fast_predictor(ensemble, "numpy"), NumpyEnsemble)
+    linear = study["models"]["sweden_site/plsr_local"]
+    assert fast_predictor(linear) is linear
+    with pytest.raises(ValueError, match="backend"):
+        fast_predictor(ensemble, "torch")
+
+
+def test_networks_numpy_lacks_fall_back_to_the_graph():
+    import keras
+
+    from localsoc.models.ensemble import FoldEnsemble, make_folds
+
+    inputs = keras.Input(shape=(211,))
+    x = keras.layers.Reshape((211, 1))(inputs)
+    x = keras.layers.Conv1D(2, 3, dilation_rate=2)(x)
+    outputs = keras.layers.Dense(1)(keras.layers.GlobalAveragePooling1D()(x))
+    model = keras.Model(inputs, outputs)
+    ensemble = FoldEnsemble(models_=[model, model], y_mean_=[0, 0], y_scale_=[1, 1],
+                            folds=make_folds(4, 2), hyperparameters={})
+    with pytest.raises(ValueError, match="no NumPy forward pass"):
+        NumpyEnsemble.from_ensemble(ensemble)
+    assert isinstance(fast_predictor(ensemble), CompiledEnsemble)
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,7 @@ class SitePredictor:
         self.name = entry["site"]
         self.wavelengths_nm = np.asarray(entry["wavelengths_nm"], dtype=np.float64)
         self.steps = list(entry["preprocessing"])
-        self.predictor = fast_predictor(model)
+        self.predictor = fast_predictor(model, os.environ.get("LOCALSOC_CNN_BACKEND", "auto"))
         self.domain = ApplicabilityDomain.from_dict(entry["domain"])
         self.halfwidth = interval_halfwidth(entry)
         self.level = float(entry["interval"]["level"])

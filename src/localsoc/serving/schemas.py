@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: The shape of a request, cut to three bands (a real one covers the model's whole range).
 EXAMPLE_REQUEST = {
     "site": "china_site",
-    "wavelengths_nm": [400.0, 410.0, "...", 2500.0],
-    "reflectance": [[0.081, 0.083, "...", 0.412]],
+    "wavelengths_nm": [400.0, 410.0, 420.0],
+    "reflectance": [[0.081, 0.083, 0.086]],
 }
 
 

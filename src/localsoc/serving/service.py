@@ -16,8 +16,10 @@ both or neither given), 413 for too many spectra or too large a body, 415 for a 
 JSON, 422 for values the model cannot take (unknown site, NaN or infinite values, values out of
 range or in the wrong units, a wavelength range that does not cover the model's grid).
 
-Environment: ``LOCALSOC_WORKERS`` (worker processes, default 1), ``LOCALSOC_TF_THREADS``
-(TensorFlow threads per worker, default 1), ``LOCALSOC_MAX_SPECTRA`` and
+Environment: ``LOCALSOC_WORKERS`` (worker processes, default: the cores, at most 4),
+``LOCALSOC_ACCESS_LOG=1`` (a log line per request), ``LOCALSOC_THREADS`` (compute
+threads per worker for TensorFlow and BLAS, default 1), ``LOCALSOC_CNN_BACKEND`` (auto, numpy
+or tensorflow; see ``localsoc.serving.inference``), ``LOCALSOC_MAX_SPECTRA`` and
 ``LOCALSOC_MAX_BODY_BYTES`` (override the bundle's serving limits).
 """
 
@@ -149,10 +151,16 @@ def _replay(messages: list[dict], pending: dict | None, receive):
 # --- the service ------------------------------------------------------------------------------
 
 
+def _workers() -> int:
+    return int(os.environ.get("LOCALSOC_WORKERS") or min(os.cpu_count() or 1, 4))
+
+
 @bentoml.service(
     name="localsoc",
-    workers=int(os.environ.get("LOCALSOC_WORKERS", "1")),
+    workers=_workers(),
     traffic={"timeout": 60},
+    # one log line per request costs ~20 % of the single-spectrum throughput; opt in
+    logging={"access": {"enabled": os.environ.get("LOCALSOC_ACCESS_LOG", "0") == "1"}},
 )
 @bentoml.asgi_app(sites_app, path="/")
 class LocalSOCService:
@@ -168,7 +176,7 @@ class LocalSOCService:
                 "--pipeline package) or point BENTOML_HOME / LOCALSOC_BUNDLE_TAG at one"
             )
         stored = self.bundle_model
-        configure_threads(int(os.environ.get("LOCALSOC_TF_THREADS", "1")))
+        configure_threads(int(os.environ.get("LOCALSOC_THREADS", "1")))
         bundle = read_bundle(stored.path, stored.info.metadata.get("bundle_sha256"))
         self.predictor = BundlePredictor(bundle, str(stored.tag))
         self.limits = self.predictor.limits

@@ -1,0 +1,207 @@
+"""Load test of the prediction service: latency and throughput from a second process.
+
+Drives ``POST /predict`` on 127.0.0.1 with N requests at concurrency C (asyncio + aiohttp, one
+keep-alive connection per concurrent client), first with one spectrum per request, then with
+batches of spectra, and prints p50 / p99 latency, throughput and the error count (any answer
+other than 200, or a failed connection, is an error). Targets (quoted, not asserted): one
+spectrum p50 < 15 ms and p99 < 50 ms at concurrency 32; batched >= 2,000 spectra/s; 0 errors.
+
+Without ``--url`` the script starts ``bentoml serve`` itself (the project's bundle, as
+``make serve``; LOCALSOC_WORKERS / LOCALSOC_THREADS pass through) and stops it afterwards.
+Spectra: the served site's rows of data/02_intermediate/sites_ssl.parquet when present, else
+simulated ones. The load generator shares the machine's cores with the service.
+
+Usage: python bench/serve_load.py [--url http://127.0.0.1:3000] [--requests 10000]
+           [--batch-requests 1000] [--batch-size 100] [--concurrency 32] [--site SITE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import print_header, row
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(port: int, log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "w")  # noqa: SIM115 - the server process owns it
+    return subprocess.Popen(
+        [str(BIN / "bentoml"), "serve", "localsoc.serving.service:LocalSOCService",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+
+
+def wait_ready(url: str, process: subprocess.Popen | None, log_path: Path | None,
+               seconds: float = 300) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise SystemExit(f"the service exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"the service at {url} was not ready in {seconds:.0f} s")
+
+
+def site_spectra(site: dict, n: int) -> tuple[list[float], np.ndarray]:
+    """(wavelengths, reflectance rows) for the site: its real rows, else simulated ones."""
+    import pandas as pd
+
+    from localsoc.data.schema import Grid, spectra_of, wavelengths_of
+
+    grid = site["grid"]
+    path = ROOT / "data/02_intermediate/sites_ssl.parquet"
+    if path.exists():
+        table = pd.read_parquet(path)
+        rows = table.loc[table["site"] == site["site"]]
+        if len(rows) and wavelengths_of(rows).size == grid["n_bands"]:
+            return wavelengths_of(rows).tolist(), spectra_of(rows)[:n]
+    from localsoc.data.simulate import default_sites, simulate_ssl
+
+    wanted = [s for s in default_sites() if s.site_id == site["site"]] or list(default_sites()[:1])
+    _, table = simulate_ssl(global_size=100, country_sizes={}, sites=wanted,
+                            grid=Grid(grid["start_nm"], grid["stop_nm"], grid["step_nm"]))
+    return wavelengths_of(table).tolist(), spectra_of(table)[:n]
+
+
+async def drive(url: str, bodies: list[bytes], n_requests: int, concurrency: int):
+    """(latencies in s, error count, wall s, first error) of n_requests at the concurrency."""
+    import aiohttp
+
+    latencies = np.zeros(n_requests)
+    errors = 0
+    first_error: str | None = None
+    next_index = 0
+    headers = {"content-type": "application/json"}
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal next_index, errors, first_error
+        while next_index < n_requests:
+            index = next_index
+            next_index += 1
+            body = bodies[index % len(bodies)]
+            start = time.perf_counter()
+            try:
+                async with session.post(f"{url}/predict", data=body, headers=headers) as answer:
+                    payload = await answer.read()
+                    if answer.status != 200:
+                        errors += 1
+                        first_error = first_error or f"{answer.status} {payload[:200]!r}"
+            except aiohttp.ClientError as error:
+                errors += 1
+                first_error = first_error or repr(error)
+            latencies[index] = time.perf_counter() - start
+
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        start = time.perf_counter()
+        cpu_start = time.process_time()
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+        drive.client_cpu_s = time.process_time() - cpu_start
+    return latencies, errors, wall, first_error
+
+
+def report(label: str, latencies: np.ndarray, errors: int, wall: float, spectra_per_request: int,
+           targets: str) -> None:
+    n = latencies.size
+    print(f"\n-- {label}: {n} requests x {spectra_per_request} spectra  ({targets})")
+    row("latency p50 / p99 / mean", f"{np.percentile(latencies, 50) * 1e3:8.2f} / "
+        f"{np.percentile(latencies, 99) * 1e3:8.2f} / {latencies.mean() * 1e3:8.2f} ms")
+    row("throughput", f"{n / wall:8.1f} requests/s   {n * spectra_per_request / wall:9.1f} "
+        "spectra/s")
+    row("errors", f"{errors}")
+    row("wall; CPU of the load generator", f"{wall:8.1f} s; {drive.client_cpu_s:.1f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="a running service (default: start one)")
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--batch-requests", type=int, default=1_000)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--site", help="served site to ask for (default: the first)")
+    args = parser.parse_args()
+
+    print_header("Prediction service load (bentoml serve, POST /predict)")
+    process = log_path = None
+    url = args.url
+    if url is None:
+        if not (ROOT / "data/06_models/bento_tag.txt").exists() and not os.environ.get(
+                "LOCALSOC_BUNDLE_TAG"):
+            print("skipped: no packaged bundle (data/06_models/bento_tag.txt); run `make run`")
+            return
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"localsoc_serve_{port}.log"
+        process = start_server(port, log_path)
+    try:
+        wait_ready(url, process, log_path)
+        import urllib.request
+
+        with urllib.request.urlopen(f"{url}/sites", timeout=10) as answer:
+            document = json.loads(answer.read())
+        sites = {s["site"]: s for s in document["sites"]}
+        site = sites[args.site] if args.site else document["sites"][0]
+        print(f"service {url}: bundle {document['bundle']}; site {site['site']} "
+              f"({site['method']}, {site['family']}); workers "
+              f"{os.environ.get('LOCALSOC_WORKERS', 'default')}, threads "
+              f"{os.environ.get('LOCALSOC_THREADS', '1')} per worker; load generator in "
+              "this process")
+        wavelengths, spectra = site_spectra(site, max(args.batch_size, 100))
+        singles = [json.dumps({"site": site["site"], "wavelengths_nm": wavelengths,
+                               "reflectance": [row_.tolist()]}).encode() for row_ in spectra]
+        batch = np.resize(spectra, (args.batch_size, spectra.shape[1]))
+        batches = [json.dumps({"site": site["site"], "wavelengths_nm": wavelengths,
+                               "reflectance": np.roll(batch, k, axis=0).tolist()}).encode()
+                   for k in range(4)]
+        asyncio.run(drive(url, singles, 200, args.concurrency))  # warm-up
+        latencies, errors, wall, first = asyncio.run(
+            drive(url, singles, args.requests, args.concurrency))
+        report(f"one spectrum per request, concurrency {args.concurrency}", latencies, errors,
+               wall, 1, "target p50 < 15 ms, p99 < 50 ms, 0 errors")
+        if first:
+            row("first error", first)
+        latencies, errors, wall, first = asyncio.run(
+            drive(url, batches, args.batch_requests, args.concurrency))
+        report(f"batches of {args.batch_size}, concurrency {args.concurrency}", latencies,
+               errors, wall, args.batch_size, "target >= 2,000 spectra/s, 0 errors")
+        if first:
+            row("first error", first)
+    finally:
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()
