@@ -66,6 +66,8 @@ def print_summary(project: Path, seconds: dict[str, float]) -> None:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=150)  # piped or logged: don't squeeze the tables to 80 columns
     reporting = project / "data/08_reporting"
     summary_path = reporting / "data_summary.csv"
     if summary_path.exists():
