@@ -84,6 +84,60 @@ def _models_of(site: str, country: str | None, collections: dict) -> list[tuple[
     return found
 
 
+@dataclass
+class Candidate:
+    """One model's estimates for a site, however it was obtained."""
+
+    method: Method
+    key: str
+    cal_estimate: np.ndarray
+    estimate: np.ndarray
+    spread: np.ndarray
+    training_spectra: np.ndarray
+
+
+MBL_METHODS: tuple[Method, ...] = (
+    Method("MBL g", "{site}/mbl_g", "none", "library:global", "mbl"),
+    Method("MBL+spiking g", "{site}/mbl_spike_g", "none", "library:global+n", "mbl"),
+    Method("MBL c", "{site}/mbl_c", "none", "library:country", "mbl"),
+    Method("MBL+spiking c", "{site}/mbl_spike_c", "none", "library:country+n", "mbl"),
+)
+METHOD_ORDER = METHOD_ORDER + [m.label for m in MBL_METHODS]
+#: Families the package stage can serve (MBL needs the whole library at prediction time).
+SERVABLE_FAMILIES = ("cnn", "plsr")
+
+
+def _mbl_candidates(site, country, library_spectra, calibration, test, X_cal, params):
+    """Memory-based learning (Ramirez-Lopez et al. 2013) on each library scope, with and
+    without spiking by the site's calibration samples; nothing is fitted on test rows."""
+    from localsoc.models.mbl import predict_site_mbl
+
+    settings = dict(params)
+    scopes = settings.pop("scopes", ["global", "country"])
+    found = []
+    for method in MBL_METHODS:
+        scope = method.data.split(":")[1].removesuffix("+n")
+        spike = method.data.endswith("+n")
+        if scope not in scopes:
+            continue
+        pool = scope_rows(library_spectra, scope, country)
+        k = settings.get("k", 100)
+        largest = max(k) if isinstance(k, list) else k
+        if len(pool) <= largest:
+            continue
+        result = predict_site_mbl(pool, calibration, test, spike=spike, **settings)
+        training = spectra_of(pool)
+        if spike:
+            training = np.vstack([training, X_cal])
+        found.append(Candidate(
+            method, method.key.format(site=site),
+            result.calibration["estimated"].to_numpy(np.float64),
+            result.test["estimated"].to_numpy(np.float64),
+            np.full(len(test), np.nan), training,
+        ))
+    return found
+
+
 def evaluate_sites(
     site_calibration: pd.DataFrame,
     site_test: pd.DataFrame,
@@ -94,26 +148,44 @@ def evaluate_sites(
     transfer_models: dict,
     params: dict,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """(predictions, metrics, winners) for every site and method."""
+    """(predictions, metrics, winners) for every site and method.
+
+    The winner is the servable model (CNN or PLSR) with the lowest calibration RMSE
+    (out-of-fold for models trained on the calibration samples); MBL rows are scored the same
+    way, and the table shows when one of them would have scored better.
+    """
     collections = {"library": library_models, "site": site_models, "transfer": transfer_models}
     level = float(params["interval_level"])
     predictions, metrics, winners = [], [], {}
     for site in sites_of(site_calibration):
         country = site_country(site_calibration, site)
         X_cal, y_cal, ids_cal = site_data(library_spectra, site_calibration, selection, site)
+        calibration = site_calibration.loc[site_calibration["site"] == site]
         test = site_test.loc[site_test["site"] == site]
         if test.empty:
             raise ValueError(f"site {site!r} has no test rows to evaluate on")
         X_test = spectra_of(test)
         y_test = test["soc"].to_numpy(np.float64)
-        site_rows = []
+        candidates = []
         for method, key, model in _models_of(site, country, collections):
-            cal_estimate = calibration_estimates(model, X_cal, ids_cal)
             estimate, spread = model.predict(X_test, return_std=True)
-            half = conformal_halfwidth(y_cal, cal_estimate, level)
-            domain = ApplicabilityDomain.fit(
+            candidates.append(Candidate(
+                method, key, calibration_estimates(model, X_cal, ids_cal),
+                np.asarray(estimate, dtype=np.float64), np.asarray(spread, dtype=np.float64),
                 _training_spectra(method, library_spectra, site_calibration, selection, site,
                                   country),
+            ))
+        if params.get("mbl", {}).get("enabled", False):
+            mbl = {k: v for k, v in params["mbl"].items() if k != "enabled"}
+            candidates += _mbl_candidates(site, country, library_spectra, calibration, test,
+                                          X_cal, mbl)
+        site_rows, extras = [], {}
+        for candidate in candidates:
+            method, cal_estimate, estimate = candidate.method, candidate.cal_estimate, \
+                candidate.estimate
+            half = conformal_halfwidth(y_cal, cal_estimate, level)
+            domain = ApplicabilityDomain.fit(
+                candidate.training_spectra,
                 n_components=int(params["domain"]["n_components"]),
                 quantile=float(params["domain"]["quantile"]),
             )
@@ -130,14 +202,14 @@ def evaluate_sites(
             predictions.append(pd.DataFrame({
                 "site": site, "method": method.label, "role": "test",
                 "sample_id": test["sample_id"].astype(str).tolist(), "observed": y_test,
-                "estimated": estimate, "spread": spread, "lower": lower, "upper": upper,
-                "t2": t2, "q": q, "in_domain": inside,
+                "estimated": estimate, "spread": candidate.spread, "lower": lower,
+                "upper": upper, "t2": t2, "q": q, "in_domain": inside,
             }))
-            row = {
+            site_rows.append({
                 "site": site,
                 "method": method.label,
                 "family": method.family,
-                "model_key": key,
+                "model_key": candidate.key,
                 "trained_on": method.data,
                 "n_test": len(y_test),
                 **all_metrics(y_test, estimate),
@@ -147,12 +219,8 @@ def evaluate_sites(
                 "coverage": interval_coverage(y_test, lower, upper),
                 "mean_width": float(np.mean(upper - lower)),
                 "out_of_domain_share": float(np.mean(~inside)),
-            }
-            site_rows.append(row)
-            winners.setdefault(site, {})[method.label] = {
-                "domain": domain.to_dict(),
-                "interval_halfwidth": half,
-            }
+            })
+            extras[method.label] = {"domain": domain.to_dict(), "interval_halfwidth": half}
         table = pd.DataFrame(site_rows)
         if "Local" in set(table["method"]):
             local_rmse = float(table.loc[table["method"] == "Local", "rmse"].iloc[0])
@@ -162,11 +230,15 @@ def evaluate_sites(
         order = {label: i for i, label in enumerate(METHOD_ORDER)}
         table["_order"] = table["method"].map(order)
         table = table.sort_values("_order").drop(columns="_order").reset_index(drop=True)
-        best = table.sort_values(["cal_rmse", "method"], kind="stable").iloc[0]
+        servable = table.loc[table["family"].isin(SERVABLE_FAMILIES)]
+        if servable.empty:
+            raise ValueError(f"site {site!r}: no servable (CNN or PLSR) model to choose from")
+        best = servable.sort_values(["cal_rmse"], kind="stable").iloc[0]
+        best_overall = table.sort_values(["cal_rmse"], kind="stable").iloc[0]
         best_test = table.sort_values(["rmse"], kind="stable").iloc[0]
         table["winner"] = table["method"] == best["method"]
         metrics.append(table)
-        extra = winners[site][best["method"]]
+        extra = extras[best["method"]]
         winners[site] = {
             "site": site,
             "country": country,
@@ -176,13 +248,14 @@ def evaluate_sites(
             "family": best["family"],
             "trained_on": best["trained_on"],
             "cal_rmse": float(best["cal_rmse"]),
-            "test_metrics": {k: float(best[k]) for k in ("rmse", "me", "ccc", "r2", "rpiq", "drmse",
-                                                         "coverage", "mean_width")},
+            "test_metrics": {k: float(best[k]) for k in ("rmse", "me", "ccc", "r2", "rpiq",
+                                                         "drmse", "coverage", "mean_width")},
             "interval_level": level,
             "interval_halfwidth": float(extra["interval_halfwidth"]),
             "domain": extra["domain"],
             "best_on_test": best_test["method"],
             "winner_was_best_on_test": bool(best_test["method"] == best["method"]),
+            "best_calibration_overall": best_overall["method"],
         }
     return (pd.concat(predictions, ignore_index=True), pd.concat(metrics, ignore_index=True),
             winners)
