@@ -12,7 +12,7 @@ Spectra: the served site's rows of data/02_intermediate/sites_ssl.parquet when p
 simulated ones. The load generator shares the machine's cores with the service.
 
 Usage: python bench/serve_load.py [--url http://127.0.0.1:3000] [--requests 10000]
-           [--batch-requests 1000] [--batch-size 100] [--concurrency 32] [--site SITE]
+           [--batch-requests 10000] [--batch-size 100] [--concurrency 32] [--site SITE]
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running service (default: start one)")
     parser.add_argument("--requests", type=int, default=10_000)
-    parser.add_argument("--batch-requests", type=int, default=1_000)
+    parser.add_argument("--batch-requests", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--site", help="served site to ask for (default: the first)")

@@ -11,12 +11,13 @@ Catalog entry::
       filepath: data/06_models/bento_tag.txt
       model_name: localsoc_bundle
 
-The store is BentoML's (``$BENTOML_HOME``, default ``~/bentoml``) unless ``home`` names another
-directory. This is the only place where Kedro talks to the BentoML store.
+The store is BentoML's (``$BENTOML_HOME`` as set when saving or loading, default ``~/bentoml``)
+unless ``home`` names another directory. This is the only place where Kedro talks to the BentoML store.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -30,7 +31,9 @@ DEFAULT_MODEL_NAME = "localsoc_bundle"
 
 
 def _model_store(home: str | None):
-    """The BentoML model store under ``home`` (None: BentoML's configured store)."""
+    """The BentoML model store under ``home``; None: under ``$BENTOML_HOME`` as it is now (BentoML
+    itself fixes its home the first time it is used), else BentoML's default store."""
+    home = home or os.environ.get("BENTOML_HOME") or None
     if home is None:
         return None
     from bentoml._internal.models import ModelStore

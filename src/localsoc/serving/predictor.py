@@ -114,7 +114,7 @@ class SitePredictor:
     def on_grid(self, wavelengths: np.ndarray, reflectance: np.ndarray) -> tuple[np.ndarray, bool]:
         """The reflectance on the model's grid, and whether it had to be resampled."""
         grid = self.wavelengths_nm
-        if wavelengths.shape == grid.shape and np.allclose(wavelengths, grid, rtol=0, atol=1e-6):
+        if wavelengths.shape == grid.shape and float(np.abs(wavelengths - grid).max()) <= 1e-6:
             return reflectance, False
         gaps = missing_ranges(wavelengths, grid)
         if gaps:
