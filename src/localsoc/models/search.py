@@ -37,6 +37,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ import keras_tuner
 import numpy as np
 import pandas as pd
 import scipy.optimize
+import sklearn.exceptions
 from tqdm.auto import tqdm
 
 from localsoc.models.cnn1d import (
@@ -556,7 +558,10 @@ class _BayesianOracle(keras_tuner.oracles.BayesianOptimizationOracle):
         x, y = self._vectorize_trials()
         x = np.nan_to_num(x, posinf=0, neginf=0)
         y = np.nan_to_num(y, posinf=0, neginf=0)
-        self.gpr.fit(x, y)
+        with warnings.catch_warnings():
+            # a GP on a handful of trials often puts a length scale at its bound: expected
+            warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+            self.gpr.fit(x, y)
         bounds = self._get_hp_bounds()
 
         def acquisition(points: np.ndarray) -> np.ndarray:
