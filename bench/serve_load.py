@@ -8,11 +8,16 @@ spectrum p50 < 15 ms and p99 < 50 ms at concurrency 32; batched >= 2,000 spectra
 
 Without ``--url`` the script starts ``bentoml serve`` itself (the project's bundle, as
 ``make serve``; LOCALSOC_WORKERS / LOCALSOC_THREADS pass through) and stops it afterwards.
+``--family cnn`` serves instead each site's best 1D-CNN fold ensemble (lowest calibration OOF
+RMSE among the CNN methods of the study in data/), packaged into a temporary BentoML home, to
+measure the CNN path when the winners are PLSR models (their domain statistics are the
+winner's: the figures are about speed only).
 Spectra: the served site's rows of data/02_intermediate/sites_ssl.parquet when present, else
 simulated ones. The load generator shares the machine's cores with the service.
 
 Usage: python bench/serve_load.py [--url http://127.0.0.1:3000] [--requests 10000]
            [--batch-requests 10000] [--batch-size 100] [--concurrency 32] [--site SITE]
+           [--family cnn]
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,14 +48,59 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int, log_path: Path) -> subprocess.Popen:
+def start_server(port: int, log_path: Path, extra_env: dict | None = None) -> subprocess.Popen:
     log = open(log_path, "w")  # noqa: SIM115 - the server process owns it
     return subprocess.Popen(
         [str(BIN / "bentoml"), "serve", "localsoc.serving.service:LocalSOCService",
          "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TF_CPP_MIN_LOG_LEVEL": "2"},
+        env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TF_CPP_MIN_LOG_LEVEL": "2",
+             **(extra_env or {})},
     )
+
+
+def cnn_bundle(home: Path) -> str:
+    """Package each site's best CNN of the study in data/ into ``home``; returns the tag."""
+    import pandas as pd
+    import yaml
+
+    from localsoc.datasets.bento_bundle import BentoBundleDataset
+    from localsoc.datasets.keras_ensemble import KerasEnsembleDataset
+    from localsoc.pipelines.evaluate.nodes import METHODS
+    from localsoc.pipelines.package.nodes import package_winners
+
+    data = ROOT / "data"
+    winners = json.loads((data / "08_reporting/study_winners.json").read_text())
+    metrics = pd.read_csv(data / "08_reporting/study_metrics.csv")
+    predictions = pd.read_csv(data / "07_model_output/study_predictions.csv")
+    collection_of = {m.label: m.collection for m in METHODS}
+    collections: dict[str, dict] = {"library": {}, "site": {}, "transfer": {}}
+    for site in winners:
+        cnn = metrics.loc[(metrics["site"] == site) & (metrics["family"] == "cnn")]
+        best = cnn.sort_values("cal_rmse", kind="stable").iloc[0]
+        collection = collection_of[best["method"]]
+        winners[site] = {
+            **winners[site], "method": best["method"], "model_key": best["model_key"],
+            "collection": collection, "family": "cnn", "trained_on": best["trained_on"],
+            "cal_rmse": float(best["cal_rmse"]),
+            "interval_halfwidth": float(best["interval_halfwidth"]),
+            "test_metrics": {k: float(best[k]) for k in winners[site]["test_metrics"]},
+        }
+        folder = data / f"06_models/{collection}_models/{best['model_key']}"
+        collections[collection][best["model_key"]] = KerasEnsembleDataset(
+            filepath=str(folder)).load()
+    conf = {}
+    for name in ("parameters", "parameters_preprocess", "parameters_validate",
+                 "parameters_package"):
+        conf.update(yaml.safe_load((ROOT / f"conf/base/{name}.yml").read_text()))
+    library_ssl = pd.read_parquet(data / "02_intermediate/library_ssl.parquet")
+    sites_ssl = pd.read_parquet(data / "02_intermediate/sites_ssl.parquet")
+    bundle = package_winners(winners, predictions, collections["library"], collections["site"],
+                             collections["transfer"], library_ssl, sites_ssl, conf["grid"],
+                             conf["preprocess"], conf["validate"], conf["package"])
+    dataset = BentoBundleDataset(filepath=str(home / "bento_tag.txt"), home=str(home))
+    dataset.save(bundle)
+    return dataset.tag()
 
 
 def wait_ready(url: str, process: subprocess.Popen | None, log_path: Path | None,
@@ -150,20 +201,30 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--site", help="served site to ask for (default: the first)")
+    parser.add_argument("--family", choices=("winner", "cnn"), default="winner",
+                        help="serve the packaged winners, or each site's best CNN")
     args = parser.parse_args()
 
     print_header("Prediction service load (bentoml serve, POST /predict)")
     process = log_path = None
     url = args.url
+    scratch = tempfile.TemporaryDirectory(prefix="localsoc_bench_")
     if url is None:
-        if not (ROOT / "data/06_models/bento_tag.txt").exists() and not os.environ.get(
+        extra_env = {}
+        if args.family == "cnn":
+            if not (ROOT / "data/08_reporting/study_metrics.csv").exists():
+                print("skipped: no study outputs in data/; run `make run`")
+                return
+            home = Path(scratch.name) / "bentoml"
+            extra_env = {"BENTOML_HOME": str(home), "LOCALSOC_BUNDLE_TAG": cnn_bundle(home)}
+        elif not (ROOT / "data/06_models/bento_tag.txt").exists() and not os.environ.get(
                 "LOCALSOC_BUNDLE_TAG"):
             print("skipped: no packaged bundle (data/06_models/bento_tag.txt); run `make run`")
             return
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"localsoc_serve_{port}.log"
-        process = start_server(port, log_path)
+        log_path = Path(scratch.name) / "serve.log"
+        process = start_server(port, log_path, extra_env)
     try:
         wait_ready(url, process, log_path)
         import urllib.request
@@ -201,6 +262,7 @@ def main() -> None:
         if process is not None and process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=60)
+        scratch.cleanup()
 
 
 if __name__ == "__main__":
