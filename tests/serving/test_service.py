@@ -180,6 +180,14 @@ def test_bad_input_gets_a_4xx_that_says_what_to_fix(study, bad_answers, name):
     assert words.lower() in response.text.lower(), response.text
 
 
+def test_an_oversized_chunked_body_is_413(client):
+    chunks = (b" " * 500_000 for _ in range(10))  # no Content-Length: counted as it arrives
+    response = client.post("/predict", content=chunks,
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "limit of 4000000 bytes" in response.json()["error"]
+
+
 def test_non_json_content_type_is_415(client, study):
     response = client.post("/predict", content=b"site=china_site",
                            headers={"content-type": "application/x-www-form-urlencoded"})
