@@ -406,6 +406,8 @@ class _LoggingStream(io.TextIOBase):
 
 
 class _CrossValidationTuner(keras_tuner.engine.base_tuner.BaseTuner):
+    best_dir_name = _BEST_DIR  # a distributed worker keeps its own (distributed_search.py)
+
     def __init__(self, oracle, hypermodel, *, data: dict[str, Any], **kwargs):
         self._data = data
         self._bar = None
@@ -435,6 +437,7 @@ class _CrossValidationTuner(keras_tuner.engine.base_tuner.BaseTuner):
         )
         record = {
             "trial_id": trial.trial_id,
+            "tuner_id": self.tuner_id,
             "cv_rmse": outcome.cv_rmse,
             "fold_rmse": outcome.fold_rmse.tolist(),
             "epochs": outcome.epochs,
@@ -450,7 +453,7 @@ class _CrossValidationTuner(keras_tuner.engine.base_tuner.BaseTuner):
             )
         best = self._best_score()
         if best is None or outcome.cv_rmse < best:
-            _save_outcome(Path(self.project_dir) / _BEST_DIR, trial.trial_id, outcome)
+            _save_outcome(Path(self.project_dir) / self.best_dir_name, trial.trial_id, outcome)
         return {OBJECTIVE: outcome.cv_rmse}
 
     def _best_score(self) -> float | None:
@@ -659,6 +662,7 @@ def search_cnn(
     project_name: str = "cnn1d_search",
     threads: int | None = None,
     deterministic: bool = True,
+    distributed: Mapping[str, Any] | None = None,
 ) -> SearchResult:
     """Search 1D-CNN architectures and training settings by K-fold CV RMSE.
 
@@ -667,6 +671,12 @@ def search_cnn(
     ``sample_ids`` (default ``0..n-1``) and ``seed``. ``space``: overrides of
     ``localsoc.models.cnn1d.DEFAULT_SEARCH_SPACE``. See the module docstring for the budget,
     ``directory`` and ``resume``.
+
+    ``distributed``: ``{"enabled": True, "oracle_ip", "oracle_port", "directory",
+    "wait_timeout_s"}`` (``train.distributed``) makes this call Keras-Tuner's chief: workers
+    started with ``python -m localsoc.models.distributed_search`` run the trials, and the result
+    is what a single-process search returns. The ``KERASTUNER_*`` variables with
+    ``KERASTUNER_TUNER_ID=chief`` do the same. See ``localsoc.models.distributed_search``.
     """
     budget = resolve_budget(budget)
     space = resolve_search_space(space)
@@ -686,6 +696,11 @@ def search_cnn(
         folds.sample_ids, np.asarray([str(s) for s in sample_ids], dtype=object)
     ):
         raise ValueError("sample_ids differ from the folds' sample ids (or their order)")
+    from localsoc.models import distributed_search
+
+    distributed_settings = distributed_search.resolve_distributed(distributed, directory)
+    if distributed_settings is not None:
+        directory = distributed_settings.directory  # shared with the workers
     if resume and directory is None:
         raise ValueError("resume=True needs the directory of the search to resume")
 
@@ -730,7 +745,11 @@ def search_cnn(
             "n_bands": X.shape[1],
         }
         keras.utils.set_random_seed(int(seed))
-        with contextlib.redirect_stdout(_LoggingStream()):
+        with contextlib.ExitStack() as role:
+            if distributed_settings is not None:
+                role.enter_context(distributed_search.tuner_environment(
+                    "chief", distributed_settings.oracle_ip, distributed_settings.oracle_port))
+            role.enter_context(contextlib.redirect_stdout(_LoggingStream()))
             cv_tuner = _CrossValidationTuner(
                 oracle,
                 hypermodel,
@@ -754,7 +773,12 @@ def search_cnn(
         ) as bar:
             cv_tuner._bar = bar
             with contextlib.redirect_stdout(_LoggingStream()):
-                cv_tuner.search(verbose=0)
+                if distributed_settings is None:
+                    cv_tuner.search(verbose=0)
+                else:  # the chief: workers run the trials
+                    distributed_search.serve_search(
+                        cv_tuner, data, tuner, hash_, distributed_settings, bar
+                    )
             cv_tuner._bar = None
 
         best_trials = cv_tuner.oracle.get_best_trials(1)
@@ -766,6 +790,9 @@ def search_cnn(
         best = best_trials[0]
         best_values = dict(best.hyperparameters.values)
         outcome = _load_outcome(project_dir / _BEST_DIR, best.trial_id)
+        for worker_dir in sorted(project_dir.glob(f"{_BEST_DIR}.*")):  # distributed workers'
+            if outcome is None and worker_dir.is_dir() and not worker_dir.name.endswith(".tmp"):
+                outcome = _load_outcome(worker_dir, best.trial_id)
         if outcome is None:  # e.g. resumed after a kill between training and saving
             logger.info("retraining the fold models of best trial %s", best.trial_id)
             training = declare_training_hyperparameters(best_values, space)
@@ -827,6 +854,7 @@ def _trial_table(cv_tuner: _CrossValidationTuner) -> pd.DataFrame:
         rows.append(
             {
                 "trial_id": trial_id,
+                "tuner_id": record.get("tuner_id"),
                 "status": str(trial.status),
                 OBJECTIVE: np.nan if trial.score is None else float(trial.score),
                 "seconds": record.get("seconds", np.nan),

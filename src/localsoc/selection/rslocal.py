@@ -36,12 +36,18 @@ PLS with centring is unchanged by a common shift; it only keeps the kernel's ari
 from cancellation (and makes the float32 mode usable on raw absorbance).
 
 The scoring step (:func:`score_subsets`) is a pure function of the arrays and an index matrix;
-an executor (joblib, Dask) may split an iteration's subsets into chunks and score them anywhere.
+an executor may split an iteration's subsets into chunks and score them anywhere.
+``executor="dask"`` does so on a Dask cluster (``dask.distributed``): the prepared arrays are
+scattered to every worker once per fit, each iteration's index matrix is cut into chunks of
+``chunk_size`` subsets, one task per chunk, and the scores are gathered in order. The draws and
+the pruning stay here, so the selection is identical to the local run for the same seed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import math
 import numbers
 
 import numpy as np
@@ -57,6 +63,8 @@ from localsoc.selection.kennard_stone import (
 
 SCORINGS = {"response": RESPONSE, "reconstruction": RECONSTRUCTION}
 DTYPES = {"float64": np.float64, "float32": np.float32}
+EXECUTORS = ("local", "dask")
+MIN_DASK_CHUNK = 64  # subsets per Dask task when chunk_size is None (a task costs ~1 ms)
 
 
 def _native_module():
@@ -328,6 +336,15 @@ class RSLocal(BaseEstimator):
         seed's would (see bench/rslocal.py); use it for speed studies, not for the study itself.
     progress : bool, default False
         A tqdm bar over iterations (pool size in the postfix).
+    executor : {"local", "dask"}, default "local"
+        Where each iteration's subsets are scored: in this process, or as tasks on a Dask
+        cluster (``dask.distributed``; every worker needs LocalSOC installed). Same selection.
+    scheduler_address : str or None, default None
+        With ``executor="dask"``: the scheduler, e.g. ``"tcp://scheduler:8786"``; None uses the
+        running ``dask.distributed.Client`` of this process.
+    chunk_size : int or None, default None
+        Subsets per Dask task; None: an iteration's subsets split in two chunks per worker
+        thread, at least 64 subsets each. Each task uses ``n_jobs`` OpenMP threads.
 
     Attributes
     ----------
@@ -356,6 +373,9 @@ class RSLocal(BaseEstimator):
         backend: str = "native",
         dtype: str = "float64",
         progress: bool = False,
+        executor: str = "local",
+        scheduler_address: str | None = None,
+        chunk_size: int | None = None,
     ):
         self.k = k
         self.b = b
@@ -368,6 +388,9 @@ class RSLocal(BaseEstimator):
         self.backend = backend
         self.dtype = dtype
         self.progress = progress
+        self.executor = executor
+        self.scheduler_address = scheduler_address
+        self.chunk_size = chunk_size
 
     def _check_parameters(self, n_library: int, n_bands: int) -> None:
         _check_choice(self.scoring, "scoring", SCORINGS)
@@ -394,6 +417,16 @@ class RSLocal(BaseEstimator):
             raise ValueError(f"retain must be strictly between 0 and 1; got {self.retain!r}.")
         _check_pls_size(self.n_components, k, n_bands)
         resolve_n_jobs(self.n_jobs)
+        _check_choice(self.executor, "executor", EXECUTORS)
+        if self.chunk_size is not None and (
+            isinstance(self.chunk_size, bool)
+            or not isinstance(self.chunk_size, numbers.Integral)
+            or self.chunk_size < 1
+        ):
+            raise ValueError(
+                f"chunk_size must be a positive integer (subsets per Dask task) or None; got "
+                f"{self.chunk_size!r}."
+            )
 
     def fit(self, X_library, y_library, X_local, y_local):
         """Select ``k`` library rows for the local site given by (X_local, y_local)."""
@@ -418,7 +451,12 @@ class RSLocal(BaseEstimator):
         history: list[dict] = []
         best_score, best_subset = np.inf, None
         bar = self._progress_bar(n_library, k, retain, stop_size)
+        executor = contextlib.ExitStack()
         try:
+            if self.executor == "dask":
+                self._dask_scorer = executor.enter_context(
+                    _DaskScorer.open(self, prepared, n_threads)
+                )
             while True:
                 final = pool.size <= stop_size
                 n_subsets = max(1, round(pool.size * self.b / k))
@@ -460,6 +498,8 @@ class RSLocal(BaseEstimator):
                 keep[dropped] = False
                 pool = pool[keep]
         finally:
+            self._dask_scorer = None
+            executor.close()
             if bar is not None:
                 bar.close()
 
@@ -481,7 +521,11 @@ class RSLocal(BaseEstimator):
         override it to split ``subsets`` into row chunks, score each chunk with
         ``score_subsets(..., center=False)`` on the ``prepared`` arrays (library-mean shifted,
         already in the working dtype) and concatenate the results in order.
+        ``executor="dask"`` is that: the arrays already wait on the workers.
         """
+        scorer = getattr(self, "_dask_scorer", None)
+        if scorer is not None:
+            return scorer.score(subsets)
         return _score_prepared(
             prepared, subsets, self.n_components, SCORINGS[self.scoring], self.backend, n_threads
         )
@@ -511,3 +555,86 @@ class RSLocal(BaseEstimator):
                 size -= min(max(1, round(size * (1 - retain))), size - k)
                 total += 1
         return tqdm(total=total, desc="RS-LOCAL", unit="iteration")
+
+
+def _score_chunk(X_library, y_library, X_local, y_local, subsets, n_components, scoring_code,
+                 backend, n_threads):
+    """One Dask task: the scores of a chunk of subsets (the arrays arrive as scattered data)."""
+    return _score_prepared(
+        (X_library, y_library, X_local, y_local), subsets, n_components, scoring_code, backend,
+        n_threads,
+    )
+
+
+class _DaskScorer:
+    """Scores an iteration's subsets on a Dask cluster, chunk by chunk, results in order."""
+
+    def __init__(self, client, arrays, model: RSLocal, n_threads: int):
+        self.client = client
+        self.arrays = arrays
+        self.n_components = int(model.n_components)
+        self.scoring_code = SCORINGS[model.scoring]
+        self.backend = model.backend
+        self.n_threads = n_threads
+        self.chunk_size = model.chunk_size
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, model: RSLocal, prepared: tuple[np.ndarray, ...], n_threads: int):
+        try:
+            import distributed
+        except ImportError as error:  # pragma: no cover - dask[distributed] is a dependency
+            raise ImportError(
+                "executor='dask' needs dask.distributed: pip install 'dask[distributed]'"
+            ) from error
+        with contextlib.ExitStack() as stack:
+            if model.scheduler_address is None:
+                try:
+                    client = distributed.get_client()
+                except ValueError:
+                    raise ValueError(
+                        "executor='dask' needs a Dask scheduler: set scheduler_address (e.g. "
+                        "'tcp://scheduler:8786', localise.scheduler_address) or start a "
+                        "dask.distributed.Client in this process first."
+                    ) from None
+            else:
+                try:
+                    client = stack.enter_context(
+                        distributed.Client(model.scheduler_address, set_as_default=False,
+                                           timeout="30s")
+                    )
+                except OSError as error:
+                    raise OSError(
+                        f"cannot reach the Dask scheduler at scheduler_address="
+                        f"{model.scheduler_address!r}: {error}. Start it (dask scheduler, "
+                        "dask-jobqueue, Dask Kubernetes) or fix the address."
+                    ) from error
+            # Once per fit: every worker holds the library and the site; tasks carry indices.
+            arrays = client.scatter(list(prepared), broadcast=True, hash=False)
+            try:
+                yield cls(client, arrays, model, n_threads)
+            finally:
+                client.cancel(arrays)
+
+    def _chunk_rows(self, n_subsets: int) -> int:
+        if self.chunk_size is not None:
+            return int(self.chunk_size)
+        threads = max(1, sum(self.client.nthreads().values()))
+        return max(MIN_DASK_CHUNK, math.ceil(n_subsets / (2 * threads)))
+
+    def score(self, subsets: np.ndarray) -> np.ndarray:
+        rows = self._chunk_rows(len(subsets))
+        futures = [
+            self.client.submit(
+                _score_chunk,
+                *self.arrays,
+                subsets[start : start + rows],
+                self.n_components,
+                self.scoring_code,
+                self.backend,
+                self.n_threads,
+                pure=False,
+            )
+            for start in range(0, len(subsets), rows)
+        ]
+        return np.concatenate(self.client.gather(futures))

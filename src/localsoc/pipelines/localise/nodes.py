@@ -42,6 +42,9 @@ def select_library_samples(
                 n_jobs=int(params["n_jobs"]),
                 backend=params["backend"],
                 progress=bool(params.get("progress", True)),
+                executor=params.get("executor", "local"),
+                scheduler_address=params.get("scheduler_address"),
+                chunk_size=params.get("chunk_size"),
             ).fit(
                 spectra_of(pool),
                 pool["soc"].to_numpy(dtype=np.float64),

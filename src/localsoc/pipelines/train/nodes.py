@@ -58,6 +58,7 @@ def _search(X, y, ids, folds, budget, params, seed, label):
         progress=bool(params.get("progress", True)),
         threads=params.get("threads"),
         project_name=label.replace("/", "_"),
+        distributed=params.get("distributed") or None,  # Keras-Tuner chief/worker mode
     )
 
 
