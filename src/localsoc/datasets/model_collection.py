@@ -78,3 +78,15 @@ class ModelCollectionDataset(AbstractDataset):
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+
+
+class OptionalModelCollectionDataset(ModelCollectionDataset):
+    """The same collection, read as ``{}`` when it does not exist yet (for reuse checks)."""
+
+    def _load(self) -> dict[str, Any]:
+        if not self._filepath.is_dir():
+            return {}
+        return super()._load()
+
+    def _save(self, data: dict[str, Any]) -> None:
+        raise DatasetError("this is a read-only view of a previous run's models")

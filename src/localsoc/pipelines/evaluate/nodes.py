@@ -162,20 +162,22 @@ def evaluate_sites(
         X_cal, y_cal, ids_cal = site_data(library_spectra, site_calibration, selection, site)
         calibration = site_calibration.loc[site_calibration["site"] == site]
         test = site_test.loc[site_test["site"] == site]
-        if test.empty:
-            raise ValueError(f"site {site!r} has no test rows to evaluate on")
-        X_test = spectra_of(test)
+        has_test = not test.empty  # no test set (split.no_test): cross-validated figures only
+        X_test = spectra_of(test) if has_test else np.empty((0, X_cal.shape[1]))
         y_test = test["soc"].to_numpy(np.float64)
         candidates = []
         for method, key, model in _models_of(site, country, collections):
-            estimate, spread = model.predict(X_test, return_std=True)
+            if has_test:
+                estimate, spread = model.predict(X_test, return_std=True)
+            else:
+                estimate, spread = np.empty(0), np.empty(0)
             candidates.append(Candidate(
                 method, key, calibration_estimates(model, X_cal, ids_cal),
                 np.asarray(estimate, dtype=np.float64), np.asarray(spread, dtype=np.float64),
                 _training_spectra(method, library_spectra, site_calibration, selection, site,
                                   country),
             ))
-        if params.get("mbl", {}).get("enabled", False):
+        if params.get("mbl", {}).get("enabled", False) and has_test:
             mbl = {k: v for k, v in params["mbl"].items() if k != "enabled"}
             candidates += _mbl_candidates(site, country, library_spectra, calibration, test,
                                           X_cal, mbl)
@@ -189,7 +191,7 @@ def evaluate_sites(
                 n_components=int(params["domain"]["n_components"]),
                 quantile=float(params["domain"]["quantile"]),
             )
-            t2, q = domain.statistics(X_test)
+            t2, q = domain.statistics(X_test) if has_test else (np.empty(0), np.empty(0))
             inside = (t2 <= domain.t2_limit) & (q <= domain.q_limit)
             lower, upper = estimate - half, estimate + half
             blank = np.full(len(y_cal), np.nan)
@@ -212,17 +214,18 @@ def evaluate_sites(
                 "model_key": candidate.key,
                 "trained_on": method.data,
                 "n_test": len(y_test),
-                **all_metrics(y_test, estimate),
+                **(all_metrics(y_test, estimate) if has_test else dict.fromkeys(
+                    ("rmse", "me", "ccc", "r2", "rpiq"), np.nan)),
                 "cal_rmse": rmse(y_cal, cal_estimate),
                 "interval_level": level,
                 "interval_halfwidth": half,
-                "coverage": interval_coverage(y_test, lower, upper),
-                "mean_width": float(np.mean(upper - lower)),
-                "out_of_domain_share": float(np.mean(~inside)),
+                "coverage": interval_coverage(y_test, lower, upper) if has_test else np.nan,
+                "mean_width": 2.0 * half,
+                "out_of_domain_share": float(np.mean(~inside)) if has_test else np.nan,
             })
             extras[method.label] = {"domain": domain.to_dict(), "interval_halfwidth": half}
         table = pd.DataFrame(site_rows)
-        if "Local" in set(table["method"]):
+        if "Local" in set(table["method"]) and has_test:
             local_rmse = float(table.loc[table["method"] == "Local", "rmse"].iloc[0])
             table["drmse"] = [delta_rmse(local_rmse, value) for value in table["rmse"]]
         else:
@@ -235,7 +238,7 @@ def evaluate_sites(
             raise ValueError(f"site {site!r}: no servable (CNN or PLSR) model to choose from")
         best = servable.sort_values(["cal_rmse"], kind="stable").iloc[0]
         best_overall = table.sort_values(["cal_rmse"], kind="stable").iloc[0]
-        best_test = table.sort_values(["rmse"], kind="stable").iloc[0]
+        best_test = table.sort_values(["rmse"], kind="stable").iloc[0] if has_test else None
         table["winner"] = table["method"] == best["method"]
         metrics.append(table)
         extra = extras[best["method"]]
@@ -248,17 +251,24 @@ def evaluate_sites(
             "family": best["family"],
             "trained_on": best["trained_on"],
             "cal_rmse": float(best["cal_rmse"]),
-            "test_metrics": {k: float(best[k]) for k in ("rmse", "me", "ccc", "r2", "rpiq",
-                                                         "drmse", "coverage", "mean_width")},
+            "has_test": has_test,
+            "test_metrics": {k: _finite_or_none(best[k]) for k in (
+                "rmse", "me", "ccc", "r2", "rpiq", "drmse", "coverage", "mean_width")},
             "interval_level": level,
             "interval_halfwidth": float(extra["interval_halfwidth"]),
             "domain": extra["domain"],
-            "best_on_test": best_test["method"],
-            "winner_was_best_on_test": bool(best_test["method"] == best["method"]),
+            "best_on_test": None if best_test is None else best_test["method"],
+            "winner_was_best_on_test": (None if best_test is None
+                                        else bool(best_test["method"] == best["method"])),
             "best_calibration_overall": best_overall["method"],
         }
     return (pd.concat(predictions, ignore_index=True), pd.concat(metrics, ignore_index=True),
             winners)
+
+
+def _finite_or_none(value) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def study_table_markdown(metrics: pd.DataFrame) -> str:
@@ -287,13 +297,15 @@ def study_metrics_json(metrics: pd.DataFrame, winners: dict) -> dict:
         out["sites"].setdefault(row["site"], {})[row["method"]] = {
             k: round(float(row[k]), 6) for k in ("rmse", "me", "ccc", "r2", "rpiq", "drmse",
                                                  "coverage", "cal_rmse")
+            if np.isfinite(float(row[k]))
         }
     summary = {}
     for label in METHOD_ORDER:
         values = metrics.loc[metrics["method"] == label, "drmse"].dropna()
+        values = values[np.isfinite(values)]
         if len(values):
             summary[f"mean_drmse_{label}"] = round(float(values.mean()), 4)
-    summary["winners_best_on_test"] = int(sum(w["winner_was_best_on_test"]
+    summary["winners_best_on_test"] = int(sum(bool(w["winner_was_best_on_test"])
                                               for w in winners.values()))
     out["summary"] = summary
     return out
@@ -305,11 +317,13 @@ def study_figures(metrics: pd.DataFrame, predictions: pd.DataFrame, winners: dic
         rows = predictions.loc[(predictions["site"] == site)
                                & (predictions["method"] == winner["method"])
                                & (predictions["role"] == "test")]
+        if rows.empty:
+            continue
         panels.append({"site": site, "method": winner["method"],
                        "observed": rows["observed"].to_numpy(),
                        "estimated": rows["estimated"].to_numpy(),
                        "lower": rows["lower"].to_numpy(), "upper": rows["upper"].to_numpy()})
-    return {
-        "drmse_by_method.png": delta_rmse_figure(metrics),
-        "winners_observed_estimated.png": observed_estimated_figure(panels),
-    }
+    figures = {"drmse_by_method.png": delta_rmse_figure(metrics)}
+    if panels:
+        figures["winners_observed_estimated.png"] = observed_estimated_figure(panels)
+    return figures

@@ -1,11 +1,18 @@
-"""Bring the SSLs into the canonical table: the embedded simulator, or files through importers."""
+"""Bring the SSLs into the canonical table: the embedded simulator, or the user's imports.
+
+``ingest.source: simulate`` runs the simulator; ``ingest.source: files`` combines the libraries
+and sites imported with ``localsoc import`` / ``localsoc site`` (data/01_raw/imports/), keeping
+the ones named in ``ingest.libraries`` and ``ingest.sites`` (null: all).
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from localsoc.data.schema import Grid
+from localsoc.data.schema import Grid, check_table
 from localsoc.data.simulate import default_sites, simulate_ssl
+
+SOURCES = ("simulate", "files")
 
 
 def simulate_tables(simulate: dict, grid_params: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -30,3 +37,37 @@ def simulate_tables(simulate: dict, grid_params: dict) -> tuple[pd.DataFrame, pd
         grid=Grid.from_params(grid_params),
         sites=sites,
     )
+
+
+def _pick(tables: dict[str, pd.DataFrame], wanted, what: str, command: str) -> pd.DataFrame:
+    names = sorted(tables) if not wanted else list(wanted)
+    missing = [name for name in names if name not in tables]
+    if missing or not names:
+        raise ValueError(
+            f"ingest.{what}: {missing or 'nothing'} not imported; imported {what} are "
+            f"{sorted(tables) or 'none'}. Add one with `{command}`."
+        )
+    frames = []
+    for name in names:
+        check_table(tables[name], f"imported {what[:-1]} {name!r}")
+        frames.append(tables[name])
+    return pd.concat(frames, ignore_index=True)
+
+
+def ingest_tables(
+    params: dict,
+    grid_params: dict,
+    imported_libraries: dict[str, pd.DataFrame],
+    imported_sites: dict[str, pd.DataFrame],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(library_raw, sites_raw) from the configured source."""
+    source = params["source"]
+    if source == "simulate":
+        return simulate_tables(params["simulate"], grid_params)
+    if source == "files":
+        library = _pick(imported_libraries, params.get("libraries"), "libraries",
+                        "localsoc import FILE --as NAME")
+        sites = _pick(imported_sites, params.get("sites"), "sites",
+                      "localsoc site FILE --name NAME")
+        return library, sites
+    raise ValueError(f"ingest.source must be one of {list(SOURCES)}; got {source!r}")

@@ -1,16 +1,16 @@
 from kedro.pipeline import Pipeline, node
 
-from .nodes import simulate_tables
+from .nodes import ingest_tables
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             node(
-                simulate_tables,
-                inputs=["params:ingest.simulate", "params:grid"],
+                ingest_tables,
+                inputs=["params:ingest", "params:grid", "imported_libraries", "imported_sites"],
                 outputs=["library_raw", "sites_raw"],
-                name="simulate_ssl",
+                name="ingest_tables",
             ),
         ]
     )

@@ -22,20 +22,25 @@ def split_sites(
     """Per site: n calibration samples by Kennard-Stone on the preprocessed spectra.
 
     Returns (calibration, test, unlabelled, assignment); ``assignment`` lists every site row
-    with its role and, for calibration rows, the Kennard-Stone selection order.
+    with its role and, for calibration rows, the Kennard-Stone selection order. With
+    ``no_test`` every labelled sample calibrates (Kennard-Stone still orders them) and the
+    test set is empty: the study then reports cross-validated figures only.
     """
     n_calibration = int(params["n_calibration"])
+    no_test = bool(params.get("no_test", False))
     calibration, test, unlabelled, assignment = [], [], [], []
     for site in sorted(sites_spectra["site"].dropna().unique()):
         rows = sites_spectra.loc[sites_spectra["site"] == site]
         labelled = rows.loc[rows["soc"].notna()].reset_index(drop=True)
-        if len(labelled) < n_calibration + int(params["min_test"]):
+        needed = n_calibration + (0 if no_test else int(params["min_test"]))
+        if len(labelled) < needed:
             raise ValueError(
                 f"site {site!r}: {len(labelled)} labelled samples; split needs "
-                f"n_calibration ({n_calibration}) + min_test ({params['min_test']})"
+                f"n_calibration ({n_calibration})"
+                + ("" if no_test else f" + min_test ({params['min_test']}), or no_test: true")
             )
         selector = KennardStone(
-            n_select=n_calibration,
+            n_select=len(labelled) if no_test else n_calibration,
             metric=params["metric"],
             n_components=params.get("n_components"),
             backend=params["backend"],
@@ -69,7 +74,7 @@ def split_sites(
         raise ValueError("sites: no site rows to split (column 'site' is empty everywhere)")
     return (
         pd.concat(calibration, ignore_index=True),
-        pd.concat(test, ignore_index=True),
+        pd.concat(test, ignore_index=True).reset_index(drop=True),
         pd.concat(unlabelled, ignore_index=True),
         pd.concat(assignment, ignore_index=True),
     )

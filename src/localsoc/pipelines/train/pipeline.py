@@ -8,7 +8,8 @@ def create_library_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 train_library_models,
-                inputs=["library_spectra", "site_calibration", "params:train"],
+                inputs=["library_spectra", "site_calibration", "params:train",
+                        "library_models_previous"],
                 outputs=["library_models", "library_search_trials"],
                 name="train_library_cnns",
             )

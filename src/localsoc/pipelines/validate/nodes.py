@@ -149,7 +149,8 @@ def validate_sites(
     kept, quarantine, report = validate_table(
         sites_raw, params, grid_params, role="site", name="sites"
     )
-    needed = int(split_params["n_calibration"]) + int(split_params["min_test"])
+    no_test = bool(split_params.get("no_test", False))
+    needed = int(split_params["n_calibration"]) + (0 if no_test else int(split_params["min_test"]))
     labelled = kept.loc[kept["soc"].notna()].groupby("site", observed=True).size()
     report["labelled_per_site"] = {str(k): int(v) for k, v in labelled.items()}
     short = {site: int(count) for site, count in labelled.items() if count < needed}
@@ -158,11 +159,19 @@ def validate_sites(
             short[str(site)] = 0
     if short:
         listed = ", ".join(f"{site} has {count}" for site, count in sorted(short.items()))
+        if no_test:
+            raise ValueError(
+                f"sites: with no test set every site still needs at least {needed} labelled "
+                f"samples (split.n_calibration) for cross-validation; {listed}. Add labelled "
+                "samples or lower split.n_calibration."
+            )
         raise ValueError(
             f"sites: every site needs at least {needed} labelled samples after validation "
             f"(split.n_calibration = {split_params['n_calibration']} for calibration + "
             f"split.min_test = {split_params['min_test']} for testing); {listed}. Add labelled "
-            "samples, or lower split.n_calibration / split.min_test for that study."
+            "samples, lower split.n_calibration / split.min_test, or use every labelled sample "
+            "for calibration with no test set (`localsoc study --no-test`, or "
+            "split.no_test: true): then only cross-validated figures are reported."
         )
     return kept, quarantine, report
 
