@@ -69,19 +69,54 @@ def _trials(result, **labels) -> pd.DataFrame:
     return table
 
 
+def reusable_library_model(previous, X, y, ids, params: dict, seed: int) -> bool:
+    """Whether a stored library model was trained on exactly this data with these settings."""
+    from localsoc.models.cnn1d import resolve_search_space
+    from localsoc.models.ensemble import as_spectra, as_target, data_hash
+    from localsoc.models.search import resolve_budget
+
+    if previous is None or getattr(previous, "training_data_hash", None) is None:
+        return False
+    info = previous.info or {}
+    return (
+        # hashed as search_cnn hashes its inputs (float32 spectra)
+        previous.training_data_hash == data_hash(as_spectra(X), as_target(y, len(ids)), ids)
+        and previous.seed == seed
+        and info.get("tuner") == params["tuner"]
+        and info.get("budget") == resolve_budget(dict(params["library_budget"]))
+        and info.get("space") == resolve_search_space(params.get("space") or None)
+    )
+
+
 def train_library_models(
-    library_spectra: pd.DataFrame, site_calibration: pd.DataFrame, params: dict
+    library_spectra: pd.DataFrame,
+    site_calibration: pd.DataFrame,
+    params: dict,
+    previous_models: dict | None = None,
 ) -> tuple[dict, pd.DataFrame]:
-    """One tuned CNN fold ensemble per library scope the sites use."""
+    """One tuned CNN fold ensemble per library scope the sites use.
+
+    A model in ``previous_models`` (the collection of the last run) trained on the same rows,
+    values, seed, tuner, budget and search space is reused instead of searched again
+    (``train.reuse_library_models``), so a new site does not retrain its libraries.
+    """
     models, trials = {}, []
+    reuse = bool(params.get("reuse_library_models", True))
     for key, scope, country in library_keys(library_spectra, site_calibration, params["scopes"]):
         rows = scope_rows(library_spectra, scope, country)
         ids = rows["sample_id"].astype(str).tolist()
+        X, y = spectra_of(rows), rows["soc"].to_numpy(np.float64)
         seed = derived_seed(params["seed"], "library", key)
+        previous = (previous_models or {}).get(key)
+        if reuse and reusable_library_model(previous, X, y, ids, params, seed):
+            models[key] = previous
+            trials.append(pd.DataFrame([{"model": key, "data": "library",
+                                         "n_samples": len(rows), "status": "REUSED",
+                                         "cv_rmse": previous.cv_rmse_}]))
+            continue
         budget = dict(params["library_budget"])
         folds = make_folds(ids, int(budget["folds"]), seed)
-        result = _search(spectra_of(rows), rows["soc"].to_numpy(np.float64), ids, folds, budget,
-                         params, seed, f"library_{key}")
+        result = _search(X, y, ids, folds, budget, params, seed, f"library_{key}")
         result.ensemble.info.update({"scope": scope, "country": country, "model_key": key})
         models[key] = result.ensemble
         trials.append(_trials(result, model=key, data="library", n_samples=len(rows)))
