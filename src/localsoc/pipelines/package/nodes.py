@@ -63,7 +63,10 @@ def _trained_at(model: Any, packaged_at: str) -> tuple[str, str]:
     return (str(stamp), "training") if stamp else (packaged_at, "packaging")
 
 
-def _finite_or_none(value: float) -> float | None:
+def _finite_or_none(value: float | None) -> float | None:
+    """JSON-ready: a finite float, or None for missing, NaN or infinite values."""
+    if value is None:
+        return None
     value = float(value)
     return value if math.isfinite(value) else None
 
@@ -140,7 +143,8 @@ def package_winners(
             "grid": grid_record,
             "preprocessing": steps,
             "cal_rmse": float(winner["cal_rmse"]),
-            "test_metrics": {k: _finite_or_none(v) for k, v in winner["test_metrics"].items()},
+            "test_metrics": {k: _finite_or_none(v)
+                             for k, v in (winner.get("test_metrics") or {}).items()},
             "best_on_test": winner.get("best_on_test"),
             "interval": {
                 "method": "split-conformal on out-of-fold calibration residuals",
