@@ -98,6 +98,7 @@ TUNERS = ("bayesian", "hyperband", "random")
 OBJECTIVE = "cv_rmse"
 _STATE_FILE = "localsoc_search.json"
 _BEST_DIR = "best_trial"
+_ORACLE_SEED_FOR_ZERO = 2**31 - 1
 
 
 def resolve_budget(budget: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -596,7 +597,8 @@ def _make_oracle(kind: str, budget: Mapping[str, Any], seed: int):
     objective = keras_tuner.Objective(OBJECTIVE, direction="min")
     common = {
         "objective": objective,
-        "seed": int(seed),
+        # Keras-Tuner replaces a seed of 0 by a random one (`seed or random.randint(...)`).
+        "seed": int(seed) if int(seed) != 0 else _ORACLE_SEED_FOR_ZERO,
         "max_consecutive_failed_trials": int(budget["max_consecutive_failed_trials"]),
     }
     if kind == "bayesian":

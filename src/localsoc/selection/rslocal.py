@@ -588,7 +588,8 @@ class _DaskScorer:
                 "executor='dask' needs dask.distributed: pip install 'dask[distributed]'"
             ) from error
         with contextlib.ExitStack() as stack:
-            if model.scheduler_address is None:
+            own_client = model.scheduler_address is not None
+            if not own_client:
                 try:
                     client = distributed.get_client()
                 except ValueError:
@@ -614,7 +615,8 @@ class _DaskScorer:
             try:
                 yield cls(client, arrays, model, n_threads)
             finally:
-                client.cancel(arrays)
+                if not own_client:  # a client of our own releases its data when it closes
+                    client.cancel(arrays)
 
     def _chunk_rows(self, n_subsets: int) -> int:
         if self.chunk_size is not None:
