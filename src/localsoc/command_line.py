@@ -89,9 +89,11 @@ def print_summary(project: Path, seconds: dict[str, float]) -> None:
         for column in ("site", "winner", "cal. RMSE", "test RMSE", "dRMSE %", "best on test"):
             table.add_column(column)
         for site, winner in sorted(winners.items()):
+            test = winner["test_metrics"]
             table.add_row(site, winner["method"], f"{winner['cal_rmse']:.3f}",
-                          f"{winner['test_metrics']['rmse']:.3f}",
-                          f"{winner['test_metrics']['drmse']:+.1f}", winner["best_on_test"])
+                          "no test set" if test["rmse"] is None else f"{test['rmse']:.3f}",
+                          "" if test["drmse"] is None else f"{test['drmse']:+.1f}",
+                          winner["best_on_test"] or "")
         console.print(table)
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
     console.print(f"Stage times: {timing}; total {sum(seconds.values()):.1f} s")
@@ -133,6 +135,213 @@ def run(env: str, pipelines: tuple[str, ...]) -> None:
         times.unlink(missing_ok=True)  # a full run records its own stage times afresh
     seconds = run_stages(stages, env, project=project)
     print_summary(project, seconds)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bring your own library and site
+
+
+def _import_options(spectra, carbon_column, carbon_units, om_factor, id_column, country,
+                    country_column, lat_column, lon_column, narrow_grid_ok) -> dict:
+    options = {"spectra": spectra, "carbon_column": carbon_column or None,
+               "carbon_units": carbon_units, "id_column": id_column, "country": country,
+               "country_column": country_column, "lat_column": lat_column,
+               "lon_column": lon_column, "narrow_grid_ok": narrow_grid_ok}
+    if om_factor is not None:
+        options["om_factor"] = om_factor
+    return options
+
+
+def import_options(function):
+    """Options shared by `import` and `site`: how to read the file."""
+    for option in reversed([
+        click.option("--spectra", type=click.Choice(["reflectance", "percent_reflectance",
+                                                     "absorbance", "auto"]),
+                     default="auto", show_default=True,
+                     help="what the spectral columns hold (absorbance must be declared)"),
+        click.option("--carbon-column", default="soc", show_default=True,
+                     help="column with the lab carbon values ('' for none)"),
+        click.option("--carbon-units", type=click.Choice(["percent", "g_per_kg",
+                                                          "organic_matter_percent",
+                                                          "organic_matter_g_per_kg"]),
+                     default="percent", show_default=True),
+        click.option("--om-factor", type=float, default=None,
+                     help="organic matter to organic carbon factor (default 1.724)"),
+        click.option("--id-column", default=None, help="column with sample ids"),
+        click.option("--country", default=None, help="ISO country code for every row"),
+        click.option("--country-column", default=None, help="column with ISO country codes"),
+        click.option("--lat-column", default=None),
+        click.option("--lon-column", default=None),
+        click.option("--grid-start", type=float, default=None, help="grid start, nm"),
+        click.option("--grid-stop", type=float, default=None, help="grid end, nm"),
+        click.option("--grid-step", type=float, default=None, help="grid step, nm"),
+        click.option("--narrow-grid-ok", is_flag=True,
+                     help="import on the part of the grid the file covers"),
+        click.option("--no-dvc", is_flag=True, help="do not `dvc add` the imported table"),
+        click.option("--env", default="base", show_default=True,
+                     help="Kedro environment whose grid and validation settings apply"),
+    ]):
+        function = option(function)
+    return function
+
+
+def _do_import(kind, file, name, spectra, carbon_column, carbon_units, om_factor, id_column,
+               country, country_column, lat_column, lon_column, grid_start, grid_stop,
+               grid_step, narrow_grid_ok, no_dvc, env):
+    from rich.console import Console
+
+    from localsoc.workflow import grid_from_options, import_table, project_parameters
+
+    console = Console()
+    project = project_root()
+    params = project_parameters(project, env)
+    grid = grid_from_options(grid_start, grid_stop, grid_step, params["grid"])
+    try:
+        outcome = import_table(
+            project, file, name=name, kind=kind, grid=grid, validate_params=params["validate"],
+            track=not no_dvc,
+            **_import_options(spectra, carbon_column, carbon_units, om_factor, id_column,
+                              country, country_column, lat_column, lon_column, narrow_grid_ok),
+        )
+    except (ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from None
+    report = outcome.report
+    labelled = int(outcome.table["soc"].notna().sum())
+    console.print(f"[bold]{kind} {outcome.name}[/]: {len(outcome.table)} rows from {file} "
+                  f"({report['spectral_columns']} spectral columns, {report['spectral_convention']}"
+                  f" naming, {report['spectra_units']}; {report['source_range_nm'][0]:g}-"
+                  f"{report['source_range_nm'][1]:g} nm) -> {len(band_columns_of(outcome.table))}"
+                  f" bands on {grid['start_nm']:g}-{grid['stop_nm']:g} nm every "
+                  f"{grid['step_nm']:g} nm")
+    for line in report.get("conversions", []):
+        console.print(f"  converted: {line}")
+    if kind == "site":
+        console.print(f"  {labelled} labelled rows (candidates for calibration and test), "
+                      f"{len(outcome.table) - labelled} unlabelled rows (spectra to predict)")
+    else:
+        console.print(f"  {labelled} rows with carbon values")
+    if len(outcome.quarantine):
+        console.print(f"[yellow]  {len(outcome.quarantine)} row(s) would be quarantined by "
+                      "validation:")
+        reasons = outcome.quarantine["failed_expectations"]
+        for failed, rows in outcome.quarantine.groupby(reasons, sort=False):
+            first = rows.iloc[0]
+            shown = ", ".join(str(r) for r in rows["source_row"].head(5))
+            more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+            console.print(f"    {len(rows)} row(s) (rows {shown}{more}): "
+                          f"{first['quarantine_reason']}")
+        console.print("    (validation quarantines them with these reasons when the study runs)")
+    else:
+        console.print("  validation: every row passes")
+    console.print(f"  stored: {outcome.path}; {outcome.dvc}")
+
+
+def band_columns_of(table):
+    from localsoc.data.schema import band_columns
+
+    return band_columns(table)
+
+
+@main.command(name="import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--as", "name", required=True, help="the library's name")
+@import_options
+def import_library(file, name, **options) -> None:
+    """Validate and add a spectral library (wide CSV / Parquet, OSSL naming too)."""
+    _do_import("library", file, name, **options)
+
+
+@main.command(name="site")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--name", "name", required=True, help="the site's name")
+@import_options
+def add_site(file, name, **options) -> None:
+    """Add a local site: rows with carbon calibrate and test, rows without are predicted."""
+    _do_import("site", file, name, **options)
+
+
+PROFILES = {"demo": "demo", "full": "base"}
+
+
+@main.command()
+@click.option("--site", required=True, help="an imported site")
+@click.option("--library", "libraries", multiple=True,
+              help="an imported library (repeat for several; default: all)")
+@click.option("--n", "n", type=int, default=30, show_default=True,
+              help="Kennard-Stone calibration samples")
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default="demo",
+              show_default=True, help="search budgets: demo (CPU minutes) or full (GPU)")
+@click.option("--no-test", is_flag=True,
+              help="calibrate on every labelled row; report cross-validated figures only")
+@click.option("--env", default=None, help="a Kedro environment instead of the profile's")
+def study(site, libraries, n, profile, no_test, env) -> None:
+    """Split, localise, train, transfer, evaluate and package for one imported site."""
+    from localsoc.pipeline_registry import STAGES
+    from localsoc.workflow import study_runtime_params
+
+    project = project_root()
+    try:
+        params = study_runtime_params(project, site, list(libraries), n, no_test)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    (project / "data/08_reporting/stage_seconds.json").unlink(missing_ok=True)
+    try:
+        seconds = run_stages(list(STAGES), env or PROFILES[profile], params=params,
+                             project=project)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    print_summary(project, seconds)
+
+
+@main.command()
+@click.option("--site", required=True, help="a site of the packaged model")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="CSV to write (default: data/07_model_output/predictions_<site>.csv)")
+@import_options
+def predict(site, file, out, spectra, carbon_column, carbon_units, om_factor, id_column,
+            country, country_column, lat_column, lon_column, grid_start, grid_stop, grid_step,
+            narrow_grid_ok, no_dvc, env) -> None:
+    """SOC with intervals and domain flags for FILE's spectra (default: the site's unlabelled
+    rows), through the same code the prediction service runs."""
+    from rich.console import Console
+
+    from localsoc.data.importers import import_wide
+    from localsoc.workflow import bundle_predictor, predict_table, unlabelled_rows
+
+    console = Console()
+    project = project_root()
+    try:
+        predictor = bundle_predictor(project)
+        served = predictor.site(site)
+        if file is None:
+            table = unlabelled_rows(project, site)
+            source = f"the unlabelled rows of site {site}"
+        else:
+            wavelengths = served.wavelengths_nm
+            table, _ = import_wide(
+                file, grid={"start_nm": float(wavelengths[0]), "stop_nm": float(wavelengths[-1]),
+                            "step_nm": float(wavelengths[1] - wavelengths[0])}, library=site,
+                **_import_options(spectra, carbon_column or None, carbon_units, om_factor,
+                                  id_column, country, country_column, lat_column, lon_column,
+                                  narrow_grid_ok))
+            source = str(file)
+        if table.empty:
+            raise ValueError(f"{source}: no spectra to predict")
+        predictions = predict_table(predictor, site, table)
+    except Exception as error:  # bad input, unknown site, missing bundle: say what to fix
+        message = getattr(error, "message", None) or str(error)
+        raise click.ClickException(message) from None
+    target = Path(out) if out else project / f"data/07_model_output/predictions_{site}.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    predictions.to_csv(target, index=False)
+    inside = int(predictions["in_domain"].sum())
+    console.print(f"{len(predictions)} spectra from {source}: SOC mean "
+                  f"{predictions['soc_percent'].mean():.2f} % (range "
+                  f"{predictions['soc_percent'].min():.2f}-{predictions['soc_percent'].max():.2f})"
+                  f"; {inside} in the model's domain, {len(predictions) - inside} flagged; "
+                  f"model {predictions['method'].iloc[0]} ({predictions['model_version'].iloc[0]})")
+    console.print(f"written: {target}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ Only the site's n calibration samples are used; its test rows are not an input o
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
@@ -12,6 +14,8 @@ from localsoc.data.schema import spectra_of
 from localsoc.plots import pca_figure, soc_density_figure
 from localsoc.selection import RSLocal
 from localsoc.study import SCOPES, derived_seed, scope_rows, site_country, sites_of
+
+logger = logging.getLogger(__name__)
 
 
 def select_library_samples(
@@ -24,6 +28,10 @@ def select_library_samples(
         country = site_country(local, site)
         for scope in params["scopes"]:
             pool = scope_rows(library_spectra, scope, country)
+            if scope == "country" and len(pool) == 0:
+                logger.warning("site %s: the library has no samples from its country (%s); "
+                               "the country scope is skipped", site, country)
+                continue
             if len(pool) < int(params["k"]) * 2:
                 raise ValueError(
                     f"site {site!r}, scope {scope!r}: the library has {len(pool)} rows for "

@@ -92,10 +92,14 @@ def write_report(
     out += ["", "![dRMSE per method and site](figures/study/drmse_by_method.png)", ""]
 
     out += ["## Winners (chosen without the test set)", ""]
+    if not any(w.get("has_test", True) for w in study_winners.values()):
+        out += ["No test set (split.no_test): every labelled sample calibrated; the figures "
+                "below are cross-validated only.", ""]
     winners = pd.DataFrame([
         {"site": site, "winner": w["method"], "cal. RMSE (OOF)": w["cal_rmse"],
          "test RMSE": w["test_metrics"]["rmse"], "best on test": w["best_on_test"],
-         "winner was best on test": "yes" if w["winner_was_best_on_test"] else "no",
+         "winner was best on test": {True: "yes", False: "no"}.get(
+             w["winner_was_best_on_test"], "no test set"),
          "interval half-width": w["interval_halfwidth"],
          "test coverage": w["test_metrics"]["coverage"]}
         for site, w in sorted(study_winners.items())

@@ -39,8 +39,9 @@ def library_keys(library_spectra: pd.DataFrame, site_calibration: pd.DataFrame,
         country = site_country(site_calibration, site)
         for scope in scopes:
             key = scope_key(scope, country)
-            if scope == "country" and country is None:
-                continue
+            if scope == "country" and (country is None or not (library_spectra["country"]
+                                                               == country).any()):
+                continue  # no library samples from the site's country
             keys.setdefault(key, (key, scope, country))
     return [keys[k] for k in sorted(keys)]
 

@@ -1,0 +1,181 @@
+"""Bring your own library and site: the functions behind `localsoc import/site/study/predict`.
+
+They call the same importers, validation, pipelines and serving code as everything else; the
+command line only parses arguments and prints.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from localsoc.data.importers import import_wide
+from localsoc.data.schema import Grid, spectra_of, wavelengths_of
+from localsoc.datasets.imported_tables import check_name
+from localsoc.pipelines.validate.nodes import validate_table
+
+IMPORTS = Path("data/01_raw/imports")
+GRID_FILE = "grid.json"
+
+
+def project_parameters(project: Path, env: str = "base") -> dict:
+    from kedro.config import OmegaConfigLoader
+
+    loader = OmegaConfigLoader(conf_source=str(project / "conf"), base_env="base",
+                               default_run_env=env, merge_strategy={"parameters": "soft"})
+    return loader["parameters"]
+
+
+def grid_from_options(start: float | None, stop: float | None, step: float | None,
+                      default: dict) -> dict:
+    grid = dict(default)
+    for key, value in (("start_nm", start), ("stop_nm", stop), ("step_nm", step)):
+        if value is not None:
+            grid[key] = float(value)
+    Grid.from_params(grid)  # checks it
+    return grid
+
+
+@dataclass
+class ImportOutcome:
+    name: str
+    kind: str  # library | site
+    path: Path
+    table: pd.DataFrame
+    report: dict
+    quarantine: pd.DataFrame
+    validation: dict
+    dvc: str
+
+
+def _dvc_add(project: Path, path: Path) -> str:
+    if not (project / ".dvc").is_dir():
+        return "not a DVC repository: the file is not versioned (run `dvc init` to version it)"
+    done = subprocess.run(["dvc", "add", str(path.relative_to(project))], cwd=project,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        return f"`dvc add` failed: {done.stderr.strip()[-300:]}"
+    return f"tracked by DVC ({path.relative_to(project)}.dvc); `dvc push` sends it to the remote"
+
+
+def import_table(
+    project: Path,
+    source: str | Path,
+    *,
+    name: str,
+    kind: str,
+    grid: dict,
+    validate_params: dict,
+    split_params: dict | None = None,
+    track: bool = True,
+    **options,
+) -> ImportOutcome:
+    """Import a library or site file to the canonical table, check it, and store it."""
+    name = check_name(name, f"{kind} name")
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such file")
+    if kind == "site":
+        table, report = import_wide(source, grid=grid, library=name, site=name, **options)
+        table["library"] = pd.array([None] * len(table), dtype="string")
+    elif kind == "library":
+        table, report = import_wide(source, grid=grid, library=name, **options)
+    else:
+        raise ValueError(f"kind must be 'library' or 'site'; got {kind!r}")
+    _, quarantine, validation = validate_table(table, validate_params, grid, role=kind,
+                                               name=f"{kind} {name}")
+    folder = project / IMPORTS / ("libraries" if kind == "library" else "sites")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.parquet"
+    table.to_parquet(path, index=False)
+    (folder / f"{name}.{GRID_FILE}").write_text(json.dumps(grid))
+    status = _dvc_add(project, path) if track else "not tracked (--no-dvc)"
+    return ImportOutcome(name, kind, path, table, report.to_dict(), quarantine, validation,
+                         status)
+
+
+def imported_grid(project: Path, kind: str, name: str) -> dict:
+    folder = project / IMPORTS / ("libraries" if kind == "library" else "sites")
+    path = folder / f"{name}.{GRID_FILE}"
+    if not (folder / f"{name}.parquet").exists():
+        have = sorted(p.stem for p in folder.glob("*.parquet"))
+        command = "localsoc import FILE --as" if kind == "library" else "localsoc site FILE --name"
+        raise ValueError(f"no imported {kind} {name!r} (imported: {have or 'none'}); add it "
+                         f"with `{command} {name}`")
+    return json.loads(path.read_text())
+
+
+def study_runtime_params(project: Path, site: str, libraries: list[str] | None, n: int,
+                         no_test: bool) -> dict:
+    """Kedro runtime parameters of a study of one imported site."""
+    folder = project / IMPORTS / "libraries"
+    libraries = list(libraries or sorted(p.stem for p in folder.glob("*.parquet")))
+    if not libraries:
+        raise ValueError("no library imported; add one with `localsoc import FILE --as NAME`")
+    grids = {("site", site): imported_grid(project, "site", site)}
+    for library in libraries:
+        grids[("library", library)] = imported_grid(project, "library", library)
+    distinct = {json.dumps(g, sort_keys=True) for g in grids.values()}
+    if len(distinct) != 1:
+        listed = "; ".join(f"{k[0]} {k[1]}: {g}" for k, g in grids.items())
+        raise ValueError(f"the site and libraries were imported on different grids ({listed}); "
+                         "import them again with the same --grid-start/--grid-stop/--grid-step")
+    return {
+        "grid": json.loads(distinct.pop()),
+        "ingest": {"source": "files", "libraries": libraries, "sites": [site]},
+        "split": {"n_calibration": int(n), "no_test": bool(no_test)},
+    }
+
+
+def bundle_predictor(project: Path):
+    """The served bundle (tag from data/06_models/bento_tag.txt) as the service loads it."""
+    import bentoml
+
+    from localsoc.serving.bundle import read_bundle
+    from localsoc.serving.predictor import BundlePredictor
+
+    tag_file = project / "data/06_models/bento_tag.txt"
+    if not tag_file.exists():
+        raise ValueError("no packaged model yet: run `localsoc study --site NAME` first")
+    tag = tag_file.read_text().strip()
+    stored = bentoml.models.get(tag)
+    return BundlePredictor(read_bundle(stored.path), str(stored.tag))
+
+
+def predict_table(predictor, site: str, table: pd.DataFrame) -> pd.DataFrame:
+    """Predictions, intervals and domain flags for a canonical table's spectra."""
+    served = predictor.site(site)
+    limit = int(predictor.limits["max_spectra_per_request"])
+    wavelengths = wavelengths_of(table).tolist()
+    values = spectra_of(table)
+    rows = []
+    for start in range(0, len(values), limit):
+        answer = predictor.answer(site, wavelengths, reflectance=values[start:start + limit]
+                                  .tolist())
+        for prediction in answer.predictions:
+            rows.append({
+                "soc_percent": prediction.soc_percent,
+                "lower": prediction.interval.lower,
+                "upper": prediction.interval.upper,
+                "level": prediction.interval.level,
+                "in_domain": prediction.in_domain,
+                "t2": prediction.t2,
+                "q": prediction.q,
+            })
+    out = pd.DataFrame(rows)
+    out.insert(0, "sample_id", table["sample_id"].astype(str).to_numpy())
+    identity = served.identity
+    out["site"] = site
+    out["method"] = getattr(identity, "method", None)
+    out["model_version"] = getattr(identity, "version", None)
+    return out
+
+
+def unlabelled_rows(project: Path, site: str) -> pd.DataFrame:
+    table = pd.read_parquet(project / IMPORTS / "sites" / f"{check_name(site)}.parquet")
+    return table.loc[table["soc"].isna()].reset_index(drop=True)
+
