@@ -224,7 +224,7 @@ def _do_import(kind, file, name, spectra, carbon_column, carbon_units, om_factor
         console.print(f"[yellow]  {len(outcome.quarantine)} row(s) would be quarantined by "
                       "validation:")
         reasons = outcome.quarantine["failed_expectations"]
-        for failed, rows in outcome.quarantine.groupby(reasons, sort=False):
+        for _, rows in outcome.quarantine.groupby(reasons, sort=False):
             first = rows.iloc[0]
             shown = ", ".join(str(r) for r in rows["source_row"].head(5))
             more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""

@@ -139,7 +139,6 @@ def run_suite(view: pd.DataFrame, specs: list[ExpectationSpec], name: str):
     """Validate ``view`` with Great Expectations; return (success, results in ``specs`` order)."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
