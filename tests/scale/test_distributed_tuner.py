@@ -72,7 +72,7 @@ def start_worker(tuner_id: str, directory: Path, port: int, log: Path) -> subpro
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     command = [sys.executable, "-m", "localsoc.models.distributed_search",
-               "--directory", str(directory), "--max-searches", "1", "--idle-timeout", "150",
+               "--directory", str(directory), "--max-searches", "2", "--idle-timeout", "150",
                "--threads", "1", "--poll", "0.2"]
     return subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=log.open("w"),
                             stderr=subprocess.STDOUT)
@@ -80,7 +80,11 @@ def start_worker(tuner_id: str, directory: Path, port: int, log: Path) -> subpro
 
 @pytest.fixture(scope="module")
 def distributed_run(tmp_path_factory):
-    """(the chief's SearchResult, shared directory, worker exit codes, worker logs)."""
+    """The chief runs two searches in a row (as the pipeline does) with the same two workers.
+
+    Returns (first SearchResult, shared directory, worker exit codes, worker logs, first
+    search's data, second SearchResult).
+    """
     directory = tmp_path_factory.mktemp("shared_tuning")
     logs = tmp_path_factory.mktemp("worker_logs")
     port = free_port()
@@ -106,6 +110,9 @@ def distributed_run(tmp_path_factory):
             assert time.monotonic() < deadline, "the workers did not start within 90 s"
             time.sleep(0.2)
         result = _search(X, y, ids, folds, BUDGET, params, SEED, "site_a/local")
+        second_folds = make_folds(ids[:30], 2, SEED + 1)
+        second = _search(X[:30], y[:30], ids[:30], second_folds, {**BUDGET, "trials": 2}, params,
+                         SEED + 1, "site_a/dtl_ig")
         codes = [worker.wait(timeout=60) for worker in workers]
     finally:
         for worker in workers:
@@ -113,24 +120,31 @@ def distributed_run(tmp_path_factory):
                 worker.kill()
                 worker.wait(timeout=10)
     texts = {p.stem: p.read_text() for p in sorted(logs.glob("*.log"))}
-    return result, directory, codes, texts, (X, y, folds)
+    return result, directory, codes, texts, (X, y, folds), second
 
 
 def test_both_workers_ran_trials_and_exited(distributed_run):
-    result, directory, codes, logs, _ = distributed_run
+    result, directory, codes, logs, _, second = distributed_run
     assert codes == [0, 0], logs
     trials = result.trials
     assert len(trials) == BUDGET["trials"]
     assert set(trials["status"]) == {"COMPLETED"}
     per_worker = trials["tuner_id"].value_counts().to_dict()
     assert set(per_worker) == set(WORKERS), per_worker  # the chief ran none itself
+    # The same workers then served the second search, on the same port.
+    assert len(second.trials) == 2 and set(second.trials["status"]) == {"COMPLETED"}
+    assert set(second.trials["tuner_id"]) <= set(WORKERS)
+    assert second.ensemble.info["trial_id"] == second.trials.loc[
+        second.trials["cv_rmse"].idxmin(), "trial_id"]
+    both = trials["tuner_id"].tolist() + second.trials["tuner_id"].tolist()
     reports = {w["tuner_id"]: w for w in distributed_search.ready_workers(directory)}
-    assert {t: reports[t]["trials"] for t in WORKERS} == per_worker
-    assert all(reports[t]["state"] == "stopped" for t in WORKERS)
+    assert {t: reports[t]["trials"] for t in WORKERS} == {t: both.count(t) for t in WORKERS}
+    assert all(reports[t]["state"] == "stopped" and reports[t]["searches"] == 2
+               for t in WORKERS)
 
 
 def test_the_pipeline_uses_the_chiefs_best_trial(distributed_run):
-    result, directory, _, _, (X, y, folds) = distributed_run
+    result, directory, _, _, (X, y, folds), _ = distributed_run
     trials = result.trials
     best = trials.loc[trials["cv_rmse"].idxmin()]
     assert result.ensemble.info["trial_id"] == best["trial_id"]
@@ -148,11 +162,11 @@ def test_the_pipeline_uses_the_chiefs_best_trial(distributed_run):
     trial_dirs = sorted(p.name for p in project.glob("trial_*"))
     assert trial_dirs == [f"trial_{i}" for i in range(BUDGET["trials"])]
     pointer = json.loads((Path(directory) / distributed_search.POINTER_FILE).read_text())
-    assert pointer["state"] == "finished" and pointer["project_name"] == "site_a_local"
+    assert pointer["state"] == "finished" and pointer["project_name"] == "site_a_dtl_ig"
 
 
 def test_distributed_trials_equal_a_single_process_search(distributed_run):
-    result, _, _, _, (X, y, folds) = distributed_run
+    result, _, _, _, (X, y, folds), _ = distributed_run
     single = search_cnn(X, y, folds=folds, budget=BUDGET, seed=SEED, tuner="random",
                         space=SPACE, progress=False, threads=1)
     ours = result.trials.set_index("trial_id")
