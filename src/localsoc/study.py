@@ -7,6 +7,7 @@ nodes, so any number of user sites runs through the same code.
 
 from __future__ import annotations
 
+import datetime as dt
 import zlib
 
 import numpy as np
@@ -47,3 +48,8 @@ def derived_seed(seed: int, *names: str) -> int:
     """A stable seed for one (site, scope, ...) task from the run seed and names."""
     words = [int(seed)] + [zlib.crc32(name.encode()) for name in names]
     return int(np.random.SeedSequence(words).generate_state(1)[0])
+
+
+def utc_now() -> str:
+    """The time a model was trained, for its identity in the served bundle (ISO 8601, UTC)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

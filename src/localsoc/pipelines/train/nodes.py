@@ -22,6 +22,7 @@ from localsoc.study import (
     scope_rows,
     site_country,
     sites_of,
+    utc_now,
 )
 
 N_DATASET = "n"
@@ -118,7 +119,8 @@ def train_library_models(
         budget = dict(params["library_budget"])
         folds = make_folds(ids, int(budget["folds"]), seed)
         result = _search(X, y, ids, folds, budget, params, seed, f"library_{key}")
-        result.ensemble.info.update({"scope": scope, "country": country, "model_key": key})
+        result.ensemble.info.update({"scope": scope, "country": country, "model_key": key,
+                                     "trained_at": utc_now()})
         models[key] = result.ensemble
         trials.append(_trials(result, model=key, data="library", n_samples=len(rows)))
     return models, pd.concat(trials, ignore_index=True)
@@ -157,7 +159,7 @@ def site_data(library_spectra, site_calibration, selection, site, scope=None):
 def _pls(X, y, ids, folds: Folds, params, info) -> LinearModel:
     fitted = fit_pls_cv(X, y, max_components=int(params["pls_max_components"]),
                         cv=list(folds.split()))
-    return LinearModel.from_pls(fitted, ids, info=info)
+    return LinearModel.from_pls(fitted, ids, info={**info, "trained_at": utc_now()})
 
 
 def train_site_models(
@@ -178,6 +180,7 @@ def train_site_models(
         folds = make_folds(ids, int(budget["folds"]), seed)
         folds_tables.append(folds_table(folds, site, N_DATASET))
         result = _search(X, y, ids, folds, budget, params, seed, f"{site}_local")
+        result.ensemble.info["trained_at"] = utc_now()
         models[f"{site}/local"] = result.ensemble
         trials.append(_trials(result, model=f"{site}/local", data=N_DATASET, n_samples=len(y)))
         models[f"{site}/plsr_local"] = _pls(X, y, ids, folds, params, {"data": N_DATASET})
@@ -192,6 +195,7 @@ def train_site_models(
             folds_tables.append(folds_table(folds, site, dataset))
             suffix = "g" if scope == "global" else "c"
             result = _search(X, y, ids, folds, budget, params, seed, f"{site}_dtl_i{suffix}")
+            result.ensemble.info["trained_at"] = utc_now()
             models[f"{site}/dtl_i{suffix}"] = result.ensemble
             trials.append(_trials(result, model=f"{site}/dtl_i{suffix}", data=dataset,
                                   n_samples=len(y)))

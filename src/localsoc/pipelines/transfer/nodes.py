@@ -16,7 +16,14 @@ from localsoc.pipelines.train.nodes import (
     kn_dataset,
     site_data,
 )
-from localsoc.study import SCOPE_SUFFIX, derived_seed, scope_key, site_country, sites_of
+from localsoc.study import (
+    SCOPE_SUFFIX,
+    derived_seed,
+    scope_key,
+    site_country,
+    sites_of,
+    utc_now,
+)
 
 
 def transfer_site_models(
@@ -59,7 +66,7 @@ def transfer_site_models(
                 )
                 result.ensemble.info.update(
                     {"base_model": key, "base_fold": result.base_fold, "depth": result.depth,
-                     "data": dataset}
+                     "data": dataset, "trained_at": utc_now()}
                 )
                 models[f"{site}/{method}"] = result.ensemble
                 for depth, cv_rmse in sorted(result.cv_rmse_by_depth.items()):
