@@ -105,6 +105,10 @@ def write_report(
         for site, w in sorted(study_winners.items())
     ])
     out.append(_table(winners))
+    out.append("\nCaveat: for the models trained on RS-LOCAL selections (DTL-I, DTL-IR, "
+               "RS-LOCAL + PLSR) the calibration score is optimistic, because RS-LOCAL chose "
+               "those library samples to predict the same calibration samples; compare "
+               "'cal. RMSE (OOF)' with the test RMSE in the table above.")
     out += ["", "![winners: estimated vs observed](figures/study/winners_observed_estimated.png)",
             ""]
 
