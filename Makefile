@@ -41,7 +41,7 @@ bench: setup ## the benchmark scripts under bench/ (figures go to BENCHMARKS.md)
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
 
 lint: setup
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench examples
 	$(BIN)/hadolint Dockerfile
 
 lock: ## refresh requirements.lock from the current virtualenv
