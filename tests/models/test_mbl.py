@@ -375,4 +375,5 @@ def test_bad_input_gives_clear_errors():
 @parametrize_with_checks([MemoryBasedLearner(k=5, min_factors=1, max_factors=3,
                                              validation_size=20, random_state=0)])
 def test_sklearn_compatible_estimator(estimator, check):
+    """Each of scikit-learn's check_* functions raises AssertionError when the contract breaks."""
     check(estimator)

@@ -108,4 +108,5 @@ def test_predict_before_fit_raises():
 
 @parametrize_with_checks([PLSRegressionCV(max_components=3, cv=3, random_state=0)])
 def test_sklearn_compatible_estimator(estimator, check):
+    """Each of scikit-learn's check_* functions raises AssertionError when the contract breaks."""
     check(estimator)

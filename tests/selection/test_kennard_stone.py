@@ -234,4 +234,5 @@ def test_estimator_contract():
 
 @parametrize_with_checks([KennardStone(n_select=2)])
 def test_sklearn_compatible_estimator(estimator, check):
+    """Each of scikit-learn's check_* functions raises AssertionError when the contract breaks."""
     check(estimator)
