@@ -18,6 +18,23 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# A small CNN search space: trials of a few folds run in seconds on two cores.
+TINY_CNN_SPACE = {
+    "conv_blocks": {"min": 1, "max": 2},
+    "filters": [4, 8],
+    "kernel_size": {"min": 3, "max": 7},
+    "strides": [1],
+    "fc_blocks": [1],
+    "fc_units": [8, 16],
+    "batch_normalization": [False],
+    "fc_batch_normalization": [False],
+    "dropout": [False],
+    "fc_dropout": [False],
+    "optimizer": ["adam"],
+    "learning_rate": {"min": 3e-3, "max": 1e-2, "sampling": "log"},
+    "batch_size": [16],
+}
 SMALL_GRID = Grid(400, 2500, 100)  # 22 bands: fast, same shape of problem
 
 

@@ -10,23 +10,9 @@ import pytest
 import localsoc.models.search as search_module
 from localsoc.models.ensemble import Folds, make_folds
 from localsoc.models.search import resolve_budget, search_cnn
+from tests.conftest import TINY_CNN_SPACE
 
-# A small space and budget: two trials of three folds run in a few seconds on two cores.
-SPACE = {
-    "conv_blocks": {"min": 1, "max": 2},
-    "filters": [4, 8],
-    "kernel_size": {"min": 3, "max": 7},
-    "strides": [1],
-    "fc_blocks": [1],
-    "fc_units": [8, 16],
-    "batch_normalization": [False],
-    "fc_batch_normalization": [False],
-    "dropout": [False],
-    "fc_dropout": [False],
-    "optimizer": ["adam"],
-    "learning_rate": {"min": 3e-3, "max": 1e-2, "sampling": "log"},
-    "batch_size": [16],
-}
+SPACE = TINY_CNN_SPACE
 # One random trial, then one proposed by the Gaussian process.
 BUDGET = {"trials": 2, "max_epochs": 20, "patience": 8, "folds": 3, "initial_points": 1}
 

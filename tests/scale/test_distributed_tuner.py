@@ -24,22 +24,9 @@ from localsoc.models import distributed_search
 from localsoc.models.ensemble import make_folds, rmse
 from localsoc.models.search import search_cnn
 from localsoc.pipelines.train.nodes import _search
+from tests.conftest import TINY_CNN_SPACE
 
-SPACE = {
-    "conv_blocks": [1],
-    "filters": [4, 8],
-    "kernel_size": {"min": 3, "max": 7},
-    "strides": [1],
-    "fc_blocks": [1],
-    "fc_units": [8, 16],
-    "batch_normalization": [False],
-    "fc_batch_normalization": [False],
-    "dropout": [False],
-    "fc_dropout": [False],
-    "optimizer": ["adam"],
-    "learning_rate": {"min": 3e-3, "max": 1e-2, "sampling": "log"},
-    "batch_size": [16],
-}
+SPACE = {**TINY_CNN_SPACE, "conv_blocks": [1]}
 BUDGET = {"trials": 4, "max_epochs": 4, "patience": 2, "folds": 2}
 SEED = 3
 WORKERS = ("tuner1", "tuner2")
