@@ -70,9 +70,10 @@ def pca_figure(library_scores, selected_scores, local_scores, title: str, explai
     return fig
 
 
-def delta_rmse_figure(table: pd.DataFrame):
-    """dRMSE (%) against Local per method (bars) and site (groups), like the paper's Fig. 4a."""
-    methods = [m for m in table["method"].unique() if m != "Local"]
+def delta_rmse_figure(table: pd.DataFrame, reference: str):
+    """dRMSE (%) against the reference method (the registry's: Local) per method (bars) and
+    site (groups), like the paper's Fig. 4a."""
+    methods = [m for m in table["method"].unique() if m != reference]
     sites = list(table["site"].unique())
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(methods) + 2), 4.0), dpi=110)
     width = 0.8 / max(len(sites), 1)
@@ -83,7 +84,7 @@ def delta_rmse_figure(table: pd.DataFrame):
         ax.bar(x + i * width - 0.4 + width / 2, values, width, label=site)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(x, methods, rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel("dRMSE against Local (%)")
+    ax.set_ylabel(f"dRMSE against {reference} (%)")
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig

@@ -77,15 +77,17 @@ def test_dask_without_a_scheduler_says_what_to_set():
 def test_the_localise_node_passes_the_executor_through(cluster):
     library = make_ssl(160, seed=3)
     site = make_ssl(20, seed=4, site="site_a", library=None)
-    params = {**load_params("base")["localise"], "scopes": ["global"], "k": 20, "b": 10,
+    study = {**load_params("base")["study"], "scopes": ["global"]}
+    params = {**load_params("base")["localise"], "k": 20, "b": 10,
               "retain": 0.8, "n_components": 4, "n_jobs": 1, "progress": False}
     assert params["executor"] == "local" and params["scheduler_address"] is None
-    local, _ = select_library_samples(library, site, params)
+    local, _ = select_library_samples(library, site, params, study)
     with distributed.Client(cluster.scheduler_address) as client, \
             distributed.get_task_stream(client) as stream:
         remote, _ = select_library_samples(
             library, site,
             {**params, "executor": "dask", "scheduler_address": cluster.scheduler_address},
+            study,
         )
     assert any(task["key"].startswith("_score_chunk") for task in stream.data)
     pd.testing.assert_frame_equal(remote, local)

@@ -1,11 +1,7 @@
 """Kedro dataset for a 1D-CNN fold ensemble: a directory of ``.keras`` files plus metadata.
 
-Layout of ``filepath`` (a local directory; DVC versions it, so no Kedro versioning)::
-
-    fold_00.keras ... fold_<K-1>.keras   one Keras model per fold (architecture + weights)
-    metadata.json                        hyperparameters, folds (validation sample ids per fold),
-                                         seed, training data hash/version, y standardisation per
-                                         fold, fold RMSEs, out-of-fold predictions, provenance
+``filepath`` is a local directory (DVC versions it, so no Kedro versioning) in the layout of
+``localsoc.models.fold_files`` (``fold_XX.keras`` per fold + ``metadata.json``).
 
 Saving writes into a sibling staging directory and swaps it in, so a failed save leaves the old
 ensemble intact. Catalog entry::
@@ -17,7 +13,6 @@ ensemble intact. Catalog entry::
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path, PurePosixPath
@@ -25,11 +20,7 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-METADATA_FILE = "metadata.json"
-
-
-def _fold_file(fold: int) -> str:
-    return f"fold_{fold:02d}.keras"
+from localsoc.models import fold_files
 
 
 class KerasEnsembleDataset(AbstractDataset):
@@ -72,27 +63,13 @@ class KerasEnsembleDataset(AbstractDataset):
         }
 
     def _exists(self) -> bool:
-        return (self._filepath / METADATA_FILE).is_file()
+        return fold_files.is_ensemble_directory(self._filepath)
 
     def _load(self):
-        import keras
-
-        from localsoc.models.ensemble import FoldEnsemble
-
-        metadata_path = self._filepath / METADATA_FILE
-        if not metadata_path.is_file():
-            raise DatasetError(
-                f"no fold ensemble at {self._filepath}: {METADATA_FILE} is missing (run the "
-                "pipeline that trains it, or `dvc pull` it)"
-            )
-        metadata = json.loads(metadata_path.read_text())
-        models = []
-        for fold in range(int(metadata["n_folds"])):
-            path = self._filepath / _fold_file(fold)
-            if not path.is_file():
-                raise DatasetError(f"fold ensemble at {self._filepath}: {path.name} is missing")
-            models.append(keras.models.load_model(path, **self._load_args))
-        return FoldEnsemble.from_metadata(models, metadata)
+        try:
+            return fold_files.load_ensemble(self._filepath, **self._load_args)
+        except FileNotFoundError as error:
+            raise DatasetError(str(error)) from None
 
     def _save(self, data) -> None:
         from localsoc.models.ensemble import FoldEnsemble
@@ -107,9 +84,7 @@ class KerasEnsembleDataset(AbstractDataset):
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
-            for fold, model in enumerate(data.models_):
-                model.save(staging / _fold_file(fold), **self._save_args)
-            (staging / METADATA_FILE).write_text(json.dumps(data.metadata(), indent=1))
+            fold_files.save_ensemble(data, staging, **self._save_args)
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             if target.exists():
                 target.rename(old)

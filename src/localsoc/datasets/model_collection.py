@@ -1,22 +1,19 @@
 """Kedro dataset for a named collection of fitted models (one subdirectory per model).
 
-Keys are paths such as ``global`` or ``china_site/dtl_ig``. A 1D-CNN fold ensemble is stored
-with :class:`KerasEnsembleDataset` (``metadata.json`` + ``fold_XX.keras``); a linear model (PLSR)
-as ``linear_model.json``. Saving replaces the whole collection directory (DVC versions it).
+Keys are paths such as ``global`` or ``china_site/dtl_ig``. Each model is saved and loaded by
+the store of its family in the method registry (``localsoc.methods``): a 1D-CNN fold ensemble
+in the ``localsoc.models.fold_files`` layout, a PLSR model as ``linear_model.json``, and any
+family registered later the same way. Saving replaces the whole collection directory (DVC
+versions it).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
-
-from localsoc.datasets.keras_ensemble import METADATA_FILE, KerasEnsembleDataset
-
-LINEAR_FILE = "linear_model.json"
 
 
 class ModelCollectionDataset(AbstractDataset):
@@ -30,31 +27,38 @@ class ModelCollectionDataset(AbstractDataset):
     def _exists(self) -> bool:
         return self._filepath.is_dir()
 
+    def _stored(self) -> dict[str, Any]:
+        """Model key -> the store whose marker file is in that key's folder."""
+        from localsoc.methods import stored_families
+
+        found: dict[str, Any] = {}
+        for family in stored_families():
+            store = family.store
+            for path in self._filepath.rglob(store.marker):
+                relative = path.relative_to(self._filepath)
+                if any(part.startswith(".") for part in relative.parts):
+                    continue
+                key = relative.parent.as_posix()
+                if key in found and found[key] is not store:
+                    raise DatasetError(f"model collection {self._filepath}: {key} holds models "
+                                       "of two families")
+                found[key] = store
+        return dict(sorted(found.items()))
+
     def keys(self) -> list[str]:
-        found = []
-        for marker in (METADATA_FILE, LINEAR_FILE):
-            for path in self._filepath.rglob(marker):
-                if not any(part.startswith(".") for part in path.relative_to(self._filepath).parts):
-                    found.append(path.parent.relative_to(self._filepath).as_posix())
-        return sorted(found)
+        return list(self._stored())
 
     def _load(self) -> dict[str, Any]:
-        from localsoc.models.linear import LinearModel
-
         if not self._filepath.is_dir():
             raise DatasetError(f"no model collection at {self._filepath}; run the pipeline first")
-        models: dict[str, Any] = {}
-        for key in self.keys():
-            folder = self._filepath / key
-            if (folder / LINEAR_FILE).is_file():
-                models[key] = LinearModel.from_dict(json.loads((folder / LINEAR_FILE).read_text()))
-            else:
-                models[key] = KerasEnsembleDataset(filepath=str(folder)).load()
-        return models
+        try:
+            return {key: store.load(self._filepath / key)
+                    for key, store in self._stored().items()}
+        except FileNotFoundError as error:
+            raise DatasetError(str(error)) from None
 
     def _save(self, data: dict[str, Any]) -> None:
-        from localsoc.models.ensemble import FoldEnsemble
-        from localsoc.models.linear import LinearModel
+        from localsoc.methods import family_of_model
 
         if not isinstance(data, dict):
             raise DatasetError(f"a model collection is a dict of models; got {type(data).__name__}")
@@ -65,14 +69,11 @@ class ModelCollectionDataset(AbstractDataset):
             for key, model in data.items():
                 if ".." in PurePosixPath(key).parts or key.startswith("/"):
                     raise DatasetError(f"model key {key!r} must be a relative path")
-                folder = staging / key
-                if isinstance(model, LinearModel):
-                    folder.mkdir(parents=True)
-                    (folder / LINEAR_FILE).write_text(json.dumps(model.to_dict()))
-                elif isinstance(model, FoldEnsemble):
-                    KerasEnsembleDataset(filepath=str(folder)).save(model)
-                else:
-                    raise DatasetError(f"model {key!r}: cannot store a {type(model).__name__}")
+                try:
+                    store = family_of_model(model).store
+                except TypeError as error:
+                    raise DatasetError(f"model {key!r}: {error}") from None
+                store.save(model, staging / key)
             shutil.rmtree(self._filepath, ignore_errors=True)
             staging.rename(self._filepath)
         except BaseException:

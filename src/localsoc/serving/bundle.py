@@ -1,8 +1,9 @@
 """The serving bundle: every site's winning model, with what it needs to serve, as files and data.
 
-One bundle holds one entry per site. An entry is the winner's fitted model (a 1D-CNN fold ensemble
-as ``fold_XX.keras`` + ``metadata.json``, the layout of ``KerasEnsembleDataset``; or a PLSR model
-as ``linear_model.json``), plus, as plain data in ``bundle.json`` (no pickles):
+One bundle holds one entry per site. An entry is the winner's fitted model, saved by its family's
+store (``localsoc.methods``: a 1D-CNN fold ensemble in the layout of
+``localsoc.models.fold_files``, a PLSR model as ``linear_model.json``), plus, as plain data in
+``bundle.json`` (no pickles):
 
 - the wavelength grid (nm) and the preprocessing steps (``localsoc.spectra.steps`` names);
 - the interval: level, conformal half-width and the calibration residuals it came from;
@@ -30,10 +31,6 @@ import numpy as np
 
 BUNDLE_FORMAT = "localsoc.bundle/1"
 MANIFEST_FILE = "bundle.json"
-FOLD_ENSEMBLE = "fold_ensemble"
-LINEAR_MODEL = "linear_model"
-ENSEMBLE_METADATA_FILE = "metadata.json"  # the KerasEnsembleDataset layout
-LINEAR_FILE = "linear_model.json"
 
 #: What a served request may hold, unless the package parameters say otherwise.
 DEFAULT_SERVING: dict[str, Any] = {
@@ -96,17 +93,25 @@ def site_directory(site: str) -> str:
 
 
 def model_format(model: Any) -> str:
-    from localsoc.models.ensemble import FoldEnsemble
-    from localsoc.models.linear import LinearModel
+    """The bundle name of a model's format: that of the registered family that stores it."""
+    from localsoc.methods import family_of_model
 
-    if isinstance(model, FoldEnsemble):
-        return FOLD_ENSEMBLE
-    if isinstance(model, LinearModel):
-        return LINEAR_MODEL
-    raise BundleError(
-        f"cannot bundle a {type(model).__name__}; a site's winner must be a FoldEnsemble or a "
-        "LinearModel"
-    )
+    try:
+        family = family_of_model(model)
+    except TypeError as error:
+        raise BundleError(f"cannot bundle this model: {error}") from None
+    if not family.servable:
+        raise BundleError(f"cannot bundle a {family.name} model: that family is not servable")
+    return family.store.model_format
+
+
+def _store_of(model_format_name: str) -> Any:
+    from localsoc.methods import family_of_format
+
+    try:
+        return family_of_format(model_format_name).store
+    except KeyError as error:
+        raise BundleError(str(error.args[0])) from None
 
 
 def check_manifest(manifest: Mapping[str, Any]) -> None:
@@ -123,10 +128,10 @@ def check_manifest(manifest: Mapping[str, Any]) -> None:
         missing = [key for key in SITE_KEYS if key not in entry]
         if missing:
             raise BundleError(f"bundle site {name!r} lacks {missing}")
-        if entry["model_format"] not in (FOLD_ENSEMBLE, LINEAR_MODEL):
-            raise BundleError(
-                f"bundle site {name!r}: unknown model format {entry['model_format']!r}"
-            )
+        try:
+            _store_of(entry["model_format"])
+        except BundleError as error:
+            raise BundleError(f"bundle site {name!r}: {error}") from None
         wavelengths = np.asarray(entry["wavelengths_nm"], dtype=np.float64)
         if wavelengths.ndim != 1 or wavelengths.size < 2 or np.any(np.diff(wavelengths) <= 0):
             raise BundleError(
@@ -144,31 +149,11 @@ def check_manifest(manifest: Mapping[str, Any]) -> None:
 
 
 def _save_model(model: Any, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    kind = model_format(model)
-    if kind == LINEAR_MODEL:
-        (folder / LINEAR_FILE).write_text(json.dumps(model.to_dict()))
-        return
-    for fold, fold_model in enumerate(model.models_):
-        fold_model.save(folder / f"fold_{fold:02d}.keras")
-    (folder / ENSEMBLE_METADATA_FILE).write_text(json.dumps(model.metadata(), indent=1))
+    _store_of(model_format(model)).save(model, folder)
 
 
 def _load_model(entry: Mapping[str, Any], folder: Path) -> Any:
-    if entry["model_format"] == LINEAR_MODEL:
-        from localsoc.models.linear import LinearModel
-
-        return LinearModel.from_dict(json.loads((folder / LINEAR_FILE).read_text()))
-    import keras
-
-    from localsoc.models.ensemble import FoldEnsemble
-
-    metadata = json.loads((folder / ENSEMBLE_METADATA_FILE).read_text())
-    models = [
-        keras.models.load_model(folder / f"fold_{fold:02d}.keras", compile=False)
-        for fold in range(int(metadata["n_folds"]))
-    ]
-    return FoldEnsemble.from_metadata(models, metadata)
+    return _store_of(entry["model_format"]).load(folder)
 
 
 def write_bundle(bundle: ServingBundle, directory: str | Path) -> str:

@@ -1,52 +1,35 @@
-"""Evaluate every model of every site on the site's untouched test set; choose the winners.
+"""Evaluate every method of every site on the site's untouched test set; choose the winners.
 
-The winner rule never looks at the test set: lowest out-of-fold RMSE on the site's n
-calibration samples (library-only models are scored on those n as they are, since they never
-saw them). Prediction intervals are split-conformal from the same calibration residuals; the
-applicability domain is a PCA (T2, Q) of each model's training spectra.
+Three nodes, one purpose each:
+
+- ``predict_sites``: every registered method's estimates of the site's calibration samples
+  (out-of-fold when its model trained on them, plain estimates when it never saw them) and of
+  its test samples, with the fold spread; MBL estimates come from the ``mbl`` stage.
+- ``score_sites``: test metrics, the calibration RMSE, the prediction interval and its
+  coverage, the applicability domain (a PCA (T2, Q) of each model's training spectra).
+- ``choose_winners``: the winner rule (open this file to change it). It never looks at the test
+  set: the servable model with the lowest calibration RMSE.
+
+Prediction intervals are split-conformal from the calibration residuals
+(``localsoc.uncertainty``).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from localsoc.data.schema import spectra_of
+from localsoc.methods import method, method_order, methods, reference_method, servable_families
 from localsoc.metrics import all_metrics, delta_rmse, rmse
-from localsoc.pipelines.train.nodes import site_data
 from localsoc.plots import delta_rmse_figure, observed_estimated_figure
-from localsoc.study import scope_key, scope_rows, site_country, sites_of
+from localsoc.study import site_country, sites_of
+from localsoc.study.data import site_data, training_spectra
 from localsoc.uncertainty import ApplicabilityDomain, conformal_halfwidth, interval_coverage
 
-
-@dataclass(frozen=True)
-class Method:
-    """One row of the study table: label, where its model lives, what it was trained on."""
-
-    label: str
-    key: str  # template: {site}, {country}
-    collection: str  # library | site | transfer
-    data: str  # n | k+n:<scope> | library:<scope>
-    family: str  # cnn | plsr
-
-
-METHODS: tuple[Method, ...] = (
-    Method("Local", "{site}/local", "site", "n", "cnn"),
-    Method("Global", "global", "library", "library:global", "cnn"),
-    Method("Country", "country_{country}", "library", "library:country", "cnn"),
-    Method("DTL-Ig", "{site}/dtl_ig", "site", "k+n:global", "cnn"),
-    Method("DTL-Ic", "{site}/dtl_ic", "site", "k+n:country", "cnn"),
-    Method("DTL-Rg", "{site}/dtl_rg", "transfer", "n", "cnn"),
-    Method("DTL-Rc", "{site}/dtl_rc", "transfer", "n", "cnn"),
-    Method("DTL-IRg", "{site}/dtl_irg", "transfer", "k+n:global", "cnn"),
-    Method("DTL-IRc", "{site}/dtl_irc", "transfer", "k+n:country", "cnn"),
-    Method("PLSR Local", "{site}/plsr_local", "site", "n", "plsr"),
-    Method("RS-LOCAL+PLSR g", "{site}/plsr_rslocal_g", "site", "k+n:global", "plsr"),
-    Method("RS-LOCAL+PLSR c", "{site}/plsr_rslocal_c", "site", "k+n:country", "plsr"),
-)
-METHOD_ORDER = [m.label for m in METHODS]
+ESTIMATE_COLUMNS = ("site", "method", "model_key", "role", "sample_id", "observed",
+                    "estimated", "spread")
+METRIC_NAMES = ("rmse", "me", "ccc", "r2", "rpiq")
 
 
 def calibration_estimates(model, X_cal: np.ndarray, ids_cal: list[str]) -> np.ndarray:
@@ -62,80 +45,204 @@ def calibration_estimates(model, X_cal: np.ndarray, ids_cal: list[str]) -> np.nd
     return np.asarray(model.predict(X_cal), dtype=np.float64)
 
 
-def _training_spectra(method: Method, library_spectra, site_calibration, selection, site,
-                      country) -> np.ndarray:
-    if method.data == "n":
-        return site_data(library_spectra, site_calibration, selection, site)[0]
-    kind, scope = method.data.split(":")
-    if kind == "k+n":
-        return site_data(library_spectra, site_calibration, selection, site, scope)[0]
-    return spectra_of(scope_rows(library_spectra, scope, country))
+def _estimate_rows(site, label, key, role, ids, observed, estimated, spread) -> pd.DataFrame:
+    return pd.DataFrame({
+        "site": site, "method": label, "model_key": key, "role": role,
+        "sample_id": [str(s) for s in ids], "observed": np.asarray(observed, dtype=np.float64),
+        "estimated": np.asarray(estimated, dtype=np.float64),
+        "spread": np.asarray(spread, dtype=np.float64),
+    })
 
 
-def _models_of(site: str, country: str | None, collections: dict) -> list[tuple[Method, str, object]]:
-    found = []
-    for method in METHODS:
-        key = method.key.format(site=site, country=country)
-        if method.collection == "library":
-            key = scope_key(method.data.split(":")[1], country)
-        model = collections[method.collection].get(key)
-        if model is not None:
-            found.append((method, key, model))
-    return found
+def predict_sites(
+    site_calibration: pd.DataFrame,
+    site_test: pd.DataFrame,
+    library_spectra: pd.DataFrame,
+    selection: pd.DataFrame,
+    library_models: dict,
+    site_models: dict,
+    transfer_models: dict,
+    mbl_estimates: pd.DataFrame,
+) -> pd.DataFrame:
+    """Calibration and test estimates of every registered method found for every site.
+
+    Methods are taken in registry order; a method whose model (or MBL estimates) a site does not
+    have is left out. Calibration rows have no spread (NaN); so do MBL's test rows.
+    """
+    collections = {"library": library_models, "site": site_models, "transfer": transfer_models}
+    frames = []
+    for site in sites_of(site_calibration):
+        country = site_country(site_calibration, site)
+        X_cal, y_cal, ids_cal = site_data(library_spectra, site_calibration, selection, site)
+        test = site_test.loc[site_test["site"] == site]
+        X_test = spectra_of(test) if not test.empty else np.empty((0, X_cal.shape[1]))
+        y_test = test["soc"].to_numpy(np.float64)
+        ids_test = test["sample_id"].astype(str).tolist()
+        blank = np.full(len(y_cal), np.nan)
+        for entry in methods():
+            key = entry.model_key(site, country)
+            if entry.collection is None:  # estimates of a stage without stored models (MBL)
+                rows = mbl_estimates.loc[(mbl_estimates["site"] == site)
+                                         & (mbl_estimates["method"] == entry.label)]
+                if rows.empty:
+                    continue
+                cal = rows.loc[rows["role"] == "calibration"].set_index("sample_id")
+                tested = rows.loc[rows["role"] == "test"].set_index("sample_id")
+                frames.append(_estimate_rows(site, entry.label, key, "calibration", ids_cal,
+                                             y_cal, cal.loc[ids_cal, "estimated"], blank))
+                frames.append(_estimate_rows(site, entry.label, key, "test", ids_test, y_test,
+                                             tested.loc[ids_test, "estimated"],
+                                             np.full(len(y_test), np.nan)))
+                continue
+            model = collections[entry.collection].get(key)
+            if model is None:
+                continue
+            if len(y_test):
+                estimate, spread = model.predict(X_test, return_std=True)
+            else:
+                estimate, spread = np.empty(0), np.empty(0)
+            frames.append(_estimate_rows(site, entry.label, key, "calibration", ids_cal, y_cal,
+                                         calibration_estimates(model, X_cal, ids_cal), blank))
+            frames.append(_estimate_rows(site, entry.label, key, "test", ids_test, y_test,
+                                         estimate, spread))
+    return pd.concat(frames, ignore_index=True)
 
 
-@dataclass
-class Candidate:
-    """One model's estimates for a site, however it was obtained."""
+def score_sites(
+    study_estimates: pd.DataFrame,
+    site_calibration: pd.DataFrame,
+    site_test: pd.DataFrame,
+    library_spectra: pd.DataFrame,
+    selection: pd.DataFrame,
+    params: dict,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(predictions with intervals and domain flags, the scored table, the domains).
 
-    method: Method
-    key: str
-    cal_estimate: np.ndarray
-    estimate: np.ndarray
-    spread: np.ndarray
-    training_spectra: np.ndarray
+    Per site and method: test metrics (NaN without a test set), the calibration RMSE, the
+    conformal half-width at ``evaluate.interval_level``, its test coverage, the applicability
+    domain of the method's training spectra and the test share outside it; dRMSE against the
+    registry's reference method. Rows are in registry order.
+    """
+    level = float(params["interval_level"])
+    predictions, tables, domains = [], [], {}
+    for site in sites_of(site_calibration):
+        country = site_country(site_calibration, site)
+        test = site_test.loc[site_test["site"] == site]
+        has_test = not test.empty
+        X_test = spectra_of(test) if has_test else None
+        site_rows = []
+        of_site = study_estimates.loc[study_estimates["site"] == site]
+        for label in dict.fromkeys(of_site["method"]):
+            entry = method(label)
+            rows = of_site.loc[of_site["method"] == label]
+            cal = rows.loc[rows["role"] == "calibration"]
+            tested = rows.loc[rows["role"] == "test"]
+            y_cal = cal["observed"].to_numpy(np.float64)
+            cal_estimate = cal["estimated"].to_numpy(np.float64)
+            y_test = tested["observed"].to_numpy(np.float64)
+            estimate = tested["estimated"].to_numpy(np.float64)
+            half = conformal_halfwidth(y_cal, cal_estimate, level)
+            domain = ApplicabilityDomain.fit(
+                training_spectra(entry.data, library_spectra, site_calibration, selection, site,
+                                 country),
+                n_components=int(params["domain"]["n_components"]),
+                quantile=float(params["domain"]["quantile"]),
+            )
+            t2, q = domain.statistics(X_test) if has_test else (np.empty(0), np.empty(0))
+            inside = (t2 <= domain.t2_limit) & (q <= domain.q_limit)
+            lower, upper = estimate - half, estimate + half
+            blank = np.full(len(y_cal), np.nan)
+            predictions.append(pd.DataFrame({
+                "site": site, "method": label, "role": "calibration",
+                "sample_id": cal["sample_id"].tolist(), "observed": y_cal,
+                "estimated": cal_estimate, "spread": blank, "lower": cal_estimate - half,
+                "upper": cal_estimate + half, "t2": blank, "q": blank, "in_domain": True,
+            }))
+            predictions.append(pd.DataFrame({
+                "site": site, "method": label, "role": "test",
+                "sample_id": tested["sample_id"].tolist(), "observed": y_test,
+                "estimated": estimate, "spread": tested["spread"].to_numpy(np.float64),
+                "lower": lower, "upper": upper, "t2": t2, "q": q, "in_domain": inside,
+            }))
+            site_rows.append({
+                "site": site,
+                "method": label,
+                "family": entry.family,
+                "model_key": rows["model_key"].iloc[0],
+                "trained_on": entry.data,
+                "n_test": len(y_test),
+                **(all_metrics(y_test, estimate) if has_test else dict.fromkeys(
+                    METRIC_NAMES, np.nan)),
+                "cal_rmse": rmse(y_cal, cal_estimate),
+                "interval_level": level,
+                "interval_halfwidth": half,
+                "coverage": interval_coverage(y_test, lower, upper) if has_test else np.nan,
+                "mean_width": 2.0 * half,
+                "out_of_domain_share": float(np.mean(~inside)) if has_test else np.nan,
+            })
+            domains.setdefault(site, {})[label] = domain.to_dict()
+        table = pd.DataFrame(site_rows)
+        reference = reference_method().label
+        if reference in set(table["method"]) and has_test:
+            local_rmse = float(table.loc[table["method"] == reference, "rmse"].iloc[0])
+            table["drmse"] = [delta_rmse(local_rmse, value) for value in table["rmse"]]
+        else:
+            table["drmse"] = np.nan
+        order = {label: i for i, label in enumerate(method_order())}
+        table["_order"] = table["method"].map(order)
+        table = table.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+        tables.append(table)
+    return (pd.concat(predictions, ignore_index=True), pd.concat(tables, ignore_index=True),
+            domains)
 
 
-MBL_METHODS: tuple[Method, ...] = (
-    Method("MBL g", "{site}/mbl_g", "none", "library:global", "mbl"),
-    Method("MBL+spiking g", "{site}/mbl_spike_g", "none", "library:global+n", "mbl"),
-    Method("MBL c", "{site}/mbl_c", "none", "library:country", "mbl"),
-    Method("MBL+spiking c", "{site}/mbl_spike_c", "none", "library:country+n", "mbl"),
-)
-METHOD_ORDER = METHOD_ORDER + [m.label for m in MBL_METHODS]
-#: Families the package stage can serve (MBL needs the whole library at prediction time).
-SERVABLE_FAMILIES = ("cnn", "plsr")
+def choose_winners(
+    scored: pd.DataFrame,
+    domains: dict,
+    site_calibration: pd.DataFrame,
+) -> tuple[pd.DataFrame, dict]:
+    """(the study table with its ``winner`` column, the winners) per site.
 
-
-def _mbl_candidates(site, country, library_spectra, calibration, test, X_cal, params):
-    """Memory-based learning (Ramirez-Lopez et al. 2013) on each library scope, with and
-    without spiking by the site's calibration samples; nothing is fitted on test rows."""
-    from localsoc.models.mbl import predict_site_mbl
-
-    settings = dict(params)
-    scopes = settings.pop("scopes", ["global", "country"])
-    found = []
-    for method in MBL_METHODS:
-        scope = method.data.split(":")[1].removesuffix("+n")
-        spike = method.data.endswith("+n")
-        if scope not in scopes:
-            continue
-        pool = scope_rows(library_spectra, scope, country)
-        k = settings.get("k", 100)
-        largest = max(k) if isinstance(k, list) else k
-        if len(pool) <= largest:
-            continue
-        result = predict_site_mbl(pool, calibration, test, spike=spike, **settings)
-        training = spectra_of(pool)
-        if spike:
-            training = np.vstack([training, X_cal])
-        found.append(Candidate(
-            method, method.key.format(site=site),
-            result.calibration["estimated"].to_numpy(np.float64),
-            result.test["estimated"].to_numpy(np.float64),
-            np.full(len(test), np.nan), training,
-        ))
-    return found
+    The rule: the servable model (a family the package stage can serve) with the lowest
+    calibration RMSE (out-of-fold for models trained on the calibration samples). MBL rows are
+    scored the same way, and the winners record when one of them would have scored better. The
+    test set is used only to report whether the winner was also best on test.
+    """
+    servable_kinds = servable_families()
+    tables, winners = [], {}
+    for site in sites_of(site_calibration):
+        table = scored.loc[scored["site"] == site].reset_index(drop=True)
+        has_test = bool(table["n_test"].iloc[0] > 0)
+        servable = table.loc[table["family"].isin(servable_kinds)]
+        if servable.empty:
+            raise ValueError(f"site {site!r}: no servable model ({', '.join(servable_kinds)}) "
+                             "to choose from")
+        best = servable.sort_values(["cal_rmse"], kind="stable").iloc[0]
+        best_overall = table.sort_values(["cal_rmse"], kind="stable").iloc[0]
+        best_test = table.sort_values(["rmse"], kind="stable").iloc[0] if has_test else None
+        table["winner"] = table["method"] == best["method"]
+        tables.append(table)
+        winners[site] = {
+            "site": site,
+            "country": site_country(site_calibration, site),
+            "method": best["method"],
+            "model_key": best["model_key"],
+            "collection": method(best["method"]).collection,
+            "family": best["family"],
+            "trained_on": best["trained_on"],
+            "cal_rmse": float(best["cal_rmse"]),
+            "has_test": has_test,
+            "test_metrics": {k: _finite_or_none(best[k]) for k in (
+                "rmse", "me", "ccc", "r2", "rpiq", "drmse", "coverage", "mean_width")},
+            "interval_level": float(best["interval_level"]),
+            "interval_halfwidth": float(best["interval_halfwidth"]),
+            "domain": domains[site][best["method"]],
+            "best_on_test": None if best_test is None else best_test["method"],
+            "winner_was_best_on_test": (None if best_test is None
+                                        else bool(best_test["method"] == best["method"])),
+            "best_calibration_overall": best_overall["method"],
+        }
+    return pd.concat(tables, ignore_index=True), winners
 
 
 def evaluate_sites(
@@ -147,123 +254,19 @@ def evaluate_sites(
     site_models: dict,
     transfer_models: dict,
     params: dict,
+    mbl_estimates: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """(predictions, metrics, winners) for every site and method.
-
-    The winner is the servable model (CNN or PLSR) with the lowest calibration RMSE
-    (out-of-fold for models trained on the calibration samples); MBL rows are scored the same
-    way, and the table shows when one of them would have scored better.
-    """
-    collections = {"library": library_models, "site": site_models, "transfer": transfer_models}
-    level = float(params["interval_level"])
-    predictions, metrics, winners = [], [], {}
-    for site in sites_of(site_calibration):
-        country = site_country(site_calibration, site)
-        X_cal, y_cal, ids_cal = site_data(library_spectra, site_calibration, selection, site)
-        calibration = site_calibration.loc[site_calibration["site"] == site]
-        test = site_test.loc[site_test["site"] == site]
-        has_test = not test.empty  # no test set (split.no_test): cross-validated figures only
-        X_test = spectra_of(test) if has_test else np.empty((0, X_cal.shape[1]))
-        y_test = test["soc"].to_numpy(np.float64)
-        candidates = []
-        for method, key, model in _models_of(site, country, collections):
-            if has_test:
-                estimate, spread = model.predict(X_test, return_std=True)
-            else:
-                estimate, spread = np.empty(0), np.empty(0)
-            candidates.append(Candidate(
-                method, key, calibration_estimates(model, X_cal, ids_cal),
-                np.asarray(estimate, dtype=np.float64), np.asarray(spread, dtype=np.float64),
-                _training_spectra(method, library_spectra, site_calibration, selection, site,
-                                  country),
-            ))
-        if params.get("mbl", {}).get("enabled", False) and has_test:
-            mbl = {k: v for k, v in params["mbl"].items() if k != "enabled"}
-            candidates += _mbl_candidates(site, country, library_spectra, calibration, test,
-                                          X_cal, mbl)
-        site_rows, extras = [], {}
-        for candidate in candidates:
-            method, cal_estimate, estimate = candidate.method, candidate.cal_estimate, \
-                candidate.estimate
-            half = conformal_halfwidth(y_cal, cal_estimate, level)
-            domain = ApplicabilityDomain.fit(
-                candidate.training_spectra,
-                n_components=int(params["domain"]["n_components"]),
-                quantile=float(params["domain"]["quantile"]),
-            )
-            t2, q = domain.statistics(X_test) if has_test else (np.empty(0), np.empty(0))
-            inside = (t2 <= domain.t2_limit) & (q <= domain.q_limit)
-            lower, upper = estimate - half, estimate + half
-            blank = np.full(len(y_cal), np.nan)
-            predictions.append(pd.DataFrame({
-                "site": site, "method": method.label, "role": "calibration",
-                "sample_id": ids_cal, "observed": y_cal, "estimated": cal_estimate,
-                "spread": blank, "lower": cal_estimate - half, "upper": cal_estimate + half,
-                "t2": blank, "q": blank, "in_domain": True,
-            }))
-            predictions.append(pd.DataFrame({
-                "site": site, "method": method.label, "role": "test",
-                "sample_id": test["sample_id"].astype(str).tolist(), "observed": y_test,
-                "estimated": estimate, "spread": candidate.spread, "lower": lower,
-                "upper": upper, "t2": t2, "q": q, "in_domain": inside,
-            }))
-            site_rows.append({
-                "site": site,
-                "method": method.label,
-                "family": method.family,
-                "model_key": candidate.key,
-                "trained_on": method.data,
-                "n_test": len(y_test),
-                **(all_metrics(y_test, estimate) if has_test else dict.fromkeys(
-                    ("rmse", "me", "ccc", "r2", "rpiq"), np.nan)),
-                "cal_rmse": rmse(y_cal, cal_estimate),
-                "interval_level": level,
-                "interval_halfwidth": half,
-                "coverage": interval_coverage(y_test, lower, upper) if has_test else np.nan,
-                "mean_width": 2.0 * half,
-                "out_of_domain_share": float(np.mean(~inside)) if has_test else np.nan,
-            })
-            extras[method.label] = {"domain": domain.to_dict(), "interval_halfwidth": half}
-        table = pd.DataFrame(site_rows)
-        if "Local" in set(table["method"]) and has_test:
-            local_rmse = float(table.loc[table["method"] == "Local", "rmse"].iloc[0])
-            table["drmse"] = [delta_rmse(local_rmse, value) for value in table["rmse"]]
-        else:
-            table["drmse"] = np.nan
-        order = {label: i for i, label in enumerate(METHOD_ORDER)}
-        table["_order"] = table["method"].map(order)
-        table = table.sort_values("_order").drop(columns="_order").reset_index(drop=True)
-        servable = table.loc[table["family"].isin(SERVABLE_FAMILIES)]
-        if servable.empty:
-            raise ValueError(f"site {site!r}: no servable (CNN or PLSR) model to choose from")
-        best = servable.sort_values(["cal_rmse"], kind="stable").iloc[0]
-        best_overall = table.sort_values(["cal_rmse"], kind="stable").iloc[0]
-        best_test = table.sort_values(["rmse"], kind="stable").iloc[0] if has_test else None
-        table["winner"] = table["method"] == best["method"]
-        metrics.append(table)
-        extra = extras[best["method"]]
-        winners[site] = {
-            "site": site,
-            "country": country,
-            "method": best["method"],
-            "model_key": best["model_key"],
-            "collection": next(m.collection for m in METHODS if m.label == best["method"]),
-            "family": best["family"],
-            "trained_on": best["trained_on"],
-            "cal_rmse": float(best["cal_rmse"]),
-            "has_test": has_test,
-            "test_metrics": {k: _finite_or_none(best[k]) for k in (
-                "rmse", "me", "ccc", "r2", "rpiq", "drmse", "coverage", "mean_width")},
-            "interval_level": level,
-            "interval_halfwidth": float(extra["interval_halfwidth"]),
-            "domain": extra["domain"],
-            "best_on_test": None if best_test is None else best_test["method"],
-            "winner_was_best_on_test": (None if best_test is None
-                                        else bool(best_test["method"] == best["method"])),
-            "best_calibration_overall": best_overall["method"],
-        }
-    return (pd.concat(predictions, ignore_index=True), pd.concat(metrics, ignore_index=True),
-            winners)
+    """(predictions, metrics, winners): the evaluate pipeline's three nodes in one call, for
+    scripts and tests (``mbl_estimates``: the ``mbl`` stage's output; None: no MBL rows)."""
+    if mbl_estimates is None:
+        mbl_estimates = pd.DataFrame(columns=["site", "method", "role", "sample_id",
+                                              "observed", "estimated"])
+    estimates = predict_sites(site_calibration, site_test, library_spectra, selection,
+                              library_models, site_models, transfer_models, mbl_estimates)
+    predictions, scored, domains = score_sites(estimates, site_calibration, site_test,
+                                               library_spectra, selection, params)
+    metrics, winners = choose_winners(scored, domains, site_calibration)
+    return predictions, metrics, winners
 
 
 def _finite_or_none(value) -> float | None:
@@ -300,7 +303,7 @@ def study_metrics_json(metrics: pd.DataFrame, winners: dict) -> dict:
             if np.isfinite(float(row[k]))
         }
     summary = {}
-    for label in METHOD_ORDER:
+    for label in method_order():
         values = metrics.loc[metrics["method"] == label, "drmse"].dropna()
         values = values[np.isfinite(values)]
         if len(values):
@@ -323,7 +326,7 @@ def study_figures(metrics: pd.DataFrame, predictions: pd.DataFrame, winners: dic
                        "observed": rows["observed"].to_numpy(),
                        "estimated": rows["estimated"].to_numpy(),
                        "lower": rows["lower"].to_numpy(), "upper": rows["upper"].to_numpy()})
-    figures = {"drmse_by_method.png": delta_rmse_figure(metrics)}
+    figures = {"drmse_by_method.png": delta_rmse_figure(metrics, reference_method().label)}
     if panels:
         figures["winners_observed_estimated.png"] = observed_estimated_figure(panels)
     return figures

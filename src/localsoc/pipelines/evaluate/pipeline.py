@@ -1,17 +1,37 @@
 from kedro.pipeline import Pipeline, node
 
-from .nodes import evaluate_sites, study_figures, study_metrics_json, study_table_markdown
+from .nodes import (
+    choose_winners,
+    predict_sites,
+    score_sites,
+    study_figures,
+    study_metrics_json,
+    study_table_markdown,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             node(
-                evaluate_sites,
+                predict_sites,
                 inputs=["site_calibration", "site_test", "library_spectra", "rslocal_selection",
-                        "library_models", "site_models", "transfer_models", "params:evaluate"],
-                outputs=["study_predictions", "study_metrics", "study_winners"],
-                name="evaluate_sites",
+                        "library_models", "site_models", "transfer_models", "mbl_estimates"],
+                outputs="study_estimates",
+                name="predict_sites",
+            ),
+            node(
+                score_sites,
+                inputs=["study_estimates", "site_calibration", "site_test", "library_spectra",
+                        "rslocal_selection", "params:evaluate"],
+                outputs=["study_predictions", "study_scores", "study_domains"],
+                name="score_sites",
+            ),
+            node(
+                choose_winners,
+                inputs=["study_scores", "study_domains", "site_calibration"],
+                outputs=["study_metrics", "study_winners"],
+                name="choose_winners",
             ),
             node(study_table_markdown, inputs="study_metrics", outputs="study_table",
                  name="study_table"),

@@ -15,7 +15,8 @@ from localsoc.data.simulate import default_sites, simulate_ssl
 SOURCES = ("simulate", "files")
 
 
-def simulate_tables(simulate: dict, grid_params: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+def simulate_tables(simulate: dict, grid_params: dict,
+                    seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The embedded default data: a global SSL (with its country subsets) and local sites.
 
     ``simulate.sites`` (optional) keeps only the named sites of the default three.
@@ -33,7 +34,7 @@ def simulate_tables(simulate: dict, grid_params: dict) -> tuple[pd.DataFrame, pd
         sites = tuple(known[name] for name in wanted)
     return simulate_ssl(
         global_size=int(simulate["global_size"]),
-        seed=int(simulate["seed"]),
+        seed=int(seed),
         grid=Grid.from_params(grid_params),
         sites=sites,
     )
@@ -57,13 +58,14 @@ def _pick(tables: dict[str, pd.DataFrame], wanted, what: str, command: str) -> p
 def ingest_tables(
     params: dict,
     grid_params: dict,
+    study: dict,
     imported_libraries: dict[str, pd.DataFrame],
     imported_sites: dict[str, pd.DataFrame],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(library_raw, sites_raw) from the configured source."""
+    """(library_raw, sites_raw) from the configured source (simulated with ``study.seed``)."""
     source = params["source"]
     if source == "simulate":
-        return simulate_tables(params["simulate"], grid_params)
+        return simulate_tables(params["simulate"], grid_params, study["seed"])
     if source == "files":
         library = _pick(imported_libraries, params.get("libraries"), "libraries",
                         "localsoc import FILE --as NAME")

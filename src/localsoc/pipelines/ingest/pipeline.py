@@ -8,7 +8,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 ingest_tables,
-                inputs=["params:ingest", "params:grid", "imported_libraries", "imported_sites"],
+                inputs=["params:ingest", "params:grid", "params:study", "imported_libraries",
+                        "imported_sites"],
                 outputs=["library_raw", "sites_raw"],
                 name="ingest_tables",
             ),

@@ -19,14 +19,15 @@ logger = logging.getLogger(__name__)
 
 
 def select_library_samples(
-    library_spectra: pd.DataFrame, site_calibration: pd.DataFrame, params: dict
+    library_spectra: pd.DataFrame, site_calibration: pd.DataFrame, params: dict, study: dict
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """RS-LOCAL per site and scope; returns (selection, history) tables keyed by site/scope."""
+    """RS-LOCAL per site and study scope; returns (selection, history) tables keyed by
+    site/scope."""
     selections, histories = [], []
     for site in sites_of(site_calibration):
         local = site_calibration.loc[site_calibration["site"] == site]
         country = site_country(local, site)
-        for scope in params["scopes"]:
+        for scope in study["scopes"]:
             pool = scope_rows(library_spectra, scope, country)
             if scope == "country" and len(pool) == 0:
                 logger.warning("site %s: the library has no samples from its country (%s); "
@@ -37,7 +38,7 @@ def select_library_samples(
                     f"site {site!r}, scope {scope!r}: the library has {len(pool)} rows for "
                     f"{'country ' + str(country) if scope == 'country' else 'this scope'}; "
                     f"RS-LOCAL needs at least 2 k = {2 * int(params['k'])}. Remove 'country' "
-                    "from localise.scopes or add library samples from that country."
+                    "from study.scopes or add library samples from that country."
                 )
             selector = RSLocal(
                 k=int(params["k"]),
@@ -46,7 +47,7 @@ def select_library_samples(
                 n_components=int(params["n_components"]),
                 scoring=params["scoring"],
                 retain_by=params["retain_by"],
-                random_state=derived_seed(params["seed"], site, scope),
+                random_state=derived_seed(study["seed"], site, scope),
                 n_jobs=int(params["n_jobs"]),
                 backend=params["backend"],
                 progress=bool(params.get("progress", True)),
@@ -86,12 +87,13 @@ def localise_figures(
     pca_scores: pd.DataFrame,
     library_pca: dict,
     params: dict,
+    study: dict,
 ) -> dict:
     """The paper's Fig. 3 per site and scope: SOC densities and the first two PCs."""
     figures = {}
     pcs = pca_scores.set_index("sample_id")[["pc1", "pc2"]]
     explained = library_pca["explained_variance_ratio"]
-    rng = np.random.default_rng(int(params["seed"]))
+    rng = np.random.default_rng(int(study["seed"]))
     for (site, scope), chosen in selection.groupby(["site", "scope"], sort=True):
         local = site_calibration.loc[site_calibration["site"] == site]
         country = site_country(local, site)

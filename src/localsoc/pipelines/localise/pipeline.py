@@ -8,7 +8,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 select_library_samples,
-                inputs=["library_spectra", "site_calibration", "params:localise"],
+                inputs=["library_spectra", "site_calibration", "params:localise",
+                        "params:study"],
                 outputs=["rslocal_selection", "rslocal_history"],
                 name="rslocal_select",
             ),
@@ -21,6 +22,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "pca_scores",
                     "library_pca",
                     "params:localise",
+                    "params:study",
                 ],
                 outputs="localise_figures",
                 name="localise_figures",

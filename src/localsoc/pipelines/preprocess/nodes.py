@@ -19,11 +19,12 @@ def preprocess_table(table: pd.DataFrame, params: dict) -> pd.DataFrame:
     return pd.concat([head, body], axis=1)
 
 
-def fit_library_pca(library_spectra: pd.DataFrame, params: dict) -> dict:
-    """PCA of the (preprocessed) library, stored as plain data (no pickles)."""
+def fit_library_pca(library_spectra: pd.DataFrame, params: dict, study: dict) -> dict:
+    """PCA of the (preprocessed) library, stored as plain data (no pickles); seeded by
+    ``study.seed``."""
     pca_params = params["pca"]
     n_components = min(int(pca_params["n_components"]), len(library_spectra) - 1)
-    pca = PCA(n_components=n_components, random_state=int(pca_params["seed"]))
+    pca = PCA(n_components=n_components, random_state=int(study["seed"]))
     pca.fit(spectra_of(library_spectra))
     return {
         "wavelengths_nm": wavelengths_of(library_spectra).tolist(),

@@ -20,7 +20,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 fit_library_pca,
-                inputs=["library_spectra", "params:preprocess"],
+                inputs=["library_spectra", "params:preprocess", "params:study"],
                 outputs="library_pca",
                 name="fit_library_pca",
             ),

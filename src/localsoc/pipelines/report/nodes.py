@@ -7,9 +7,8 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
+from localsoc.methods import methods, reference_method
 from localsoc.provenance import code_version, data_version
-
-PAPER_DTL_IG_DRMSE = 25.8  # Shen et al. (2022): mean dRMSE of DTL-Ig over the three sites
 
 
 def _table(frame: pd.DataFrame, floats: str = "{:.3f}") -> str:
@@ -40,12 +39,14 @@ def write_report(
     library_ssl: pd.DataFrame,
     sites_ssl: pd.DataFrame,
     stage_seconds: dict,
-    params: dict,
+    study: dict,
 ) -> tuple[str, str]:
-    """Markdown report (and the same as HTML). Figures are linked relative to data/08_reporting."""
+    """Markdown report (and the same as HTML). Figures are linked relative to data/08_reporting.
+
+    ``study`` is ``params:study`` (the run's seed is printed)."""
     import markdown
 
-    seed = params["seed"]
+    seed = study["seed"]
     out = ["# LocalSOC study report", ""]
     out.append(f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. Code "
                f"`{code_version()}`; data version `{data_version(library_ssl, sites_ssl)}` "
@@ -76,19 +77,24 @@ def write_report(
         out.append(f"![{site} {scope} SOC](figures/localise/{site}_{scope}_soc_density.png) "
                    f"![{site} {scope} PCA](figures/localise/{site}_{scope}_pca.png)")
 
+    reference = reference_method().label
     out += ["", "## Models on each site's test set (layout of the paper's Table 3)", "",
             "RMSE, ME (estimate minus observed), Lin's CCC and RMSE-based figures in SOC %; "
-            "dRMSE against Local; 'cal. RMSE (OOF)' is the out-of-fold RMSE on the n calibration "
-            "samples that picks the winner; coverage is that of the "
+            f"dRMSE against {reference}; 'cal. RMSE (OOF)' is the out-of-fold RMSE on the n "
+            "calibration samples that picks the winner; coverage is that of the "
             f"{100 * float(study_metrics['interval_level'].iloc[0]):.0f} % interval on the test "
             "set.", "", study_table]
-    dtl = study_metrics.loc[study_metrics["method"] == "DTL-Ig", "drmse"]
-    if len(dtl):
-        out.append(f"**DTL-Ig mean dRMSE over {len(dtl)} sites: {dtl.mean():+.1f} %** "
-                   f"(seed {seed}; the paper reports +{PAPER_DTL_IG_DRMSE} %). Per site: "
-                   + ", ".join(f"{s} {v:+.1f} %" for s, v in zip(
-                       study_metrics.loc[study_metrics["method"] == "DTL-Ig", "site"], dtl,
-                       strict=True)) + ".")
+    for entry in methods():  # the paper's figure beside ours, where the registry gives one
+        if entry.paper_drmse is None:
+            continue
+        rows = study_metrics.loc[study_metrics["method"] == entry.label]
+        drmse = rows["drmse"]
+        if len(drmse):
+            out.append(f"**{entry.label} mean dRMSE against {reference} over {len(drmse)} sites: "
+                       f"{drmse.mean():+.1f} %** (seed {seed}; the paper reports "
+                       f"{entry.paper_drmse:+.1f} %). Per site: "
+                       + ", ".join(f"{s} {v:+.1f} %" for s, v in zip(rows["site"], drmse,
+                                                                   strict=True)) + ".")
     out += ["", "![dRMSE per method and site](figures/study/drmse_by_method.png)", ""]
 
     out += ["## Winners (chosen without the test set)", ""]

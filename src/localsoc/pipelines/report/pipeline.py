@@ -11,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["data_summary", "validation_report", "rslocal_selection",
                         "rslocal_history", "site_calibration", "study_metrics", "study_winners",
                         "study_table", "transfer_depths", "library_ssl", "sites_ssl",
-                        "stage_seconds", "params:report"],
+                        "stage_seconds", "params:study"],
                 outputs=["study_report", "study_report_html"],
                 name="write_report",
             )

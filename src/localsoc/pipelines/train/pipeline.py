@@ -8,7 +8,7 @@ def create_library_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 train_library_models,
-                inputs=["library_spectra", "site_calibration", "params:train",
+                inputs=["library_spectra", "site_calibration", "params:train", "params:study",
                         "library_models_previous"],
                 outputs=["library_models", "library_search_trials"],
                 name="train_library_cnns",
@@ -23,7 +23,7 @@ def create_sites_pipeline(**kwargs) -> Pipeline:
             node(
                 train_site_models,
                 inputs=["library_spectra", "site_calibration", "rslocal_selection",
-                        "params:train"],
+                        "params:train", "params:study"],
                 outputs=["site_models", "site_search_trials", "site_folds"],
                 name="train_site_models",
             )

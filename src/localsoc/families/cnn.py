@@ -1,0 +1,108 @@
+"""The 1D-CNN family: Keras-Tuner searches over K-fold CV, kept as fold ensembles.
+
+Stored in the fold-ensemble layout of ``localsoc.models.fold_files`` (``fold_XX.keras`` +
+``metadata.json``). Library models are searched once per library scope and reused across runs
+when the data and settings are unchanged; site models (Local on n, DTL-I on k + n) are searched
+per site on the folds the train stage stores. Served through the NumPy/graph fast path of
+``localsoc.serving.inference`` (the same network, the same preprocessing functions).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from localsoc.models import fold_files
+from localsoc.study import utc_now
+
+
+class FoldEnsembleStore:
+    """Save and load a ``FoldEnsemble`` in the fold-ensemble layout."""
+
+    model_format = "fold_ensemble"
+    marker = fold_files.METADATA_FILE
+
+    def owns(self, model: Any) -> bool:
+        from localsoc.models.ensemble import FoldEnsemble
+
+        return isinstance(model, FoldEnsemble)
+
+    def save(self, model: Any, folder: Path, **save_args: Any) -> None:
+        fold_files.save_ensemble(model, folder, **save_args)
+
+    def load(self, folder: Path, **load_args: Any) -> Any:
+        return fold_files.load_ensemble(folder, **load_args)
+
+
+STORE = FoldEnsembleStore()
+
+
+def search(X, y, ids, folds, budget: dict, params: dict, seed: int, label: str):
+    """One Keras-Tuner search (``params``: ``params:train``) on the given folds."""
+    from localsoc.models.search import search_cnn
+
+    return search_cnn(
+        X,
+        y,
+        folds=folds,
+        budget=budget,
+        seed=seed,
+        tuner=params["tuner"],
+        space=params.get("space") or None,
+        sample_ids=ids,
+        progress=bool(params.get("progress", True)),
+        threads=params.get("threads"),
+        project_name=label.replace("/", "_"),
+        distributed=params.get("distributed") or None,  # Keras-Tuner chief/worker mode
+    )
+
+
+def train_site_model(X, y, ids, folds, seed: int, params: dict, label: str, dataset: str):
+    """The site-budget search of one site data set; (fold ensemble, trial table)."""
+    result = search(X, y, ids, folds, dict(params["site_budget"]), params, seed, label)
+    result.ensemble.info["trained_at"] = utc_now()
+    return result.ensemble, result.trials.copy()
+
+
+def reusable_library_model(previous, X, y, ids, params: dict, seed: int) -> bool:
+    """Whether a stored library model was trained on exactly this data with these settings."""
+    from localsoc.models.cnn1d import resolve_search_space
+    from localsoc.models.ensemble import as_spectra, as_target, data_hash
+    from localsoc.models.training import resolve_budget
+
+    if previous is None or getattr(previous, "training_data_hash", None) is None:
+        return False
+    info = previous.info or {}
+    return (
+        # hashed as search_cnn hashes its inputs (float32 spectra)
+        previous.training_data_hash == data_hash(as_spectra(X), as_target(y, len(ids)), ids)
+        and previous.seed == seed
+        and info.get("tuner") == params["tuner"]
+        and info.get("budget") == resolve_budget(dict(params["library_budget"]))
+        and info.get("space") == resolve_search_space(params.get("space") or None)
+    )
+
+
+def train_library_model(X, y, ids, seed: int, params: dict, label: str, previous=None):
+    """The library-budget search of one library scope, or the stored model when reusable.
+
+    Returns (fold ensemble, trial table, reused).
+    """
+    from localsoc.models.ensemble import make_folds
+
+    if bool(params.get("reuse_library_models", True)) and reusable_library_model(
+            previous, X, y, ids, params, seed):
+        trials = pd.DataFrame([{"status": "REUSED", "cv_rmse": previous.cv_rmse_}])
+        return previous, trials, True
+    budget = dict(params["library_budget"])
+    folds = make_folds(ids, int(budget["folds"]), seed)
+    result = search(X, y, ids, folds, budget, params, seed, label)
+    return result.ensemble, result.trials.copy(), False
+
+
+def serving_predictor(model: Any) -> Any:
+    from localsoc.serving.inference import fast_predictor
+
+    return fast_predictor(model)

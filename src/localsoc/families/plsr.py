@@ -1,0 +1,50 @@
+"""The PLSR family: partial least squares regression with components chosen by CV on the folds.
+
+Stored as ``linear_model.json`` (``LinearModel.to_dict``: x mean, coefficients, intercept, the
+out-of-fold predictions and the CV curve; no pickles). Served as it is: a linear model is one
+matrix product, and its spread is 0.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from localsoc.models.linear import LinearModel
+from localsoc.models.pls import fit_pls_cv
+from localsoc.study import utc_now
+
+
+class LinearModelStore:
+    """Save and load a :class:`LinearModel` as one JSON file in a folder."""
+
+    model_format = "linear_model"
+    marker = "linear_model.json"
+
+    def owns(self, model: Any) -> bool:
+        return isinstance(model, LinearModel)
+
+    def save(self, model: LinearModel, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / self.marker).write_text(json.dumps(model.to_dict()))
+
+    def load(self, folder: Path) -> LinearModel:
+        return LinearModel.from_dict(json.loads((Path(folder) / self.marker).read_text()))
+
+
+STORE = LinearModelStore()
+
+
+def train_site_model(X, y, ids, folds, seed: int, params: dict, label: str, dataset: str):
+    """PLSR on a site data set, the number of components by CV on ``folds`` (``seed`` unused:
+    PLSR is deterministic). Returns (model, None): no trial table."""
+    fitted = fit_pls_cv(X, y, max_components=int(params["pls_max_components"]),
+                        cv=list(folds.split()))
+    model = LinearModel.from_pls(fitted, ids, info={"data": dataset, "trained_at": utc_now()})
+    return model, None
+
+
+def serving_predictor(model: LinearModel) -> LinearModel:
+    return model

@@ -1,0 +1,17 @@
+from kedro.pipeline import Pipeline, node
+
+from .nodes import estimate_mbl
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            node(
+                estimate_mbl,
+                inputs=["site_calibration", "site_test", "library_spectra", "params:mbl",
+                        "params:study"],
+                outputs="mbl_estimates",
+                name="estimate_mbl",
+            )
+        ]
+    )
