@@ -68,12 +68,12 @@ def train_site_model(X, y, ids, folds, seed: int, params: dict, label: str, data
 
 def reusable_library_model(previous, X, y, ids, params: dict, seed: int) -> bool:
     """Whether a stored library model was trained on exactly this data with these settings."""
+    if previous is None or getattr(previous, "training_data_hash", None) is None:
+        return False
     from localsoc.models.cnn1d import resolve_search_space
     from localsoc.models.ensemble import as_spectra, as_target, data_hash
     from localsoc.models.training import resolve_budget
 
-    if previous is None or getattr(previous, "training_data_hash", None) is None:
-        return False
     info = previous.info or {}
     return (
         # hashed as search_cnn hashes its inputs (float32 spectra)
