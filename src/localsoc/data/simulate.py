@@ -1,6 +1,6 @@
 """Deterministic simulator of a global soil spectral library (SSL) and three local sites.
 
-The embedded default data of LocalSOC (DESIGN section 2). It reproduces the *problem* of Shen et al.
+The embedded default data of LocalSOC (`make run`). It reproduces the *problem* of Shen et al.
 (2022): a model fitted on a large, diverse library is biased on a local site whose soils and whose
 soil organic carbon (SOC) to spectrum relation differ from the library's average, while a few
 dozen of the site's own samples give a small, unbiased model; library samples that resemble the

@@ -12,12 +12,12 @@ Catalog entry::
       model_name: localsoc_bundle
 
 The store is BentoML's (``$BENTOML_HOME`` as set when saving or loading, default ``~/bentoml``)
-unless ``home`` names another directory. This is the only place where Kedro talks to the BentoML store.
+unless ``home`` names another directory (``localsoc.datasets.bentoml_store``). This is the only
+place where Kedro talks to the BentoML store.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -25,33 +25,18 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
+from localsoc.datasets.bentoml_store import store_options
 from localsoc.serving.bundle import ServingBundle, read_bundle, write_bundle
 
 DEFAULT_MODEL_NAME = "localsoc_bundle"
-
-
-def _model_store(home: str | None):
-    """The BentoML model store under ``home``; None: under ``$BENTOML_HOME`` as it is now (BentoML
-    itself fixes its home the first time it is used), else BentoML's default store."""
-    home = home or os.environ.get("BENTOML_HOME") or None
-    if home is None:
-        return None
-    from bentoml._internal.models import ModelStore
-
-    models = Path(home).expanduser() / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    return ModelStore(str(models))
 
 
 def stored_model(tag: str, home: str | None = None):
     """The BentoML store model of ``tag`` (``name:version`` or ``name:latest``)."""
     import bentoml
 
-    store = _model_store(home)
     try:
-        if store is None:
-            return bentoml.models.get(tag)
-        return bentoml.models.get(tag, _model_store=store)
+        return bentoml.models.get(tag, **store_options(home))
     except bentoml.exceptions.NotFound as error:
         raise DatasetError(
             f"the BentoML store has no model {tag!r} ({error}); run the package stage "
@@ -137,10 +122,9 @@ class BentoBundleDataset(AbstractDataset):
                 "code_version": manifest.get("code_version"),
                 "data_version": manifest.get("data_version"),
             }
-            store = _model_store(self._home)
-            options = {} if store is None else {"_model_store": store}
             with bentoml.models.create(
-                self._model_name, labels=labels, metadata=bento_metadata, **options
+                self._model_name, labels=labels, metadata=bento_metadata,
+                **store_options(self._home),
             ) as model:
                 shutil.copytree(staging, model.path, dirs_exist_ok=True)
             tag = str(model.tag)

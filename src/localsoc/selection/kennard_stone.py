@@ -1,4 +1,4 @@
-"""Kennard-Stone selection of calibration samples (DESIGN section 3.4).
+"""Kennard-Stone selection of calibration samples (Kennard & Stone 1969, Technometrics 11:137).
 
 Classic variant: start from the two most distant samples (the farthest pair), then repeatedly
 add the sample whose distance to its nearest already-selected sample is largest. Ties go to the

@@ -1,4 +1,4 @@
-"""RS-LOCAL: select the library samples that help predict one local site (DESIGN section 4).
+"""RS-LOCAL: select the library samples that help predict one local site (instance transfer).
 
 After Lobsey, Viscarra Rossel, Roudier & Hedley (2017, Eur. J. Soil Sci. 68:840-852), the
 ``rslocal()`` function of the resemble R package. One iteration, on the surviving pool P:
