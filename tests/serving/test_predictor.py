@@ -13,7 +13,6 @@ from localsoc.serving.inference import (
     HybridEnsemble,
     NumpyEnsemble,
     fast_predictor,
-    preprocess,
 )
 from localsoc.serving.predictor import BundlePredictor, RequestError
 from localsoc.serving.schemas import PredictResponse
@@ -23,18 +22,19 @@ GRID_NM = Grid().wavelengths_nm.tolist()
 
 
 @pytest.mark.parametrize("steps", [["absorbance", "snv"], ["snv"], ["absorbance"], []])
-def test_fast_preprocessing_is_apply_steps_bit_for_bit(steps):
+def test_serving_preprocessing_is_apply_steps_bit_for_bit(steps):
+    """The service calls apply_steps(check=False): no re-validation, the same values."""
     rng = np.random.default_rng(4)
     reflectance = np.concatenate([rng.uniform(1e-7, 1.0, (50, 211)),
                                   rng.uniform(0.2, 0.21, (5, 211))])
-    np.testing.assert_array_equal(preprocess(reflectance, steps),
+    np.testing.assert_array_equal(apply_steps(reflectance, steps, check=False),
                                   apply_steps(reflectance, steps))
 
 
-def test_fast_preprocessing_refuses_flat_spectra_like_apply_steps():
+def test_serving_preprocessing_refuses_flat_spectra_like_apply_steps():
     flat = np.full((2, 30), 0.4)
     with pytest.raises(ValueError, match="flat spectrum"):
-        preprocess(flat, ["absorbance", "snv"])
+        apply_steps(flat, ["absorbance", "snv"], check=False)
 
 
 def test_compiled_ensemble_predicts_like_the_fold_ensemble(study):
@@ -216,3 +216,25 @@ def test_no_request_raises_anything_but_a_4xx(predictor, request_parts):
         assert error.message
     else:
         assert all(np.isfinite(p.soc_percent) for p in answer.predictions)
+
+
+def test_unit_thresholds_come_from_the_serving_settings():
+    from localsoc.serving.bundle import DEFAULT_SERVING
+    from localsoc.serving.predictor import to_reflectance
+
+    spectra = np.array([[1.3, 0.9, 1.1]])
+    with pytest.raises(RequestError, match=r"is 1.3, above 1; reflectance must be a fraction"):
+        to_reflectance(spectra, "reflectance", DEFAULT_SERVING)
+    stricter = {**DEFAULT_SERVING, "percent_reflectance_above": 1.2, "absorbance_max": 3.0}
+    with pytest.raises(RequestError, match="look like percent reflectance") as error:
+        to_reflectance(spectra, "reflectance", stricter)
+    assert error.value.status == 422 and "divide by 100" in error.value.message
+    absorbance = np.array([[0.2, 3.5]])
+    np.testing.assert_array_equal(to_reflectance(absorbance, "absorbance", DEFAULT_SERVING),
+                                  np.power(10.0, -absorbance))
+    with pytest.raises(RequestError, match=r"absorbance\[0\]\[1\] is 3.5; absorbance log10\(1/R\) "
+                       r"above 3 means reflectance below 0.1 %") as error:
+        to_reflectance(absorbance, "absorbance", stricter)
+    assert "reflectance / 100" in error.value.message
+    with pytest.raises(RequestError, match=r"reflectance above 1; absorbance must be"):
+        to_reflectance(np.array([[-0.1, 0.3]]), "absorbance", DEFAULT_SERVING)

@@ -21,6 +21,19 @@ import numpy as np
 PREDICT_CHUNK = 1024
 
 
+def fold_mean_and_spread(per_fold: np.ndarray, return_std: bool = True):
+    """A fold ensemble's prediction from its ``(n_folds, n_samples)`` per-fold predictions.
+
+    The mean over folds and, with ``return_std``, the (population) standard deviation over folds
+    per sample: ``(mean, std)``; without it, the mean alone. Every predictor of a fold ensemble
+    (``FoldEnsemble`` and the serving paths of ``localsoc.serving.inference``) returns this.
+    """
+    mean = per_fold.mean(axis=0)
+    if return_std:
+        return mean, per_fold.std(axis=0)
+    return mean
+
+
 @dataclass(frozen=True, eq=False)
 class Folds:
     """K-fold assignment of samples: ``assignment[i]`` is the validation fold of row ``i``.
@@ -243,11 +256,7 @@ class FoldEnsemble:
 
     def predict(self, X: Any, return_std: bool = False):
         """Mean over fold models; with ``return_std``, also their standard deviation per sample."""
-        per_fold = self.predict_folds(X)
-        mean = per_fold.mean(axis=0)
-        if return_std:
-            return mean, per_fold.std(axis=0)
-        return mean
+        return fold_mean_and_spread(self.predict_folds(X), return_std)
 
     def metadata(self) -> dict[str, Any]:
         """Everything but the Keras models, JSON-ready (what ``metadata.json`` holds)."""

@@ -15,17 +15,15 @@ folds of the demo's networks on a loaded 2-core VM), oneDNN's convolutions for m
 at 100 spectra), so ``HybridEnsemble`` uses the first up to ``NUMPY_MAX_ROWS`` spectra per call
 and the second above; networks with a layer NumPy lacks always use the graph.
 
-Both return every fold's standardised output; it is put back in ``y`` units, averaged and spread
-exactly as ``FoldEnsemble`` does (float64 after the float32 network). They agree with
-``FoldEnsemble.predict`` to float32 round-off (tested to 1e-6 SOC %, typically ~1e-7: a
+Both return every fold's standardised output; it is put back in ``y`` units, then averaged and
+spread by ``FoldEnsemble``'s own ``fold_mean_and_spread`` (float64 after the float32 network).
+They agree with ``FoldEnsemble.predict`` to float32 round-off (tested to 1e-6 SOC %, typically ~1e-7: a
 different order of the float32 sums changes the last bits).
 
 A ``LinearModel`` is already a single float64 matrix product and is used as is.
 
-``preprocess`` is ``localsoc.spectra.steps.apply_steps`` without scikit-learn's per-call input
-validation (which costs more than the arithmetic for one spectrum): the same operations in the
-same order, with the transformers' own default parameters, so the result is bit for bit the
-same (tested). The service validates the input before (finite, reflectance in range).
+Preprocessing is not repeated here: the service calls ``localsoc.spectra.steps.apply_steps``
+with ``check=False`` (it validates each request first), the same functions training uses.
 """
 
 from __future__ import annotations
@@ -34,43 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from localsoc.models.ensemble import PREDICT_CHUNK
-from localsoc.spectra.absorbance import Absorbance
-from localsoc.spectra.snv import StandardNormalVariate
-from localsoc.spectra.steps import apply_steps
-
-_ABSORBANCE = Absorbance()
-_SNV = StandardNormalVariate()
-
-
-def _absorbance(X: np.ndarray) -> np.ndarray:
-    R = np.maximum(X, _ABSORBANCE.floor) if _ABSORBANCE.floor > 0 else X
-    return -np.log(R) / np.log(_ABSORBANCE.base)
-
-
-def _snv(X: np.ndarray) -> np.ndarray:
-    n_bands = X.shape[1]
-    mean = X.mean(axis=1, keepdims=True)
-    centred = X - mean
-    sd = np.sqrt((centred**2).sum(axis=1, keepdims=True) / (n_bands - _SNV.ddof))
-    scale = np.maximum(np.abs(mean), 1.0)
-    if n_bands - _SNV.ddof < 1 or np.any(sd[:, 0] <= 1e-12 * scale[:, 0]):
-        return _SNV.fit_transform(X)  # raises the transformer's own error for flat spectra
-    return centred / sd
-
-
-_FAST_STEPS = {"absorbance": _absorbance, "snv": _snv}
-
-
-def preprocess(reflectance: np.ndarray, steps) -> np.ndarray:
-    """``apply_steps(reflectance, steps)`` for validated reflectance, without re-validating."""
-    steps = list(steps)
-    if any(step not in _FAST_STEPS for step in steps):
-        return apply_steps(reflectance, steps)
-    values = np.asarray(reflectance, dtype=np.float64)
-    for step in steps:
-        values = _FAST_STEPS[step](values)
-    return np.ascontiguousarray(values)
+from localsoc.models.ensemble import PREDICT_CHUNK, fold_mean_and_spread
 
 
 def configure_threads(threads: int | None) -> None:
@@ -126,11 +88,7 @@ class CompiledEnsemble:
         return self.y_mean_ + self.y_scale_ * standardised
 
     def predict(self, X: np.ndarray, return_std: bool = False):
-        per_fold = self.predict_folds(X)
-        mean = per_fold.mean(axis=0)
-        if return_std:
-            return mean, per_fold.std(axis=0)
-        return mean
+        return fold_mean_and_spread(self.predict_folds(X), return_std)
 
 
 class _Unsupported(Exception):
@@ -324,11 +282,7 @@ class NumpyEnsemble:
         return self.y_mean_ + self.y_scale_ * standardised
 
     def predict(self, X: np.ndarray, return_std: bool = False):
-        per_fold = self.predict_folds(X)
-        mean = per_fold.mean(axis=0)
-        if return_std:
-            return mean, per_fold.std(axis=0)
-        return mean
+        return fold_mean_and_spread(self.predict_folds(X), return_std)
 
 
 def kind_needs_activation(kind: str) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from localsoc.serving.bundle import DEFAULT_SERVING, ServingBundle, interval_halfwidth
-from localsoc.serving.inference import fast_predictor, preprocess
+from localsoc.serving.inference import fast_predictor
 from localsoc.serving.schemas import (
     DomainLimits,
     Interval,
@@ -28,7 +28,9 @@ from localsoc.serving.schemas import (
     PredictResponse,
     SpectrumPrediction,
 )
+from localsoc.spectra import units
 from localsoc.spectra.resample import Resample, missing_ranges
+from localsoc.spectra.steps import apply_steps, check_steps
 from localsoc.uncertainty import ApplicabilityDomain
 
 #: Grids a site keeps fitted resamplers for (clients usually send one or two grids).
@@ -65,7 +67,7 @@ class SitePredictor:
         self.entry = entry
         self.name = entry["site"]
         self.wavelengths_nm = np.asarray(entry["wavelengths_nm"], dtype=np.float64)
-        self.steps = list(entry["preprocessing"])
+        self.steps = check_steps(entry["preprocessing"])
         self.predictor = fast_predictor(model, os.environ.get("LOCALSOC_CNN_BACKEND", "auto"))
         self.domain = ApplicabilityDomain.from_dict(entry["domain"])
         self.halfwidth = interval_halfwidth(entry)
@@ -144,7 +146,8 @@ class SitePredictor:
     def predict(self, wavelengths: np.ndarray, reflectance: np.ndarray) -> PredictResponse:
         values, resampled = self.on_grid(wavelengths, reflectance)
         try:
-            spectra = preprocess(values, self.steps)
+            # the request was validated (to_reflectance): the training functions, not re-checked
+            spectra = apply_steps(values, self.steps, check=False)
         except ValueError as error:  # e.g. a flat spectrum has no SNV
             raise RequestError(422, "reflectance", f"preprocessing failed: {error}") from None
         estimate, spread = self.predictor.predict(spectra, return_std=True)
@@ -237,31 +240,34 @@ def check_spectra(rows: list[list[float]], field: str, n_wavelengths: int) -> np
 
 
 def to_reflectance(values: np.ndarray, field: str, limits: dict[str, Any]) -> np.ndarray:
-    """Reflectance fractions from the given field, or a 422 naming the wrong value and units."""
+    """Reflectance fractions from the given field, or a 422 naming the wrong value and units.
+
+    The unit rules are ``localsoc.spectra.units``'; ``limits`` (the bundle's ``serving``
+    settings) give the reflectance range and the thresholds ``percent_reflectance_above`` and
+    ``absorbance_max``.
+    """
     low = float(limits["reflectance_min_exclusive"])
     high = float(limits["reflectance_max"])
     if field == "absorbance":
         top = float(values.max())
-        if top > float(limits["absorbance_max"]):
+        absorbance_max = float(limits["absorbance_max"])
+        if units.absorbance_too_high(top, absorbance_max):
             row, column = _first_position(values == top)
             raise RequestError(422, field,
-                               f"absorbance[{row}][{column}] is {top:g}; absorbance log10(1/R) "
-                               f"above {limits['absorbance_max']:g} means reflectance below "
-                               f"{10 ** -float(limits['absorbance_max']) * 100:g} %, which soils do "
-                               "not have. Percent reflectance? Send it as reflectance / 100")
-        bottom_allowed = -math.log10(high)
-        if float(values.min()) < bottom_allowed - 1e-12:
+                               f"absorbance[{row}][{column}] is {top:g}; "
+                               f"{units.absorbance_limit(absorbance_max)}. Percent reflectance? "
+                               "Send it as reflectance / 100")
+        if float(values.min()) < units.lowest_absorbance(high) - 1e-12:
             row, column = _first_position(values == values.min())
             raise RequestError(422, field,
                                f"absorbance[{row}][{column}] is {values[row, column]:g}, i.e. "
                                f"reflectance above {high:g}; absorbance must be log10(1/R) of a "
                                f"reflectance in ({low:g}, {high:g}]")
-        reflectance = np.power(10.0, -values)
-        return np.minimum(reflectance, high)
+        return np.minimum(units.to_fractions(values, "absorbance"), high)
     top = float(values.max())
     if top > high:
         row, column = _first_position(values == top)
-        if top > float(limits["percent_reflectance_above"]) and top <= 100:
+        if units.looks_like_percent(top, float(limits["percent_reflectance_above"])):
             raise RequestError(422, field,
                                f"reflectance[{row}][{column}] is {top:g}: these look like percent "
                                "reflectance (0-100); the service takes fractions in "

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 
 def _first_invalid(X: np.ndarray, allow_zero: bool) -> str:
@@ -18,6 +18,53 @@ def _first_invalid(X: np.ndarray, allow_zero: bool) -> str:
         f"row {row}, column {column} holds {X[row, column]:g} "
         f"({int(bad.sum())} such value(s) in all)"
     )
+
+
+def check_absorbance_parameters(base: float, floor: float, clip_zero: bool) -> None:
+    """Raise ``ValueError`` for a logarithm base, floor or ``clip_zero`` that :func:`absorbance`
+    cannot use."""
+    if not (isinstance(base, int | float) and math.isfinite(base)) or base <= 0:
+        raise ValueError(f"base must be a positive number other than 1; got {base!r}")
+    if base == 1:
+        raise ValueError("base must be a positive number other than 1; got 1")
+    if not (isinstance(floor, int | float) and math.isfinite(floor)) or not (0 <= floor < 1):
+        raise ValueError(f"floor must be a number in [0, 1); got {floor!r}")
+    if clip_zero and floor <= 0:
+        raise ValueError("clip_zero=True needs floor > 0 (zeros are raised to floor)")
+
+
+def check_reflectance(X: np.ndarray, clip_zero: bool = False) -> None:
+    """Raise ``ValueError`` naming the first value of ``X`` that is not reflectance (negative, or
+    zero unless ``clip_zero``)."""
+    if np.any(X < 0) or (not clip_zero and np.any(X == 0)):
+        prefix = "Negative values in data: " if np.any(X < 0) else ""
+        raise ValueError(
+            f"{prefix}reflectance must be a fraction in (0, 1] for absorbance log(1/R); "
+            f"{_first_invalid(X, clip_zero)}. Remove or repair those spectra (the validation "
+            "stage quarantines them), or convert percent reflectance to fractions first"
+        )
+
+
+def absorbance(
+    X, base: float = 10.0, floor: float = 1e-6, clip_zero: bool = False, check: bool = True
+) -> np.ndarray:
+    """Absorbance ``log_base(1 / max(R, floor))`` of a (samples x bands) reflectance matrix.
+
+    The one implementation of the step: :class:`Absorbance`, ``localsoc.spectra.steps`` and the
+    prediction service all call it. ``base``, ``floor`` and ``clip_zero`` are those of
+    :class:`Absorbance`. ``check=True`` validates the parameters and the input (a finite 2-D
+    float array, as scikit-learn's ``check_array``; reflectance > 0, or >= 0 with
+    ``clip_zero``) and raises ``ValueError`` saying what is wrong; ``check=False`` skips that for
+    input the caller has already validated and computes the same values.
+    """
+    if check:
+        check_absorbance_parameters(base, floor, clip_zero)
+        X = check_array(X, dtype=np.float64)
+        check_reflectance(X, clip_zero)
+    else:
+        X = np.asarray(X, dtype=np.float64)
+    R = np.maximum(X, floor) if floor > 0 else X
+    return -np.log(R) / np.log(base)
 
 
 class Absorbance(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -50,41 +97,19 @@ class Absorbance(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.floor = floor
         self.clip_zero = clip_zero
 
-    def _check_parameters(self) -> None:
-        if not (isinstance(self.base, int | float) and math.isfinite(self.base)) or self.base <= 0:
-            raise ValueError(f"base must be a positive number other than 1; got {self.base!r}")
-        if self.base == 1:
-            raise ValueError("base must be a positive number other than 1; got 1")
-        if not (isinstance(self.floor, int | float) and math.isfinite(self.floor)) or not (
-            0 <= self.floor < 1
-        ):
-            raise ValueError(f"floor must be a number in [0, 1); got {self.floor!r}")
-        if self.clip_zero and self.floor <= 0:
-            raise ValueError("clip_zero=True needs floor > 0 (zeros are raised to floor)")
-
-    def _check_reflectance(self, X: np.ndarray) -> None:
-        if np.any(X < 0) or (not self.clip_zero and np.any(X == 0)):
-            prefix = "Negative values in data: " if np.any(X < 0) else ""
-            raise ValueError(
-                f"{prefix}reflectance must be a fraction in (0, 1] for absorbance log(1/R); "
-                f"{_first_invalid(X, self.clip_zero)}. Remove or repair those spectra (the validation stage "
-                "quarantines them), or convert percent reflectance to fractions first"
-            )
-
     def fit(self, X, y=None):
         """Check the parameters and the reflectance matrix; returns self."""
-        self._check_parameters()
+        check_absorbance_parameters(self.base, self.floor, self.clip_zero)
         X = validate_data(self, X, dtype=np.float64)
-        self._check_reflectance(X)
+        check_reflectance(X, self.clip_zero)
         return self
 
     def transform(self, X) -> np.ndarray:
         """Absorbance ``log_base(1 / max(R, floor))``, rows x bands."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        self._check_reflectance(X)
-        R = np.maximum(X, self.floor) if self.floor > 0 else X
-        return -np.log(R) / np.log(self.base)
+        check_reflectance(X, self.clip_zero)
+        return absorbance(X, self.base, self.floor, self.clip_zero, check=False)
 
     def inverse_transform(self, X) -> np.ndarray:
         """Reflectance ``base ** -A`` from absorbance."""
