@@ -1,10 +1,34 @@
 """Prediction intervals from out-of-fold residuals, and the applicability domain of a model.
 
-Intervals (split-conformal on out-of-fold residuals, the "CV+"-style jackknife of Barber et al.
-2021 with a symmetric absolute-residual score): with residuals r_i = |y_i - yhat_oof_i| of the
-n calibration samples and level 1 - alpha, the half-width is the ceil((n + 1)(1 - alpha))-th
-smallest r_i (infinite when that rank exceeds n). Under exchangeability of the calibration and
-new samples the interval yhat +- q covers the truth with probability >= 1 - alpha.
+Intervals. ``level`` is 1 - alpha throughout. Every rank below is computed as
+``ceil((n + 1) * level)`` in floating point, as ``conformal_halfwidth`` always has; where
+``(n + 1) * level`` is an integer in exact arithmetic but rounds up in floating point (e.g.
+10 * 0.7) this takes one rank more, which only widens an interval.
+
+- ``conformal_halfwidth`` (what the evaluate stage and the serving bundle use): the
+  ceil((n + 1) * level)-th smallest absolute out-of-fold residual r_i = |y_i - yhat_oof_i| of
+  the n calibration samples (infinite when that rank exceeds n), used as a symmetric half-width
+  around the *final* model's estimate (the fold ensemble or the refit). This is the
+  split-conformal quantile applied to K-fold out-of-fold residuals. It is NOT CV+ and has no
+  finite-sample guarantee: split conformal guarantees coverage >= 1 - alpha only when the
+  residuals come from the very model that makes the new estimate and that model never saw the
+  calibration samples; here each residual comes from a fold model trained without the sample,
+  while the interval is centred on a model trained on all of them (usually a little better, so
+  the interval tends to be slightly conservative, but nothing is proved). It is approximately
+  valid when the fitting algorithm is stable.
+- ``cv_plus_interval`` / ``jackknife_plus_interval``: the CV+ and jackknife+ intervals of
+  Barber, Candès, Ramdas & Tibshirani (2021), "Predictive inference with the jackknife+", Ann.
+  Statist. 49(1):486-507. They need each fold model's estimate of the new point, and carry a
+  finite-sample guarantee (>= 1 - 2 alpha, see the functions).
+- ``normalized_halfwidths``: the locally weighted (normalised-score) conformal interval of Lei,
+  G'Sell, Rinaldo, Tibshirani & Wasserman (2018), "Distribution-free predictive inference for
+  regression", JASA 113(523):1094-1111 (section 5.2): score |r_i| / sigma_i for a difficulty
+  sigma, half-width q * sigma_new.
+- ``weighted_conformal_halfwidth``: the weighted conformal quantile of Tibshirani, Barber,
+  Candès & Ramdas (2019), "Conformal prediction under covariate shift", NeurIPS 32, for
+  calibration and target samples that differ in the distribution of x (weights = density
+  ratios).
+- ``clip_interval``: SOC content cannot be negative; clip the bounds at 0.
 
 Applicability domain: a PCA fitted on the model's training spectra; Hotelling's T2 in the
 retained components and the Q (squared reconstruction) residual. Thresholds are empirical
@@ -21,7 +45,17 @@ import numpy as np
 
 
 def conformal_halfwidth(observed, oof_estimated, level: float = 0.9) -> float:
-    """Half-width of the split-conformal interval at ``level`` from out-of-fold residuals."""
+    """Split-conformal-style half-width at ``level`` from K-fold out-of-fold residuals.
+
+    Returns the ceil((n + 1) * level)-th smallest |observed_i - oof_estimated_i| (infinite when
+    that rank exceeds n). Used as estimate +- half-width around the final (fold-ensemble or
+    refit) model, it has no finite-sample coverage guarantee, because that model is not the one
+    that produced the residuals; the >= ``level`` guarantee of split conformal holds only when
+    the residuals come from a held-out calibration set scored by the same model that makes the
+    new estimate. With K-fold out-of-fold residuals around the full model it is approximately
+    valid (for stable fitting algorithms). See ``cv_plus_interval`` for the version with a
+    guarantee.
+    """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1); got {level}")
     y = np.asarray(observed, dtype=np.float64).ravel()
@@ -37,6 +71,200 @@ def interval_coverage(observed, lower, upper) -> float:
     """Share of observed values inside [lower, upper]."""
     y = np.asarray(observed, dtype=np.float64)
     return float(np.mean((y >= np.asarray(lower)) & (y <= np.asarray(upper))))
+
+
+def _check_level(level: float) -> float:
+    level = float(level)
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level}")
+    return level
+
+
+def _upper_rank(n: int, level: float) -> int:
+    """ceil((n + 1) * level), computed as ``conformal_halfwidth`` computes it."""
+    return math.ceil((n + 1) * level)
+
+
+def _calibration_pair(y_cal, oof_cal) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_cal, dtype=np.float64).ravel()
+    yhat = np.asarray(oof_cal, dtype=np.float64).ravel()
+    if y.shape != yhat.shape or y.size == 0:
+        raise ValueError("observed and out-of-fold estimates must be non-empty and equally long")
+    if not (np.all(np.isfinite(y)) and np.all(np.isfinite(yhat))):
+        raise ValueError("observed and out-of-fold estimates must be finite")
+    return y, yhat
+
+
+def cv_plus_interval(y_cal, oof_cal, fold_of_cal, fold_predictions_new,
+                     level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """The CV+ interval of Barber, Candès, Ramdas & Tibshirani (2021, Ann. Statist. 49(1),
+    section 3, "CV+"), vectorised over new points.
+
+    Parameters: ``y_cal`` (n,) observed values of the calibration samples; ``oof_cal`` (n,)
+    their out-of-fold estimates mu_{-k(i)}(x_i), each from the fold model k(i) that did not
+    train on sample i; ``fold_of_cal`` (n,) the integer fold k(i) in [0, K) of each sample,
+    i.e. the row of ``fold_predictions_new`` holding that fold model's estimates;
+    ``fold_predictions_new`` (K, m) (or (K,) for one point) the estimates mu_{-k}(x) of every
+    fold model k at each new point x.
+
+    With R_i = |y_i - mu_{-k(i)}(x_i)| and alpha = 1 - level:
+    lower(x) = the floor(alpha (n + 1))-th smallest of {mu_{-k(i)}(x) - R_i},
+    upper(x) = the ceil((1 - alpha)(n + 1))-th smallest of {mu_{-k(i)}(x) + R_i};
+    -inf / +inf when the rank falls outside 1..n (too few calibration samples for the level).
+    The lower rank is taken as n + 1 - ceil((n + 1) * level), which equals
+    floor(alpha (n + 1)).
+
+    Guarantee (Barber et al. 2021, Theorem 4): for exchangeable calibration and new samples,
+    any fitting algorithm that treats its training points symmetrically, and K folds of equal
+    size n / K, P(y_new in [lower, upper]) >= 1 - 2 alpha - min{2 (1 - 1/K) / (n/K + 1),
+    (1 - K/n) / (K + 1)} (>= 1 - 2 alpha - sqrt(2 / n)); in practice coverage is close to
+    1 - alpha. The guarantee needs the estimates of the new point from the *fold* models (not
+    from a refit) and the folds to partition exactly the calibration samples.
+
+    Returns (lower, upper), arrays of shape (m,).
+    """
+    level = _check_level(level)
+    y, yhat = _calibration_pair(y_cal, oof_cal)
+    n = y.size
+    folds = np.asarray(fold_of_cal).ravel()
+    if folds.shape != (n,) or not np.issubdtype(folds.dtype, np.integer):
+        raise ValueError("fold_of_cal must hold one integer fold index per calibration sample")
+    predictions = np.asarray(fold_predictions_new, dtype=np.float64)
+    if predictions.ndim == 1:
+        predictions = predictions[:, None]
+    if predictions.ndim != 2:
+        raise ValueError("fold_predictions_new must have shape (K, m)")
+    if folds.min() < 0 or folds.max() >= predictions.shape[0]:
+        raise ValueError(f"fold indices must lie in [0, {predictions.shape[0]}) "
+                         "(the rows of fold_predictions_new)")
+    residuals = np.abs(y - yhat)[:, None]  # (n, 1)
+    mu = predictions[folds]  # (n, m): mu_{-k(i)}(x) for every calibration sample i
+    m = mu.shape[1]
+    upper_rank = _upper_rank(n, level)
+    lower_rank = n + 1 - upper_rank
+    if upper_rank > n:
+        upper = np.full(m, np.inf)
+    else:
+        upper = np.partition(mu + residuals, upper_rank - 1, axis=0)[upper_rank - 1]
+    if lower_rank < 1:
+        lower = np.full(m, -np.inf)
+    else:
+        lower = np.partition(mu - residuals, lower_rank - 1, axis=0)[lower_rank - 1]
+    return lower, upper
+
+
+def jackknife_plus_interval(y_cal, loo_cal, loo_predictions_new,
+                            level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """The jackknife+ interval of Barber et al. (2021, Ann. Statist. 49(1), section 2): CV+
+    with K = n, one calibration sample per fold.
+
+    ``loo_cal`` (n,) holds the leave-one-out estimates mu_{-i}(x_i); ``loo_predictions_new``
+    (n, m) the estimate of each leave-one-out model i at each new point. Guarantee (Theorem 1):
+    P(y_new in [lower, upper]) >= 1 - 2 alpha for exchangeable data and a symmetric fitting
+    algorithm; about 1 - alpha in practice for stable algorithms.
+    """
+    n = np.asarray(y_cal).size
+    return cv_plus_interval(y_cal, loo_cal, np.arange(n), loo_predictions_new, level)
+
+
+def normalized_halfwidths(y_cal, oof_cal, difficulty_cal, difficulty_new,
+                          level: float = 0.9, floor_fraction: float = 0.01) -> np.ndarray:
+    """Per-new-point half-widths of the normalised-score (locally weighted) conformal interval
+    of Lei, G'Sell, Rinaldo, Tibshirani & Wasserman (2018, JASA 113(523), section 5.2).
+
+    Score s_i = |y_i - oof_i| / sigma_i with sigma a difficulty known without the label (e.g.
+    the spread of the fold ensemble's estimates, or a distance to the training spectra);
+    q = the ceil((n + 1) * level)-th smallest s_i (infinite when that rank exceeds n); the
+    half-width at a new point is q * sigma_new, so the interval is estimate_new +- q * sigma_new.
+
+    Floor: sigma = max(difficulty, 0) + floor_fraction * median(max(difficulty_cal, 0)) for both
+    the calibration and the new points (if that median is 0, the median of the positive
+    calibration difficulties is used; if none is positive, every sigma is 1 and this reduces to
+    ``conformal_halfwidth``), so zero or negative difficulties cannot give zero widths or
+    division by zero.
+
+    Guarantee: marginal coverage >= ``level`` (split conformal) when the calibration samples
+    and the new point are exchangeable as triples (x, y, sigma), the estimates come from a
+    model that did not train on the calibration samples, and sigma is computed without the
+    point's label (the floor uses calibration difficulties only, never labels). With K-fold
+    out-of-fold residuals around a final refit / ensemble model, as with
+    ``conformal_halfwidth``, the result is only approximately valid. The coverage is marginal,
+    not conditional on x; the normalisation makes widths adapt to the difficulty.
+    """
+    level = _check_level(level)
+    y, yhat = _calibration_pair(y_cal, oof_cal)
+    sigma_cal = np.asarray(difficulty_cal, dtype=np.float64).ravel()
+    sigma_new = np.asarray(difficulty_new, dtype=np.float64)
+    if sigma_cal.shape != y.shape:
+        raise ValueError("difficulty_cal must have one value per calibration sample")
+    if not (np.all(np.isfinite(sigma_cal)) and np.all(np.isfinite(sigma_new))):
+        raise ValueError("difficulties must be finite")
+    if not floor_fraction > 0:
+        raise ValueError(f"floor_fraction must be positive; got {floor_fraction}")
+    positive = sigma_cal[sigma_cal > 0]
+    if positive.size == 0:
+        sigma_cal = np.ones_like(sigma_cal)
+        sigma_new = np.ones_like(sigma_new)
+    else:
+        median = float(np.median(np.maximum(sigma_cal, 0.0)))
+        floor = floor_fraction * (median if median > 0 else float(np.median(positive)))
+        sigma_cal = np.maximum(sigma_cal, 0.0) + floor
+        sigma_new = np.maximum(sigma_new, 0.0) + floor
+    scores = np.sort(np.abs(y - yhat) / sigma_cal)
+    rank = _upper_rank(y.size, level)
+    q = np.inf if rank > y.size else scores[rank - 1]
+    return q * sigma_new
+
+
+def weighted_conformal_halfwidth(residuals, weights_cal, weight_new, level: float = 0.9):
+    """The weighted conformal quantile of Tibshirani, Barber, Candès & Ramdas (2019, NeurIPS,
+    "Conformal prediction under covariate shift").
+
+    With calibration scores V_i = ``residuals`` (absolute residuals; their absolute value is
+    taken), weights w_i = ``weights_cal`` and the new point's weight w = ``weight_new``, returns
+    the level-quantile of the distribution sum_i p_i delta_{V_i} + p_new delta_{+inf},
+    p_i = w_i / (sum_j w_j + w), p_new = w / (sum_j w_j + w): the smallest V_(k) (sorted) whose
+    cumulative weight reaches level * (sum_j w_j + w), or +inf when none does. With equal
+    weights this is exactly ``conformal_halfwidth`` (the ceil((n + 1) * level)-th smallest).
+    ``weight_new`` may be a scalar (returns a float) or an array (one half-width per new point).
+
+    Under covariate shift (target x drawn from a different density than the calibration x,
+    same y | x) with w(x) = dP_target(x) / dP_cal(x) known, y_new in estimate +- half-width has
+    coverage >= ``level`` (for split-conformal residuals from a model that did not train on the
+    calibration samples). In practice w is estimated, e.g. as p / (1 - p) from a classifier
+    telling target spectra from calibration spectra (times the class-size ratio), and the
+    guarantee is then only approximate. This function is the quantile only; it does not
+    estimate weights.
+    """
+    level = _check_level(level)
+    v = np.abs(np.asarray(residuals, dtype=np.float64).ravel())
+    w = np.asarray(weights_cal, dtype=np.float64).ravel()
+    w_new = np.asarray(weight_new, dtype=np.float64)
+    if v.size == 0 or w.shape != v.shape:
+        raise ValueError("residuals and weights_cal must be non-empty and equally long")
+    if not (np.all(np.isfinite(v)) and np.all(np.isfinite(w)) and np.all(np.isfinite(w_new))):
+        raise ValueError("residuals and weights must be finite")
+    if np.any(w < 0) or np.any(w_new < 0):
+        raise ValueError("weights must be non-negative")
+    order = np.argsort(v, kind="stable")
+    v, cumulative = v[order], np.cumsum(w[order])
+    threshold = level * (cumulative[-1] + w_new)
+    if np.any(threshold <= 0):
+        raise ValueError("the weights must not all be zero")
+    index = np.searchsorted(cumulative, np.atleast_1d(threshold), side="left")
+    halfwidths = np.where(index < v.size, v[np.minimum(index, v.size - 1)], np.inf)
+    return float(halfwidths[0]) if w_new.ndim == 0 else halfwidths.reshape(w_new.shape)
+
+
+def clip_interval(lower, upper, minimum: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Clip both bounds at ``minimum`` (default 0): SOC content (%) cannot be negative.
+
+    lower -> max(lower, minimum), upper -> max(upper, minimum). Since the true value is at least
+    ``minimum``, clipping never removes it from an interval that contained it, so coverage is
+    unchanged and widths can only shrink.
+    """
+    return (np.maximum(np.asarray(lower, dtype=np.float64), minimum),
+            np.maximum(np.asarray(upper, dtype=np.float64), minimum))
 
 
 @dataclass
