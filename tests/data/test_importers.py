@@ -130,13 +130,32 @@ def test_auto_refuses_values_that_look_like_absorbance():
     [
         (100.0, "reflectance", "look like percent reflectance"),
         (1.0, "percent_reflectance", "look like reflectance fractions"),
-        (100.0, "absorbance", "absorbance above 5"),
+        (100.0, "absorbance", r"absorbance log10\(1/R\) above 5 means reflectance below 0.001 %"),
         (1000.0, "auto", "above 100"),
     ],
 )
 def test_wrong_spectral_units(scale, spectra, message):
     with pytest.raises(ValueError, match=message):
         import_wide(wide_frame(scale=scale), grid=GRID, library="lab", spectra=spectra)
+
+
+def test_unit_thresholds_are_options():
+    # maximum about 1.3: with the default threshold 1.5 it looks like absorbance
+    frame = wide_frame(scale=3.0)
+    detected, report = import_wide(frame, grid=GRID, library="lab", spectra="auto",
+                                   percent_reflectance_above=1.2)
+    assert report.spectra_units == "percent_reflectance"
+    assert "> 1.2" in report.conversions[0]
+    np.testing.assert_allclose(schema.spectra_of(detected),
+                               schema.spectra_of(import_wide(frame, grid=GRID, library="lab",
+                                                             spectra="reflectance")[0]) / 100,
+                               rtol=1e-12)
+    absorbance = wide_frame()
+    bands = [c for c in absorbance.columns if c.startswith("nm_")]
+    absorbance[bands] = np.log10(1.0 / absorbance[bands])
+    with pytest.raises(ValueError, match="above 0.1 means reflectance below 79.4"):
+        import_wide(absorbance, grid=GRID, library="lab", spectra="absorbance",
+                    absorbance_max=0.1)
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ import pandas as pd
 
 from localsoc.data import schema
 from localsoc.data.schema import Grid
+from localsoc.spectra import units as units_rules
 from localsoc.spectra.resample import (
     METHODS,
     coverage_message,
@@ -244,9 +245,16 @@ def _first_where(values: np.ndarray, mask: np.ndarray, columns: list) -> str:
 
 
 def _to_reflectance(
-    values: np.ndarray, declared: str, columns: list
+    values: np.ndarray,
+    declared: str,
+    columns: list,
+    percent_reflectance_above: float = units_rules.PERCENT_REFLECTANCE_ABOVE,
+    absorbance_max: float = units_rules.ABSORBANCE_MAX,
 ) -> tuple[np.ndarray, str, list[str]]:
-    """Reflectance fractions from the declared (or detected) units, with what was done."""
+    """Reflectance fractions from the declared (or detected) units, with what was done.
+
+    The unit rules and thresholds are those of ``localsoc.spectra.units``.
+    """
     finite = np.isfinite(values)
     if not finite.any():
         raise ValueError("the spectral columns hold no numbers (all empty or NaN)")
@@ -261,54 +269,59 @@ def _to_reflectance(
                 "reflectance cannot be negative. If these are absorbance log10(1/R) declare "
                 "spectra='absorbance'; derivatives or other preprocessed spectra cannot be imported"
             )
-        if top > 100:
+        detected = units_rules.detect_reflectance_units(top, percent_reflectance_above)
+        if top > units_rules.PERCENT_MAX:
             raise ValueError(
-                f"spectra='auto': values reach {top:g} ({largest}), above 100, so they are neither "
-                "reflectance fractions nor percent; declare the units (spectra='reflectance', "
-                "'percent_reflectance' or 'absorbance') after checking the source"
+                f"spectra='auto': values reach {top:g} ({largest}), above "
+                f"{units_rules.PERCENT_MAX:g}, so they are neither reflectance fractions nor "
+                "percent; declare the units (spectra='reflectance', 'percent_reflectance' or "
+                "'absorbance') after checking the source"
             )
-        if top > 1.5:
-            units = "percent_reflectance"
-            conversions.append(f"detected percent reflectance (maximum {top:g} > 1.5)")
-        elif top > 1.0:
+        if detected == "percent_reflectance":
+            units = detected
+            conversions.append(
+                f"detected percent reflectance (maximum {top:g} > {percent_reflectance_above:g})"
+            )
+        elif detected is None:
             raise ValueError(
-                f"spectra='auto': values reach {top:g} ({largest}): above 1 they are not reflectance "
-                "fractions, and below 1.5 they are not percent; they look like absorbance "
+                f"spectra='auto': values reach {top:g} ({largest}): above "
+                f"{units_rules.FRACTION_MAX:g} they are not reflectance fractions, and below "
+                f"{percent_reflectance_above:g} they are not percent; they look like absorbance "
                 "log10(1/R). Absorbance cannot be detected reliably (soil absorbance and reflectance "
                 "fractions share the 0-1 range), so declare spectra='absorbance' (or "
                 "'reflectance' if these really are fractions)"
             )
         else:
-            units = "reflectance"
+            units = detected
             conversions.append(
-                f"detected reflectance fractions (maximum {top:g} <= 1); absorbance data would look "
-                "the same, so absorbance must be declared"
+                f"detected reflectance fractions (maximum {top:g} <= "
+                f"{units_rules.FRACTION_MAX:g}); absorbance data would look the same, so "
+                "absorbance must be declared"
             )
     if units == "reflectance":
-        if top > 1.5:
+        if top > percent_reflectance_above:
             raise ValueError(
                 f"spectra='reflectance' (fractions in (0, 1]) but values reach {top:g} ({largest}); "
                 "these look like percent reflectance: declare spectra='percent_reflectance' (or "
                 "'auto')"
             )
-        return values, units, conversions
-    if units == "percent_reflectance":
-        if top <= 1.5:
+    elif units == "percent_reflectance":
+        if top <= percent_reflectance_above:
             raise ValueError(
                 f"spectra='percent_reflectance' (0-100) but the largest value is {top:g} "
                 f"({largest}); these look like reflectance fractions: declare "
                 "spectra='reflectance' (or 'auto')"
             )
         conversions.append("percent reflectance / 100 -> reflectance fraction")
-        return values / 100.0, units, conversions
-    if top > 5:
-        raise ValueError(
-            f"spectra='absorbance' but values reach {top:g} ({largest}); absorbance above 5 means "
-            "reflectance below 0.001 %, which soils do not have. If these are percent reflectance "
-            "declare spectra='percent_reflectance'"
-        )
-    conversions.append("absorbance log10(1/R) -> reflectance R = 10**(-A)")
-    return np.power(10.0, -values), units, conversions
+    else:
+        if units_rules.absorbance_too_high(top, absorbance_max):
+            raise ValueError(
+                f"spectra='absorbance' but values reach {top:g} ({largest}); "
+                f"{units_rules.absorbance_limit(absorbance_max)}. If these are percent "
+                "reflectance declare spectra='percent_reflectance'"
+            )
+        conversions.append("absorbance log10(1/R) -> reflectance R = 10**(-A)")
+    return units_rules.to_fractions(values, units), units, conversions
 
 
 def _carbon_to_percent(
@@ -371,6 +384,8 @@ def import_wide(
     narrow_grid_ok: bool = False,
     resample_method: str = "average",
     notes: tuple[str, ...] = (),
+    percent_reflectance_above: float = units_rules.PERCENT_REFLECTANCE_ABOVE,
+    absorbance_max: float = units_rules.ABSORBANCE_MAX,
 ) -> tuple[pd.DataFrame, ImportReport]:
     """Import a wide table (one column per wavelength) to the canonical table on ``grid``.
 
@@ -382,9 +397,10 @@ def import_wide(
     library : str
         Name of the collection; also the prefix of generated sample ids.
     spectra : {"reflectance", "percent_reflectance", "absorbance", "auto"}
-        Units of the spectral columns. "auto" tells percent (maximum > 1.5 and <= 100) from
-        fractions (maximum <= 1); absorbance must be declared, because soil absorbance also
-        lies mostly within 0-1 and cannot be told from reflectance by its values.
+        Units of the spectral columns. "auto" tells percent (maximum above
+        ``percent_reflectance_above`` and <= 100) from fractions (maximum <= 1); absorbance must
+        be declared, because soil absorbance also lies mostly within 0-1 and cannot be told from
+        reflectance by its values.
     carbon_column : str or None
         Column holding carbon; None imports unlabelled spectra (``soc`` null).
     carbon_units : {"percent", "g_per_kg", "organic_matter_percent", "organic_matter_g_per_kg"}
@@ -405,6 +421,12 @@ def import_wide(
     resample_method : {"average", "interpolate"}
     notes : tuple of str
         Extra lines for the report (used by the library wrappers).
+    percent_reflectance_above : float, default 1.5
+        Spectra whose largest value is above this (and at most 100) are percent reflectance:
+        detected as such by ``spectra="auto"``, refused as ``"reflectance"``, and needed for
+        ``"percent_reflectance"`` (``localsoc.spectra.units``).
+    absorbance_max : float, default 5
+        Declared absorbance above this is refused (reflectance below 0.001 % for 5).
 
     Returns
     -------
@@ -462,7 +484,9 @@ def import_wide(
     found = detect_spectral_columns(frame.columns, exclude=named)
 
     raw = _numeric_block(frame, found.columns, "spectral")
-    reflectance, units, conversions = _to_reflectance(raw, spectra, found.columns)
+    reflectance, units, conversions = _to_reflectance(
+        raw, spectra, found.columns, percent_reflectance_above, absorbance_max
+    )
 
     target = grid.wavelengths_nm
     report_notes = list(notes)
