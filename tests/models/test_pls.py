@@ -110,3 +110,19 @@ def test_predict_before_fit_raises():
 def test_sklearn_compatible_estimator(estimator, check):
     """Each of scikit-learn's check_* functions raises AssertionError when the contract breaks."""
     check(estimator)
+
+
+def test_linear_model_predicts_as_sklearn_bit_for_bit_from_public_attributes():
+    """``LinearModel`` rebuilds ``PLSRegression.predict`` from ``x_mean_``, ``coef_`` and
+    ``intercept_``; if scikit-learn changes how it centres X, this fails."""
+    from localsoc.models.linear import LinearModel
+
+    X, y = latent_data(3)
+    fitted = fit_pls_cv(X, y, max_components=6, cv=5, random_state=0)
+    np.testing.assert_array_equal(fitted.x_mean_, X.mean(axis=0))
+    linear = LinearModel.from_pls(fitted, [str(i) for i in range(len(y))])
+    rng = np.random.default_rng(5)
+    for data in (X, X[::-1] + 0.01 * rng.normal(size=X.shape)):
+        np.testing.assert_array_equal(linear.predict(data), fitted.predict(data))
+        np.testing.assert_array_equal(linear.predict(data),
+                                      fitted.estimator_.predict(data).ravel())

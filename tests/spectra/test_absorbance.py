@@ -72,3 +72,28 @@ def test_feature_names_follow_the_input_columns():
     output = transformer.set_output(transform="pandas").transform(frame)
     assert list(output.columns) == ["nm_400", "nm_410"]
     assert output.loc[0, "nm_400"] == pytest.approx(-np.log10(0.2))
+
+
+def test_the_function_is_the_transformer_bit_for_bit_with_or_without_checks():
+    from localsoc.spectra.absorbance import absorbance
+
+    rng = np.random.default_rng(3)
+    reflectance = np.concatenate([rng.uniform(1e-8, 1.02, (40, 60)), np.full((1, 60), 1e-7)])
+    expected = Absorbance().fit_transform(reflectance)
+    np.testing.assert_array_equal(absorbance(reflectance), expected)
+    np.testing.assert_array_equal(absorbance(reflectance, check=False), expected)
+    np.testing.assert_array_equal(absorbance(reflectance, base=np.e, floor=0),
+                                  Absorbance(base=np.e, floor=0).fit_transform(reflectance))
+
+
+def test_the_function_checks_unless_told_not_to():
+    from localsoc.spectra.absorbance import absorbance
+
+    with pytest.raises(ValueError, match=r"row 0, column 1"):
+        absorbance(np.array([[0.5, 0.0]]))
+    with pytest.raises(ValueError, match="base must be"):
+        absorbance(np.array([[0.5]]), base=1)
+    with pytest.raises(ValueError, match="NaN"):
+        absorbance(np.array([[0.5, np.nan]]))
+    with np.errstate(divide="ignore"):
+        assert np.isposinf(absorbance(np.array([[0.5, 0.0]]), floor=0, check=False)[0, 1])

@@ -52,3 +52,26 @@ def test_invalid_ddof_and_unfitted_use():
         StandardNormalVariate(ddof=2).fit(np.ones((2, 3)))
     with pytest.raises(NotFittedError):
         StandardNormalVariate().transform(np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("ddof", [0, 1])
+def test_the_function_is_the_transformer_bit_for_bit_with_or_without_checks(ddof):
+    from localsoc.spectra.snv import snv
+
+    X = np.random.default_rng(2).normal(size=(30, 80)) + 0.3
+    expected = StandardNormalVariate(ddof=ddof).fit_transform(X)
+    np.testing.assert_array_equal(snv(X, ddof), expected)
+    np.testing.assert_array_equal(snv(X, ddof, check=False), expected)
+
+
+def test_the_function_refuses_flat_spectra_even_unchecked():
+    from localsoc.spectra.snv import snv
+
+    flat = np.full((2, 30), 0.4)
+    for check in (True, False):
+        with pytest.raises(ValueError, match=r"flat spectrum .*row\(s\) 0, 1"):
+            snv(flat, check=check)
+        with pytest.raises(ValueError, match="at least 2 band"):
+            snv(np.ones((2, 1)), check=check)
+    with pytest.raises(ValueError, match="ddof must be 0 or 1"):
+        snv(np.ones((2, 3)), ddof=2)

@@ -1,7 +1,9 @@
 """A fitted linear SOC model (PLSR) as plain data: x_mean, coefficients, intercept.
 
-``predict(X) = (X - x_mean) @ coef + intercept``, exactly what ``PLSRegression.predict`` computes,
-stored without pickles so the serving bundle can carry it. Out-of-fold predictions and the
+``predict(X) = (X - x_mean) @ coef + intercept``, exactly what ``PLSRegression.predict`` computes
+(bit for bit, tested), from public attributes only: ``x_mean`` is ``PLSRegressionCV.x_mean_``,
+``coef`` and ``intercept`` its refitted ``PLSRegression``'s ``coef_`` and ``intercept_``. Stored
+without pickles so the serving bundle can carry it. Out-of-fold predictions and the
 cross-validated choice of components travel with it.
 """
 
@@ -30,7 +32,7 @@ class LinearModel:
     def from_pls(cls, fitted: PLSRegressionCV, sample_ids, info: dict | None = None) -> LinearModel:
         estimator = fitted.estimator_
         return cls(
-            x_mean=np.asarray(estimator._x_mean, dtype=np.float64).copy(),
+            x_mean=np.asarray(fitted.x_mean_, dtype=np.float64).copy(),
             coef=np.asarray(estimator.coef_, dtype=np.float64).reshape(-1).copy(),
             intercept=float(np.ravel(estimator.intercept_)[0]),
             n_components=int(fitted.n_components_),

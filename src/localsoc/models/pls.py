@@ -49,6 +49,9 @@ class PLSRegressionCV(RegressorMixin, BaseEstimator):
     cv_rmse_ : ndarray (A,), pooled out-of-fold RMSE with 1..A components.
     oof_predictions_ : ndarray (n_samples,), out-of-fold predictions with ``n_components_``.
     estimator_ : PLSRegression refitted on all the data with ``n_components_``.
+    x_mean_ : ndarray (n_features,), the mean spectrum that ``estimator_`` centres X by, so
+        ``predict(X) = (X - x_mean_) @ estimator_.coef_.T + estimator_.intercept_``
+        (``PLSRegression`` keeps it only as a private attribute; the tests check the identity).
     folds_ : list of (train, test) index arrays actually used.
     n_features_in_ : int
     """
@@ -115,6 +118,8 @@ class PLSRegressionCV(RegressorMixin, BaseEstimator):
         self.oof_predictions_ = oof[self.n_components_ - 1]
         self.folds_ = folds
         self.estimator_ = PLSRegression(n_components=self.n_components_, scale=False).fit(X, y)
+        # PLSRegression centres X by X.mean(axis=0): the same call on the same array, same bits
+        self.x_mean_ = X.mean(axis=0)
         return self
 
     def predict(self, X):
