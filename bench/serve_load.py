@@ -66,14 +66,14 @@ def cnn_bundle(home: Path) -> str:
 
     from localsoc.datasets.bento_bundle import BentoBundleDataset
     from localsoc.datasets.keras_ensemble import KerasEnsembleDataset
-    from localsoc.pipelines.evaluate.nodes import METHODS
+    from localsoc.methods import methods
     from localsoc.pipelines.package.nodes import package_winners
 
     data = ROOT / "data"
     winners = json.loads((data / "08_reporting/study_winners.json").read_text())
     metrics = pd.read_csv(data / "08_reporting/study_metrics.csv")
     predictions = pd.read_csv(data / "07_model_output/study_predictions.csv")
-    collection_of = {m.label: m.collection for m in METHODS}
+    collection_of = {m.label: m.collection for m in methods()}
     collections: dict[str, dict] = {"library": {}, "site": {}, "transfer": {}}
     for site in winners:
         cnn = metrics.loc[(metrics["site"] == site) & (metrics["family"] == "cnn")]
