@@ -1,7 +1,7 @@
 """Keras-Tuner chief/worker search: a chief and two worker processes on 127.0.0.1.
 
-The chief is this test's process, running the pipeline's own search call (``_search`` of the
-train nodes) with ``train.distributed`` set; the two workers are ``python -m
+The chief is this test's process, running the pipeline's own search call (``search`` of the
+CNN family, localsoc.families.cnn) with ``train.distributed`` set; the two workers are ``python -m
 localsoc.models.distributed_search`` subprocesses. Random search makes the trial proposals
 independent of which worker asks first, so the distributed trials must equal a single-process
 search's.
@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from localsoc.families.cnn import search
 from localsoc.models import distributed_search
 from localsoc.models.ensemble import make_folds, rmse
 from localsoc.models.search import search_cnn
-from localsoc.pipelines.train.nodes import _search
 from tests.conftest import TINY_CNN_SPACE
 
 SPACE = {**TINY_CNN_SPACE, "conv_blocks": [1]}
@@ -96,9 +96,9 @@ def distributed_run(tmp_path_factory):
                     p.read_text() for p in sorted(logs.glob("*.log")))
             assert time.monotonic() < deadline, "the workers did not start within 90 s"
             time.sleep(0.2)
-        result = _search(X, y, ids, folds, BUDGET, params, SEED, "site_a/local")
+        result = search(X, y, ids, folds, BUDGET, params, SEED, "site_a/local")
         second_folds = make_folds(ids[:30], 2, SEED + 1)
-        second = _search(X[:30], y[:30], ids[:30], second_folds, {**BUDGET, "trials": 2}, params,
+        second = search(X[:30], y[:30], ids[:30], second_folds, {**BUDGET, "trials": 2}, params,
                          SEED + 1, "site_a/dtl_ig")
         codes = [worker.wait(timeout=60) for worker in workers]
     finally:
