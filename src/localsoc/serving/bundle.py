@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from localsoc.spectra import units
+
 BUNDLE_FORMAT = "localsoc.bundle/1"
 MANIFEST_FILE = "bundle.json"
 
@@ -38,8 +40,8 @@ DEFAULT_SERVING: dict[str, Any] = {
     "max_body_bytes": 16 * 1024 * 1024,
     "reflectance_min_exclusive": 0.0,
     "reflectance_max": 1.0,
-    "percent_reflectance_above": 1.5,
-    "absorbance_max": 5.0,
+    "percent_reflectance_above": units.PERCENT_REFLECTANCE_ABOVE,
+    "absorbance_max": units.ABSORBANCE_MAX,
 }
 
 #: Keys every site entry of the manifest must have.
