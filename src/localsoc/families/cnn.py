@@ -9,6 +9,7 @@ per site on the folds the train stage stores. Served through the NumPy/graph fas
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,8 @@ def train_library_model(X, y, ids, seed: int, params: dict, label: str, previous
 
 
 def serving_predictor(model: Any) -> Any:
+    """The NumPy/graph fast path of the ensemble (``LOCALSOC_CNN_BACKEND``: auto, numpy or
+    tensorflow; default auto)."""
     from localsoc.serving.inference import fast_predictor
 
-    return fast_predictor(model)
+    return fast_predictor(model, os.environ.get("LOCALSOC_CNN_BACKEND", "auto"))

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from localsoc.methods import family
 from localsoc.serving.bundle import DEFAULT_SERVING, ServingBundle, interval_halfwidth
-from localsoc.serving.inference import fast_predictor
 from localsoc.serving.schemas import (
     DomainLimits,
     Interval,
@@ -68,7 +68,8 @@ class SitePredictor:
         self.name = entry["site"]
         self.wavelengths_nm = np.asarray(entry["wavelengths_nm"], dtype=np.float64)
         self.steps = check_steps(entry["preprocessing"])
-        self.predictor = fast_predictor(model, os.environ.get("LOCALSOC_CNN_BACKEND", "auto"))
+        # the family's serving path (localsoc.methods): the same model, a fast forward pass
+        self.predictor = family(entry["family"]).implementation().serving_predictor(model)
         self.domain = ApplicabilityDomain.from_dict(entry["domain"])
         self.halfwidth = interval_halfwidth(entry)
         self.level = float(entry["interval"]["level"])
