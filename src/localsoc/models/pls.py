@@ -1,6 +1,6 @@
 """PLSR baselines with the number of components chosen by K-fold cross-validation.
 
-Two baselines per site sit beside the CNNs (DESIGN section 1), so a user sees whether a CNN earns
+Two baselines per site sit beside the CNNs, so a user sees whether a CNN earns
 its cost:
 
 * **local PLSR**: fitted on the n local calibration samples only
