@@ -35,7 +35,8 @@ from _common import measure, peak_rss_mib, print_header, row  # noqa: E402
 from localsoc.data.schema import spectra_of  # noqa: E402
 from localsoc.data.simulate import simulate_ssl  # noqa: E402
 from localsoc.models.ensemble import make_folds  # noqa: E402
-from localsoc.models.search import configure_tensorflow, search_cnn  # noqa: E402
+from localsoc.models.runtime import configure_tensorflow  # noqa: E402
+from localsoc.models.search import search_cnn  # noqa: E402
 from localsoc.spectra import Absorbance, StandardNormalVariate  # noqa: E402
 
 #: A paper-like network (Shen et al. 2022, Tables 2 and 4: 1-3 Conv-blocks with large kernels

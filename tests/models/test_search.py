@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-import localsoc.models.search as search_module
+import localsoc.models.tuner as tuner_module
 from localsoc.models.ensemble import Folds, make_folds
-from localsoc.models.search import resolve_budget, search_cnn
+from localsoc.models.search import search_cnn
+from localsoc.models.training import resolve_budget
 from tests.conftest import TINY_CNN_SPACE
 
 SPACE = TINY_CNN_SPACE
@@ -100,7 +101,7 @@ def test_killed_search_resumes_and_resume_false_starts_over(data, tmp_path, monk
                                                             capsys):
     X, y, folds = data
     budget = {**BUDGET, "max_epochs": 5}
-    real = search_module.cross_validate
+    real = tuner_module.cross_validate
     calls = []
 
     def dies_in_second_trial(*args, **kwargs):
@@ -109,11 +110,11 @@ def test_killed_search_resumes_and_resume_false_starts_over(data, tmp_path, monk
             raise _Killed
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(search_module, "cross_validate", dies_in_second_trial)
+    monkeypatch.setattr(tuner_module, "cross_validate", dies_in_second_trial)
     with pytest.raises(_Killed):
         search_cnn(X, y, folds=folds, budget=budget, seed=3, directory=tmp_path, space=SPACE,
                    progress=False)
-    monkeypatch.setattr(search_module, "cross_validate", real)
+    monkeypatch.setattr(tuner_module, "cross_validate", real)
     first_record = (tmp_path / "cnn1d_search" / "trial_0" / "cross_validation.json").read_text()
 
     resumed = search_cnn(X, y, folds=folds, budget=budget, seed=3, directory=tmp_path,

@@ -8,7 +8,7 @@ import pytest
 
 from localsoc.models.cnn1d import build_cnn1d, weight_layers
 from localsoc.models.ensemble import FoldEnsemble, make_folds
-from localsoc.models.search import TrainingSettings, cross_validate
+from localsoc.models.training import TrainingSettings, cross_validate
 from localsoc.models.transfer import freeze_layers, select_base_model, transfer_representation
 
 N_BANDS = 48

@@ -203,11 +203,12 @@ def test_seed_zero_gives_the_same_oracle_every_time():
     # Keras-Tuner turns seed=0 into a random seed; search_cnn must not.
     import random
 
-    from localsoc.models.search import _make_oracle, resolve_budget
+    from localsoc.models.training import resolve_budget
+    from localsoc.models.tuner import make_oracle
 
     budget = resolve_budget(BUDGET)
     random.seed(1)
-    first = _make_oracle("random", budget, 0).seed
+    first = make_oracle("random", budget, 0).seed
     random.seed(2)
-    assert _make_oracle("random", budget, 0).seed == first
-    assert _make_oracle("random", budget, 5).seed == 5
+    assert make_oracle("random", budget, 0).seed == first
+    assert make_oracle("random", budget, 5).seed == 5

@@ -55,7 +55,7 @@ def cnn_ensemble(X: np.ndarray, y: np.ndarray, ids: list[str], seed: int = 3) ->
     import keras
 
     from localsoc.models.cnn1d import build_cnn1d
-    from localsoc.models.search import TrainingSettings, cross_validate
+    from localsoc.models.training import TrainingSettings, cross_validate
 
     folds = make_folds(ids, 3, seed)
 

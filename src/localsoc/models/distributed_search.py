@@ -43,13 +43,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
+from tqdm.auto import tqdm
+
+from localsoc.models import keras_tuner_adapter as kt_adapter
+from localsoc.models.runtime import configure_tensorflow
+from localsoc.models.tuner import (
+    CNN1DHyperModel,
+    CrossValidationTuner,
+    LoggingStream,
+    make_oracle,
+    worker_best_dir,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "DISTRIBUTED_KEYS",
     "DistributedSettings",
+    "WorkerTuner",
     "main",
     "resolve_distributed",
     "run_worker",
@@ -121,10 +134,7 @@ def resolve_distributed(
         )
     if "KERASTUNER_ORACLE_IP" not in os.environ:
         return None
-    from keras_tuner.src.distribute import utils as dist_utils
-
-    dist_utils.has_chief_oracle()  # Keras-Tuner's own check that the three variables are set
-    if not dist_utils.is_chief_oracle():
+    if not kt_adapter.is_chief_environment():  # Keras-Tuner's own reading of the variables
         raise RuntimeError(
             f"KERASTUNER_TUNER_ID={os.environ['KERASTUNER_TUNER_ID']!r} makes this process a "
             "Keras-Tuner worker, but search_cnn runs the chief. Start workers with "
@@ -261,7 +271,7 @@ def ready_workers(directory: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _start_oracle_server(oracle, settings: DistributedSettings):
-    """Keras-Tuner's oracle service (``oracle_chief.OracleServicer``) on a gRPC server.
+    """Keras-Tuner's oracle service (``kt_adapter.add_oracle_service``) on a gRPC server.
 
     Keras-Tuner's own ``start_server`` polls its exit condition every 20 s, never stops the
     server (so the next search of the same process could not bind the port) and shows no
@@ -270,12 +280,9 @@ def _start_oracle_server(oracle, settings: DistributedSettings):
     from concurrent import futures
 
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    servicer = oracle_chief.OracleServicer(oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    servicer = kt_adapter.add_oracle_service(server, oracle)
     address = f"{settings.oracle_ip}:{settings.oracle_port}"
     try:
         bound = server.add_insecure_port(address)
@@ -335,8 +342,10 @@ def serve_search(cv_tuner, data: Mapping[str, Any], tuner: str, data_hash: str,
                 if bar is not None:
                     bar.n = min(ended, bar.total or ended)
                     bar.refresh()
-            oracle._check_consecutive_failures()  # the single-process search raises here too
-            exhausted = servicer.stop_triggered or (max_trials is not None and ended >= max_trials)
+            kt_adapter.check_consecutive_failures(oracle)  # as the single-process search does
+            exhausted = kt_adapter.service_stop_requested(servicer) or (
+                max_trials is not None and ended >= max_trials
+            )
             if exhausted and not ongoing:
                 # Every trial has ended; give the workers that ran one a moment to hear STOPPED.
                 done_since = done_since or time.monotonic()
@@ -371,47 +380,37 @@ class _SearchEnded(Exception):
     """The chief no longer serves the search this worker joined."""
 
 
-def _worker_tuner_class():
-    from localsoc.models.search import _BEST_DIR, _CrossValidationTuner
+class WorkerTuner(CrossValidationTuner):
+    """Runs trials of the chief's search; saves its best outcome to its own folder
+    (``best_trial.<tuner id>``) so that workers never write the same files."""
 
-    class WorkerTuner(_CrossValidationTuner):
-        """Runs trials of the chief's search; saves its best outcome to its own folder
-        (``best_trial.<tuner id>``) so that workers never write the same files."""
+    def __init__(self, *args, still_served: Callable[[], bool], **kwargs):
+        self._still_served = still_served
+        super().__init__(*args, **kwargs)
+        self.best_dir_name = worker_best_dir(self.tuner_id)
+        self.trials_run = 0
 
-        def __init__(self, *args, still_served: Callable[[], bool], **kwargs):
-            self._still_served = still_served
-            super().__init__(*args, **kwargs)
-            self.best_dir_name = f"{_BEST_DIR}.{self.tuner_id}"
-            self.trials_run = 0
+    def pre_create_trial(self):
+        # Before every request: a search the chief has closed is never joined (its port
+        # may be serving the next search by the time the request would arrive).
+        if not self._still_served():
+            raise _SearchEnded
 
-        def pre_create_trial(self):
-            # Before every request: a search the chief has closed is never joined (its port
-            # may be serving the next search by the time the request would arrive).
-            if not self._still_served():
-                raise _SearchEnded
-
-        def on_trial_end(self, trial):
-            super().on_trial_end(trial)
-            self.trials_run += 1
-
-    return WorkerTuner
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        self.trials_run += 1
 
 
 def _run_one_search(directory: Path, pointer: Mapping[str, Any], tuner_id: str,
                     oracle_ip: str, oracle_port: int, progress: bool) -> int:
     """Join the chief's search named by ``pointer``; returns the trials this worker ran."""
-    import keras
-    from tqdm.auto import tqdm
-
-    from localsoc.models.search import _CNN1DHyperModel, _LoggingStream, _make_oracle
-
     project_name = pointer["project_name"]
     project_dir = directory / project_name
     data, tuner_kind, search_id = read_task(project_dir)
     if search_id != pointer["search_id"]:
         raise _SearchEnded  # the chief has moved on to another search
-    oracle = _make_oracle(tuner_kind, data["budget"], data["seed"])
-    hypermodel = _CNN1DHyperModel(data["n_bands"], data["space"])
+    oracle = make_oracle(tuner_kind, data["budget"], data["seed"])
+    hypermodel = CNN1DHyperModel(data["n_bands"], data["space"])
 
     def still_served() -> bool:
         now = current_search(directory) or {}
@@ -419,8 +418,8 @@ def _run_one_search(directory: Path, pointer: Mapping[str, Any], tuner_id: str,
 
     keras.utils.set_random_seed(int(data["seed"]))
     with tuner_environment(tuner_id, oracle_ip, oracle_port), \
-            contextlib.redirect_stdout(_LoggingStream()):
-        tuner = _worker_tuner_class()(
+            contextlib.redirect_stdout(LoggingStream()):
+        tuner = WorkerTuner(
             oracle,
             hypermodel,
             data=data,
@@ -430,7 +429,7 @@ def _run_one_search(directory: Path, pointer: Mapping[str, Any], tuner_id: str,
             still_served=still_served,
         )
         with tqdm(desc=f"{tuner_id}: {project_name}", unit="trial", disable=not progress) as bar:
-            tuner._bar = bar
+            tuner.progress_bar = bar
             try:
                 tuner.search(verbose=0)
             except _SearchEnded:
@@ -459,8 +458,6 @@ def run_worker(
     seconds without one (``None``: runs until stopped).
     """
     import grpc
-
-    from localsoc.models.search import configure_tensorflow
 
     directory = Path(directory)
     tuner_id = tuner_id or os.environ.get("KERASTUNER_TUNER_ID")

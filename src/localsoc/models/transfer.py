@@ -36,11 +36,8 @@ from localsoc.models.ensemble import (
     make_folds,
     rmse,
 )
-from localsoc.models.search import (
-    TrainingSettings,
-    configure_tensorflow,
-    cross_validate,
-)
+from localsoc.models.runtime import configure_tensorflow
+from localsoc.models.training import TrainingSettings, cross_validate
 
 __all__ = [
     "DEFAULT_FINE_TUNE",
