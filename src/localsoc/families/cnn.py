@@ -73,7 +73,7 @@ def reusable_library_model(previous, X, y, ids, params: dict, seed: int) -> bool
         return False
     from localsoc.models.cnn1d import resolve_search_space
     from localsoc.models.ensemble import as_spectra, as_target, data_hash
-    from localsoc.models.search import resolve_budget
+    from localsoc.models.training import resolve_budget
 
     info = previous.info or {}
     return (

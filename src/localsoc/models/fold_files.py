@@ -8,7 +8,7 @@ A saved ensemble is a directory::
                                          out-of-fold predictions, provenance
 
 The Kedro datasets (``localsoc.datasets``), the serving bundle (``localsoc.serving.bundle``) and
-the search's best-trial store (``localsoc.models.search``) all read and write through these
+the search's best-trial store (``localsoc.models.tuner``) all read and write through these
 functions. Keras is imported when a model is loaded, not when this module is.
 """
 
