@@ -174,10 +174,6 @@ def reference_method() -> Method:
     return found[0]
 
 
-def families(servable: bool | None = None) -> list[Family]:
-    return [f for f in FAMILIES if servable is None or f.servable == servable]
-
-
 def family(name: str) -> Family:
     for candidate in FAMILIES:
         if candidate.name == name:

@@ -27,8 +27,6 @@ from localsoc.study import site_country, sites_of
 from localsoc.study.data import site_data, training_spectra
 from localsoc.uncertainty import ApplicabilityDomain, conformal_halfwidth, interval_coverage
 
-ESTIMATE_COLUMNS = ("site", "method", "model_key", "role", "sample_id", "observed",
-                    "estimated", "spread")
 METRIC_NAMES = ("rmse", "me", "ccc", "r2", "rpiq")
 
 
@@ -62,7 +60,7 @@ def predict_sites(
     library_models: dict,
     site_models: dict,
     transfer_models: dict,
-    mbl_estimates: pd.DataFrame,
+    mbl_estimates: pd.DataFrame | None,
 ) -> pd.DataFrame:
     """Calibration and test estimates of every registered method found for every site.
 
@@ -82,6 +80,8 @@ def predict_sites(
         for entry in methods():
             key = entry.model_key(site, country)
             if entry.collection is None:  # estimates of a stage without stored models (MBL)
+                if mbl_estimates is None or mbl_estimates.empty:
+                    continue
                 rows = mbl_estimates.loc[(mbl_estimates["site"] == site)
                                          & (mbl_estimates["method"] == entry.label)]
                 if rows.empty:
@@ -258,9 +258,6 @@ def evaluate_sites(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(predictions, metrics, winners): the evaluate pipeline's three nodes in one call, for
     scripts and tests (``mbl_estimates``: the ``mbl`` stage's output; None: no MBL rows)."""
-    if mbl_estimates is None:
-        mbl_estimates = pd.DataFrame(columns=["site", "method", "role", "sample_id",
-                                              "observed", "estimated"])
     estimates = predict_sites(site_calibration, site_test, library_spectra, selection,
                               library_models, site_models, transfer_models, mbl_estimates)
     predictions, scored, domains = score_sites(estimates, site_calibration, site_test,
