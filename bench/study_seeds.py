@@ -1,10 +1,17 @@
-"""Repeat the demo study over several seeds: DTL-Ig's mean dRMSE against Local per seed.
+"""Repeat the demo study over several seeds: honest winners and intervals, and DTL-Ig's dRMSE.
 
-The paper (Shen et al. 2022) reports +25.8 % for DTL-Ig averaged over its three sites. This
-script runs the whole study (conf/demo budgets unless --env says otherwise) once per seed in a
-scratch copy of the project, with the run seed (study.seed: simulator, PCA, RS-LOCAL, folds,
-CNN searches, transfer, MBL) set to that seed, and prints per seed and over seeds: DTL-Ig,
-Local, PLSR and winner figures. It takes about one demo run per seed.
+This script runs the whole study (conf/demo budgets unless --env says otherwise) once per seed
+in a scratch copy of the project, with the run seed (study.seed: simulator, PCA, RS-LOCAL,
+folds, CNN searches, transfer, MBL) set to that seed, and prints:
+
+- per seed and site: the winner, its nested calibration RMSE against its test RMSE (ratio),
+  the coverage and mean width of its served interval on test;
+- per method, pooled over seeds and sites: the coverage and mean width of every interval
+  (normalised, plain, CV+, normalised CV+) and the mean nested / test RMSE ratio;
+- per seed: DTL-Ig's mean dRMSE against Local (the paper, Shen et al. 2022: +25.8 %).
+
+It takes about one demo run per seed. ``--reuse`` reads the outputs of an earlier run of the
+same work directory instead of running again.
 
     python bench/study_seeds.py --seeds 42 43 44 [--env demo] [--workdir /tmp/localsoc_seeds]
 """
@@ -18,6 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,23 +50,59 @@ def seed_params(seed: int) -> dict:
     return {"study": {"seed": seed}}  # the one run seed every pipeline reads
 
 
+def winner_rows(seed: int, metrics: pd.DataFrame, winners: dict) -> list[dict]:
+    rows = []
+    for site, winner in sorted(winners.items()):
+        row = metrics.loc[(metrics["site"] == site) & (metrics["method"] == winner["method"])]
+        row = row.iloc[0]
+        rows.append({
+            "seed": seed, "site": site, "winner": winner["method"],
+            "nested cal RMSE": row["cal_rmse"], "un-nested cal RMSE": row["cal_rmse_unnested"],
+            "test RMSE": row["rmse"], "nested/test": row["cal_rmse"] / row["rmse"],
+            "coverage": row["coverage"], "mean width": row["mean_width"],
+            "best on test": winner["best_on_test"],
+        })
+    return rows
+
+
+def pooled_coverage(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per method, pooled over every seed and site (weighted by test samples)."""
+    names = [c.removeprefix("coverage_") for c in metrics.columns if c.startswith("coverage_")]
+    rows = []
+    for label, group in metrics.groupby("method", sort=False):
+        weights = group["n_test"].to_numpy(float)
+        row = {"method": label, "family": group["family"].iloc[0], "site-seeds": len(group),
+               "nested/test": float((group["cal_rmse"] / group["rmse"]).mean()),
+               "un-nested/test": float((group["cal_rmse_unnested"] / group["rmse"]).mean())}
+        for name in names:
+            row[f"cov {name}"] = float(np.average(group[f"coverage_{name}"], weights=weights))
+            row[f"width {name}"] = float(np.average(group[f"width_{name}"], weights=weights))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--env", default="demo")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/localsoc_seeds"))
+    parser.add_argument("--reuse", action="store_true",
+                        help="read the outputs already in --workdir instead of running")
     args = parser.parse_args()
 
     from localsoc.command_line import run_stages
     from localsoc.pipeline_registry import STAGES
 
     print(machine_line())
-    rows = []
+    rows, winners_table, all_metrics = [], [], []
     for seed in args.seeds:
-        project = scratch(args.workdir / f"seed_{seed}")
-        os.chdir(project)
-        seconds = run_stages([s for s in STAGES if s != "package"], args.env,
-                             params=seed_params(seed), project=project)
+        project = args.workdir / f"seed_{seed}"
+        seconds = {}
+        if not args.reuse:
+            project = scratch(project)
+            os.chdir(project)
+            seconds = run_stages([s for s in STAGES if s != "package"], args.env,
+                                 params=seed_params(seed), project=project)
         metrics = pd.read_csv(project / "data/08_reporting/study_metrics.csv")
         winners = json.loads((project / "data/08_reporting/study_winners.json").read_text())
         by = metrics.pivot(index="site", columns="method", values="drmse")
@@ -75,14 +119,29 @@ def main() -> None:
             "seconds": sum(seconds.values()),
         }
         rows.append(row)
+        winners_table += winner_rows(seed, metrics, winners)
+        all_metrics.append(metrics.assign(seed=seed))
         print(json.dumps(row, default=float), flush=True)
     table = pd.DataFrame(rows)
     values = table["DTL-Ig mean dRMSE %"].to_numpy()
+    fmt = {"float_format": lambda v: f"{v:.3f}"}
     print()
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(table.to_string(index=False, **fmt))
     print(f"\nDTL-Ig mean dRMSE over sites, {len(values)} seeds: mean {values.mean():+.1f} %, "
           f"s.d. {values.std(ddof=1) if len(values) > 1 else float('nan'):.1f} % "
           f"(paper: +25.8 %); env {args.env}")
+    won = pd.DataFrame(winners_table)
+    print("\nWinners per seed and site (served interval: "
+          f"{all_metrics[0]['interval'].iloc[0] if 'interval' in all_metrics[0] else 'plain'}):")
+    print(won.to_string(index=False, **fmt))
+    pooled = pd.concat(all_metrics, ignore_index=True)
+    weights = pooled.loc[pooled["winner"]]["n_test"].to_numpy(float)
+    winner_cov = np.average(won["coverage"].to_numpy(float), weights=weights)
+    print(f"\nWinner coverage: min {won['coverage'].min():.3f} over {len(won)} site-seeds, "
+          f"pooled {winner_cov:.3f}; nested/test min {won['nested/test'].min():.3f}; "
+          f"mean width {won['mean width'].mean():.3f}")
+    print("\nPer method, pooled over seeds and sites:")
+    print(pooled_coverage(pooled).to_string(index=False, **fmt))
 
 
 if __name__ == "__main__":

@@ -85,14 +85,18 @@ def print_summary(project: Path, seconds: dict[str, float]) -> None:
         console.rule("[bold]Models on each site's untouched test set (paper's Table 3 layout)")
         console.print(Markdown(study_table.read_text()))
         winners = json.loads((reporting / "study_winners.json").read_text())
-        table = Table(title="Winner per site (chosen on calibration OOF RMSE, not the test set)")
-        for column in ("site", "winner", "cal. RMSE", "test RMSE", "dRMSE %", "best on test"):
+        table = Table(title="Winner per site (nested calibration RMSE, simplest within 1 s.e.; "
+                            "not the test set)")
+        for column in ("site", "winner", "nested cal. RMSE", "test RMSE", "dRMSE %",
+                       "coverage", "mean width", "best on test"):
             table.add_column(column)
         for site, winner in sorted(winners.items()):
             test = winner["test_metrics"]
             table.add_row(site, winner["method"], f"{winner['cal_rmse']:.3f}",
                           "no test set" if test["rmse"] is None else f"{test['rmse']:.3f}",
                           "" if test["drmse"] is None else f"{test['drmse']:+.1f}",
+                          "" if test["coverage"] is None else f"{test['coverage']:.2f}",
+                          "" if test["mean_width"] is None else f"{test['mean_width']:.3f}",
                           winner["best_on_test"] or "")
         console.print(table)
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())

@@ -22,6 +22,12 @@ smallest one):
 ``serving_predictor(model)``
     an object whose ``predict(X, return_std=True)`` gives (estimate, spread) for served spectra
     (may be the model itself).
+``refit_folds(model, fold_data, params, seed, base=None, base_data=None)``
+    for families with ``nested`` methods: refit the model's recipe (architecture and training
+    settings, or its CV choice of components) on each outer fold's own training data
+    ``fold_data`` = [(X_train, y_train, [X_to_predict, ...]), ...] and return, per fold,
+    (the predictions of those arrays, a dict of what the refit chose); ``base`` is the library
+    model of a transfer method, ``base_data`` each outer fold's training locals (X, y).
 
 Models answer ``predict(X, return_std=True)`` with the estimate and the spread over their fold
 models (0 for a single model) and carry ``oof_predictions_`` and ``folds`` or ``sample_ids``
@@ -46,6 +52,10 @@ STAGES: dict[str, str | None] = {
     "transfer": "transfer",       # transfer_models
     "mbl": None,                  # mbl_estimates: estimates only, no stored models
 }
+
+
+#: How the ``nested`` stage re-estimates a method (``Method.nested``).
+NESTED: tuple[str | None, ...] = (None, "rslocal", "refit")
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,15 @@ class Method:
     ``library:<scope>+n``). ``base``: the library scope whose model a transfer method starts
     from. ``reference``: the method dRMSE is measured against. ``paper_drmse``: the mean dRMSE
     Shen et al. (2022) report for it, printed beside ours.
+
+    ``nested``: how the ``nested`` stage re-estimates the method out of fold when its training
+    data or settings were chosen with the calibration labels (see ``localsoc.study.nested``):
+    ``rslocal`` (RS-LOCAL rerun on each outer fold's training locals, then the family's
+    ``refit_folds`` on that selection + those locals), ``refit`` (the family's ``refit_folds``
+    on each outer fold's training locals, redoing its label-driven choices there: PLSR
+    components, a transfer's base fold), or None (the model's own fold models already predict
+    each calibration sample out of fold with no choice made on their labels, or the model never
+    saw the calibration samples).
     """
 
     label: str
@@ -95,11 +114,15 @@ class Method:
     base: str | None = None
     reference: bool = False
     paper_drmse: float | None = None
+    nested: str | None = None
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"method {self.label!r}: unknown stage {self.stage!r}; stages are "
                              f"{sorted(STAGES)}")
+        if self.nested not in NESTED:
+            raise ValueError(f"method {self.label!r}: unknown nested procedure {self.nested!r}; "
+                             f"use one of {NESTED}")
 
     @property
     def scope(self) -> str | None:
@@ -133,15 +156,21 @@ METHODS: list[Method] = [
     Method("Local", "{site}/local", "train_sites", "n", "cnn", reference=True),
     Method("Global", "{library}", "train_library", "library:global", "cnn"),
     Method("Country", "{library}", "train_library", "library:country", "cnn"),
-    Method("DTL-Ig", "{site}/dtl_ig", "train_sites", "k+n:global", "cnn", paper_drmse=25.8),
-    Method("DTL-Ic", "{site}/dtl_ic", "train_sites", "k+n:country", "cnn"),
-    Method("DTL-Rg", "{site}/dtl_rg", "transfer", "n", "cnn", base="global"),
-    Method("DTL-Rc", "{site}/dtl_rc", "transfer", "n", "cnn", base="country"),
-    Method("DTL-IRg", "{site}/dtl_irg", "transfer", "k+n:global", "cnn", base="global"),
-    Method("DTL-IRc", "{site}/dtl_irc", "transfer", "k+n:country", "cnn", base="country"),
-    Method("PLSR Local", "{site}/plsr_local", "train_sites", "n", "plsr"),
-    Method("RS-LOCAL+PLSR g", "{site}/plsr_rslocal_g", "train_sites", "k+n:global", "plsr"),
-    Method("RS-LOCAL+PLSR c", "{site}/plsr_rslocal_c", "train_sites", "k+n:country", "plsr"),
+    Method("DTL-Ig", "{site}/dtl_ig", "train_sites", "k+n:global", "cnn", paper_drmse=25.8,
+           nested="rslocal"),
+    Method("DTL-Ic", "{site}/dtl_ic", "train_sites", "k+n:country", "cnn", nested="rslocal"),
+    Method("DTL-Rg", "{site}/dtl_rg", "transfer", "n", "cnn", base="global", nested="refit"),
+    Method("DTL-Rc", "{site}/dtl_rc", "transfer", "n", "cnn", base="country",
+           nested="refit"),
+    Method("DTL-IRg", "{site}/dtl_irg", "transfer", "k+n:global", "cnn", base="global",
+           nested="rslocal"),
+    Method("DTL-IRc", "{site}/dtl_irc", "transfer", "k+n:country", "cnn", base="country",
+           nested="rslocal"),
+    Method("PLSR Local", "{site}/plsr_local", "train_sites", "n", "plsr", nested="refit"),
+    Method("RS-LOCAL+PLSR g", "{site}/plsr_rslocal_g", "train_sites", "k+n:global", "plsr",
+           nested="rslocal"),
+    Method("RS-LOCAL+PLSR c", "{site}/plsr_rslocal_c", "train_sites", "k+n:country", "plsr",
+           nested="rslocal"),
     Method("MBL g", "{site}/mbl_g", "mbl", "library:global", "mbl"),
     Method("MBL+spiking g", "{site}/mbl_spike_g", "mbl", "library:global+n", "mbl"),
     Method("MBL c", "{site}/mbl_c", "mbl", "library:country", "mbl"),

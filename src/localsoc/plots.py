@@ -99,7 +99,9 @@ def observed_estimated_figure(panels: list[dict]):
         y = np.asarray(panel["observed"], dtype=float)
         yhat = np.asarray(panel["estimated"], dtype=float)
         if panel.get("lower") is not None:
-            ax.errorbar(y, yhat, yerr=[yhat - panel["lower"], panel["upper"] - yhat], fmt="none",
+            # an estimate below 0 has its interval clipped at 0, above it: no bar below
+            ax.errorbar(y, yhat, yerr=[np.maximum(yhat - panel["lower"], 0.0),
+                                       np.maximum(panel["upper"] - yhat, 0.0)], fmt="none",
                         ecolor="#cccccc", lw=0.8, zorder=1)
         ax.scatter(y, yhat, s=14, color=COLOURS["test"], zorder=2)
         low = float(min(y.min(), yhat.min()))

@@ -96,7 +96,8 @@ def _calibration_pair(y_cal, oof_cal) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cv_plus_interval(y_cal, oof_cal, fold_of_cal, fold_predictions_new,
-                     level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+                     level: float = 0.9, difficulty_cal=None,
+                     difficulty_new=None) -> tuple[np.ndarray, np.ndarray]:
     """The CV+ interval of Barber, Candès, Ramdas & Tibshirani (2021, Ann. Statist. 49(1),
     section 3, "CV+"), vectorised over new points.
 
@@ -121,6 +122,14 @@ def cv_plus_interval(y_cal, oof_cal, fold_of_cal, fold_predictions_new,
     1 - alpha. The guarantee needs the estimates of the new point from the *fold* models (not
     from a refit) and the folds to partition exactly the calibration samples.
 
+    Normalised CV+ (``difficulty_cal`` (n,) and ``difficulty_new`` (m,) given, both known
+    without labels): the residuals are rescaled to each new point, R_i -> R_i sigma(x) /
+    sigma_i, i.e. CV+ on the normalised score |y - mu| / sigma of Lei et al. (2018, section
+    5.2), so the width follows the point's difficulty. With sigma computed symmetrically for
+    the calibration and the new points (e.g. ``domain_difficulty`` of a domain that did not
+    contain them) the same guarantee applies to the normalised score; with sigma_new from a
+    domain fitted on all training spectra it is approximate.
+
     Returns (lower, upper), arrays of shape (m,).
     """
     level = _check_level(level)
@@ -140,6 +149,16 @@ def cv_plus_interval(y_cal, oof_cal, fold_of_cal, fold_predictions_new,
     residuals = np.abs(y - yhat)[:, None]  # (n, 1)
     mu = predictions[folds]  # (n, m): mu_{-k(i)}(x) for every calibration sample i
     m = mu.shape[1]
+    if (difficulty_cal is None) != (difficulty_new is None):
+        raise ValueError("give both difficulty_cal and difficulty_new, or neither")
+    if difficulty_cal is not None:
+        sigma_cal = np.asarray(difficulty_cal, dtype=np.float64).ravel()
+        sigma_new = np.asarray(difficulty_new, dtype=np.float64).ravel()
+        if sigma_cal.shape != (n,) or sigma_new.shape != (m,):
+            raise ValueError("difficulties: one per calibration sample and one per new point")
+        if not (np.all(sigma_cal > 0) and np.all(sigma_new > 0)):
+            raise ValueError("difficulties must be positive")
+        residuals = residuals / sigma_cal[:, None] * sigma_new[None, :]  # (n, m)
     upper_rank = _upper_rank(n, level)
     lower_rank = n + 1 - upper_rank
     if upper_rank > n:
@@ -191,29 +210,41 @@ def normalized_halfwidths(y_cal, oof_cal, difficulty_cal, difficulty_new,
     ``conformal_halfwidth``, the result is only approximately valid. The coverage is marginal,
     not conditional on x; the normalisation makes widths adapt to the difficulty.
     """
+    sigma_new = np.asarray(difficulty_new, dtype=np.float64)
+    if not np.all(np.isfinite(sigma_new)):
+        raise ValueError("difficulties must be finite")
+    q, floor = normalized_score_quantile(y_cal, oof_cal, difficulty_cal, level, floor_fraction)
+    if floor is None:  # no positive calibration difficulty: the plain conformal half-width
+        return q * np.ones_like(sigma_new)
+    return q * (np.maximum(sigma_new, 0.0) + floor)
+
+
+def normalized_score_quantile(y_cal, oof_cal, difficulty_cal, level: float = 0.9,
+                              floor_fraction: float = 0.01) -> tuple[float, float | None]:
+    """(q, floor) of ``normalized_halfwidths``: the half-width at a new point of difficulty d is
+    q * (max(d, 0) + floor) (floor None: no positive calibration difficulty, the half-width is
+    q for every point). What a served model stores to give the same intervals."""
     level = _check_level(level)
     y, yhat = _calibration_pair(y_cal, oof_cal)
     sigma_cal = np.asarray(difficulty_cal, dtype=np.float64).ravel()
-    sigma_new = np.asarray(difficulty_new, dtype=np.float64)
     if sigma_cal.shape != y.shape:
         raise ValueError("difficulty_cal must have one value per calibration sample")
-    if not (np.all(np.isfinite(sigma_cal)) and np.all(np.isfinite(sigma_new))):
+    if not np.all(np.isfinite(sigma_cal)):
         raise ValueError("difficulties must be finite")
     if not floor_fraction > 0:
         raise ValueError(f"floor_fraction must be positive; got {floor_fraction}")
     positive = sigma_cal[sigma_cal > 0]
+    floor = None
     if positive.size == 0:
         sigma_cal = np.ones_like(sigma_cal)
-        sigma_new = np.ones_like(sigma_new)
     else:
         median = float(np.median(np.maximum(sigma_cal, 0.0)))
         floor = floor_fraction * (median if median > 0 else float(np.median(positive)))
         sigma_cal = np.maximum(sigma_cal, 0.0) + floor
-        sigma_new = np.maximum(sigma_new, 0.0) + floor
     scores = np.sort(np.abs(y - yhat) / sigma_cal)
     rank = _upper_rank(y.size, level)
-    q = np.inf if rank > y.size else scores[rank - 1]
-    return q * sigma_new
+    q = float("inf") if rank > y.size else float(scores[rank - 1])
+    return q, floor
 
 
 def weighted_conformal_halfwidth(residuals, weights_cal, weight_new, level: float = 0.9):
@@ -265,6 +296,20 @@ def clip_interval(lower, upper, minimum: float = 0.0) -> tuple[np.ndarray, np.nd
     """
     return (np.maximum(np.asarray(lower, dtype=np.float64), minimum),
             np.maximum(np.asarray(upper, dtype=np.float64), minimum))
+
+
+def domain_difficulty(domain: ApplicabilityDomain, spectra) -> np.ndarray:
+    """A difficulty known without the label: sigma(x) = sqrt(1 + T2(x) / T2_limit + Q(x) /
+    Q_limit) in a model's applicability domain (``ApplicabilityDomain``).
+
+    1 at the centre of the training spectra, about sqrt(3) at the domain's limits, growing
+    beyond them; the 1 keeps interior spectra from getting a zero width. Used as the sigma of
+    the normalised conformal scores (``normalized_halfwidths``, ``cv_plus_interval``).
+    """
+    t2, q = domain.statistics(spectra)
+    t2_limit = domain.t2_limit if domain.t2_limit > 0 else 1.0
+    q_limit = domain.q_limit if domain.q_limit > 0 else 1.0
+    return np.sqrt(1.0 + t2 / t2_limit + q / q_limit)
 
 
 @dataclass

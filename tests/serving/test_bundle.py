@@ -14,6 +14,7 @@ from localsoc.serving.bundle import (
     BundleIntegrityError,
     ServingBundle,
     interval_halfwidth,
+    interval_rule,
     read_bundle,
     site_directory,
     verify_bundle,
@@ -80,6 +81,24 @@ def test_a_changed_manifest_is_refused(linear_bundle, tmp_path):
     loaded = read_bundle(tmp_path)
     with pytest.raises(BundleError, match="disagrees with its calibration residuals"):
         interval_halfwidth(loaded.site("sweden_site"))
+
+
+def test_the_served_interval_follows_from_its_residuals_and_difficulties(linear_bundle,
+                                                                         tmp_path):
+    entry = linear_bundle.site("sweden_site")
+    assert entry["interval"]["method"] == "normalised"
+    rule = interval_rule(entry)
+    residuals = np.abs(entry["interval"]["calibration_residuals"])
+    difficulties = np.asarray(entry["interval"]["calibration_difficulties"])
+    # a spectrum of difficulty d gets q (d + floor): the same order statistic as evaluation
+    scores = np.sort(residuals / (difficulties + rule.floor))
+    assert rule.score_quantile == scores[int(np.ceil(0.9 * (len(scores) + 1))) - 1]
+    np.testing.assert_allclose(rule.halfwidths(np.array([1.0, 2.0])),
+                               rule.score_quantile * (np.array([1.0, 2.0]) + rule.floor))
+    tampered = copy.deepcopy(entry)
+    tampered["interval"]["score_quantile"] *= 0.5
+    with pytest.raises(BundleError, match="score quantile"):
+        interval_rule(tampered)
 
 
 def test_file_paths_outside_the_bundle_are_refused(linear_bundle, tmp_path):

@@ -103,6 +103,63 @@ def train_library_model(X, y, ids, seed: int, params: dict, label: str, previous
     return result.ensemble, result.trials.copy(), False
 
 
+def refit_folds(model, fold_data, params: dict, seed: int, base=None, base_data=None):
+    """The model's recipe trained again on each outer fold's own training data.
+
+    A searched model (Local, DTL-I): its architecture and training hyperparameters (the
+    search's best trial) with its search budget's epochs, patience and early-stopping share. A
+    transfer model (DTL-R, DTL-IR): the fold model of ``base`` with the lowest RMSE on that
+    outer fold's training locals ``base_data[f]`` = (X, y) (the base fold is chosen again
+    without the held-out fold's labels), fine-tuned at the same frozen depth with the same
+    settings and that base fold's ``y`` scaling. The architecture and the frozen depth stay
+    those chosen on all n. Returns, per fold, (predictions of its arrays, {"epochs": run,
+    "base_fold": chosen}).
+    """
+    import keras
+    import numpy as np
+
+    from localsoc.models.cnn1d import build_cnn1d
+    from localsoc.models.runtime import configure_tensorflow
+    from localsoc.models.training import TrainingSettings, fit_fold_models, resolve_budget
+    from localsoc.models.tuner import trial_settings
+
+    configure_tensorflow(params.get("threads"), True)
+    info = model.info or {}
+    y_scaling, chosen = None, [None] * len(fold_data)
+    if info.get("kind") == "transfer":
+        from localsoc.models.transfer import freeze_layers, select_base_model
+
+        if base is None or base_data is None:
+            raise ValueError("refitting a transfer model needs its base library model and each "
+                             "outer fold's training locals")
+        chosen = [select_base_model(base, X, y)[0] for X, y in base_data]
+        depth = int(info["depth"])
+        settings = TrainingSettings(**info["fine_tune"])
+        y_scaling = [(float(base.y_mean_[b]), float(base.y_scale_[b])) for b in chosen]
+
+        def make_model(fold: int):
+            fresh = keras.models.clone_model(base.models_[chosen[fold]])
+            fresh.set_weights(base.models_[chosen[fold]].get_weights())
+            freeze_layers(fresh, depth)
+            return fresh
+    else:
+        hp, space = dict(model.hyperparameters), info.get("space")
+        settings = trial_settings(hp, space, resolve_budget(info.get("budget")
+                                                            or params["site_budget"]))
+        n_bands = model.n_bands
+
+        def make_model(fold: int):
+            return build_cnn1d(hp, n_bands, space)
+
+    fold_data = [(np.asarray(X, np.float32), np.asarray(y, np.float64),
+                  [np.asarray(A, np.float32) for A in to_predict])
+                 for X, y, to_predict in fold_data]
+    _, _, _, epochs, predictions = fit_fold_models(make_model, fold_data, settings, seed=seed,
+                                                   y_scaling=y_scaling)
+    return [(p, {"epochs": e, "base_fold": b})
+            for p, e, b in zip(predictions, epochs, chosen, strict=True)]
+
+
 def serving_predictor(model: Any) -> Any:
     """The NumPy/graph fast path of the ensemble (``LOCALSOC_CNN_BACKEND``: auto, numpy or
     tensorflow; default auto)."""

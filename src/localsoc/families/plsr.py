@@ -46,5 +46,23 @@ def train_site_model(X, y, ids, folds, seed: int, params: dict, label: str, data
     return model, None
 
 
+def refit_folds(model, fold_data, params: dict, seed: int, base=None, base_data=None):
+    """PLSR refitted on each outer fold's own training data, the number of components chosen
+    again by an inner CV there (``train.site_budget.folds`` folds, at most one per sample).
+
+    Returns, per fold, (predictions of its arrays, {"n_components": chosen}).
+    """
+    from localsoc.models.ensemble import make_folds
+
+    results = []
+    for fold, (X, y, to_predict) in enumerate(fold_data):
+        inner = make_folds(len(y), min(int(params["site_budget"]["folds"]), len(y)), seed + fold)
+        fitted = fit_pls_cv(X, y, max_components=int(params["pls_max_components"]),
+                            cv=list(inner.split()))
+        results.append(([fitted.predict(A).ravel() if len(A) else A[:, 0] for A in to_predict],
+                         {"n_components": int(fitted.n_components_)}))
+    return results
+
+
 def serving_predictor(model: LinearModel) -> LinearModel:
     return model

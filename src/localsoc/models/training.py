@@ -13,7 +13,8 @@ stopping. What is here:
 * ``FoldTrainer``: one compiled model reused for every fold of a trial (batch-by-batch training,
   early stopping on held-out rows, best weights restored);
 * ``fit_model``: one model; ``cross_validate``: one model per fold with out-of-fold predictions
-  (``CrossValidationOutcome``); ``fold_seed``: the seed of each fold.
+  (``CrossValidationOutcome``); ``fit_fold_models``: one model per fold on each fold's own
+  training data (nested evaluation); ``fold_seed``: the seed of each fold.
 
 TensorFlow threads and op determinism are set in ``localsoc.models.runtime``; the Keras-Tuner
 side of a search (hypermodel, tuner, oracle, best-trial store) is ``localsoc.models.tuner``.
@@ -22,7 +23,7 @@ side of a search (hypermodel, tuner, oracle, best-trial store) is ``localsoc.mod
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ __all__ = [
     "FoldTrainer",
     "TrainingSettings",
     "cross_validate",
+    "fit_fold_models",
     "fit_model",
     "fold_seed",
     "resolve_budget",
@@ -213,6 +215,53 @@ def fit_model(
     return FoldTrainer(model, settings).fit(X, z, seed)
 
 
+def fit_fold_models(
+    make_model: Callable[[int], keras.Model],
+    fold_data: Iterable[tuple[np.ndarray, np.ndarray, Sequence[np.ndarray]]],
+    settings: TrainingSettings,
+    *,
+    seed: int,
+    y_scaling: tuple[float, float] | Sequence[tuple[float, float]] | None = None,
+) -> tuple[list, np.ndarray, np.ndarray, list[int], list[list[np.ndarray]]]:
+    """Train one model per fold on that fold's own training data; predict its arrays.
+
+    ``fold_data`` yields, per fold, ``(X_train, y_train, to_predict)``: the fold's training rows
+    (any rows: the nested evaluation trains fold f on its own RS-LOCAL selection plus the
+    fold's training locals) and the spectra arrays its model predicts (in ``y`` units). Every
+    fold model is trained as ``cross_validate`` trains it (same seeds, one compiled trainer:
+    every fold's model must have the same architecture). ``y_scaling``: None (standardise on
+    each fold's training rows), one (mean, scale) pair for every fold, or a list of pairs, one
+    per fold. Returns (models, y means, y scales, epochs, predictions per fold).
+    """
+    per_fold_scaling = (y_scaling is not None and len(y_scaling) > 0
+                        and not np.isscalar(y_scaling[0]))
+    trainer = None
+    models, means, scales, epochs, predictions = [], [], [], [], []
+    for fold, (X_train, y_train, to_predict) in enumerate(fold_data):
+        if per_fold_scaling:
+            mean, scale = (float(v) for v in y_scaling[fold])
+        elif y_scaling is None:
+            mean = float(np.mean(y_train))
+            scale = float(np.std(y_train))
+            scale = scale if scale > 0 else 1.0
+        else:
+            mean, scale = (float(v) for v in y_scaling)
+        seed_k = fold_seed(seed, fold)
+        keras.utils.set_random_seed(seed_k)
+        fresh = make_model(fold)
+        if trainer is None:
+            trainer = FoldTrainer(make_model(fold), settings)
+        trainer.reset(fresh.get_weights())
+        epochs.append(trainer.fit(X_train, (y_train - mean) / scale, seed_k))
+        predictions.append([mean + scale * trainer.predict(X) if len(X) else np.empty(0)
+                            for X in to_predict])
+        fresh.set_weights(trainer.model.get_weights())  # the kept fold model
+        models.append(fresh)
+        means.append(mean)
+        scales.append(scale)
+    return models, np.asarray(means), np.asarray(scales), epochs, predictions
+
+
 def cross_validate(
     make_model: Callable[[int], keras.Model],
     X: np.ndarray,
@@ -232,34 +281,19 @@ def cross_validate(
     RMSE; nothing raises.
     """
     start = time.perf_counter()
-    trainer = None
-    models, means, scales, epochs, fold_rmse = [], [], [], [], []
+    splits = list(folds.split())
+    models, means, scales, epochs, predictions = fit_fold_models(
+        make_model, ((X[train], y[train], [X[valid]]) for train, valid in splits), settings,
+        seed=seed, y_scaling=y_scaling)
     oof = np.full(y.shape[0], np.nan)
-    for fold, (train, valid) in enumerate(folds.split()):
-        if y_scaling is None:
-            mean = float(np.mean(y[train]))
-            scale = float(np.std(y[train]))
-            scale = scale if scale > 0 else 1.0
-        else:
-            mean, scale = (float(v) for v in y_scaling)
-        seed_k = fold_seed(seed, fold)
-        keras.utils.set_random_seed(seed_k)
-        fresh = make_model(fold)
-        if trainer is None:
-            trainer = FoldTrainer(make_model(fold), settings)
-        trainer.reset(fresh.get_weights())
-        epochs.append(trainer.fit(X[train], (y[train] - mean) / scale, seed_k))
-        prediction = mean + scale * trainer.predict(X[valid])
-        fresh.set_weights(trainer.model.get_weights())  # the kept fold model
+    fold_rmse = []
+    for (_, valid), (prediction,) in zip(splits, predictions, strict=True):
         oof[valid] = prediction
         fold_rmse.append(rmse(y[valid], prediction) if np.isfinite(prediction).all() else np.nan)
-        models.append(fresh)
-        means.append(mean)
-        scales.append(scale)
     return CrossValidationOutcome(
         models=models,
-        y_mean=np.asarray(means),
-        y_scale=np.asarray(scales),
+        y_mean=means,
+        y_scale=scales,
         oof_predictions=oof,
         fold_rmse=np.asarray(fold_rmse),
         epochs=epochs,

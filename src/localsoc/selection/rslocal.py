@@ -49,6 +49,8 @@ import contextlib
 import importlib
 import math
 import numbers
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -391,6 +393,28 @@ class RSLocal(BaseEstimator):
         self.executor = executor
         self.scheduler_address = scheduler_address
         self.chunk_size = chunk_size
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], random_state: int,
+                    progress: bool | None = None) -> RSLocal:
+        """An RS-LOCAL with the ``localise`` parameters of the study (``k``, ``b``, ``retain``,
+        ``n_components``, ``scoring``, ``retain_by``, ``n_jobs``, ``backend``, ``progress``,
+        ``executor``, ``scheduler_address``, ``chunk_size``); other keys are ignored."""
+        return cls(
+            k=int(params["k"]),
+            b=float(params["b"]),
+            retain=float(params["retain"]),
+            n_components=int(params["n_components"]),
+            scoring=params["scoring"],
+            retain_by=params["retain_by"],
+            random_state=int(random_state),
+            n_jobs=int(params["n_jobs"]),
+            backend=params["backend"],
+            progress=bool(params.get("progress", True)) if progress is None else progress,
+            executor=params.get("executor", "local"),
+            scheduler_address=params.get("scheduler_address"),
+            chunk_size=params.get("chunk_size"),
+        )
 
     def _check_parameters(self, n_library: int, n_bands: int) -> None:
         _check_choice(self.scoring, "scoring", SCORINGS)

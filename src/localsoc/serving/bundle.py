@@ -6,7 +6,9 @@ store (``localsoc.methods``: a 1D-CNN fold ensemble in the layout of
 ``bundle.json`` (no pickles):
 
 - the wavelength grid (nm) and the preprocessing steps (``localsoc.spectra.steps`` names);
-- the interval: level, conformal half-width and the calibration residuals it came from;
+- the interval: its method (``normalised``: half-width q * sigma(x), sigma the spectrum's
+  domain distance; ``plain``: one conformal half-width), level, and the nested out-of-fold
+  calibration residuals and difficulties it came from (checked when read);
 - the applicability domain (PCA mean, components, variances, T2 and Q limits);
 - the method, the model key, what it was trained on, calibration and test metrics;
 - the serving limits, and the data and code versions of the run that made it.
@@ -261,3 +263,66 @@ def interval_halfwidth(entry: Mapping[str, Any]) -> float:
                 f"with its calibration residuals ({recomputed}); re-run the package stage"
             )
     return stored
+
+
+#: What the served interval is, per ``interval.method`` of a bundle site.
+INTERVAL_DESCRIPTIONS = {
+    "normalised": (
+        "normalised-score conformal interval (Lei et al. 2018): estimate +- q * sigma(x), "
+        "sigma(x) = sqrt(1 + T2/T2_limit + Q/Q_limit) in the model's applicability domain, q the "
+        "conformal quantile of |residual| / sigma over the nested out-of-fold calibration "
+        "residuals; lower bound clipped at 0. Marginal coverage about the level (measured on "
+        "test in the study; no finite-sample guarantee, since the served model is refitted on "
+        "all calibration samples)"),
+    "plain": (
+        "conformal half-width of the nested out-of-fold calibration residuals around the served "
+        "estimate; lower bound clipped at 0. Marginal coverage about the level (measured on "
+        "test in the study; no finite-sample guarantee)"),
+}
+
+
+@dataclass(frozen=True)
+class IntervalRule:
+    """The served interval of one bundle site (see ``INTERVAL_DESCRIPTIONS``)."""
+
+    method: str
+    level: float
+    halfwidth: float  # plain: the half-width
+    score_quantile: float  # normalised: q
+    floor: float  # normalised: added to sigma
+
+    def halfwidths(self, difficulty: np.ndarray) -> np.ndarray:
+        """Half-width of each spectrum, from its ``domain_difficulty``."""
+        difficulty = np.asarray(difficulty, dtype=np.float64)
+        if self.method == "plain":
+            return np.full(difficulty.shape, self.halfwidth)
+        return self.score_quantile * (np.maximum(difficulty, 0.0) + self.floor)
+
+
+def interval_rule(entry: Mapping[str, Any]) -> IntervalRule:
+    """The served interval of a bundle site, its numbers checked against the stored calibration
+    residuals and difficulties (a mismatch is a ``BundleError``)."""
+    from localsoc.uncertainty import normalized_score_quantile
+
+    interval = entry["interval"]
+    halfwidth = interval_halfwidth(entry)
+    method = interval.get("method")
+    level = float(interval["level"])
+    if method not in INTERVAL_DESCRIPTIONS:  # bundles before nested evaluation
+        return IntervalRule("plain", level, halfwidth, math.nan, 0.0)
+    if method == "plain":
+        return IntervalRule("plain", level, halfwidth, math.nan, 0.0)
+    residuals = np.asarray(interval.get("calibration_residuals", []), dtype=np.float64)
+    difficulties = np.asarray(interval.get("calibration_difficulties", []), dtype=np.float64)
+    if residuals.size == 0 or difficulties.shape != residuals.shape:
+        raise BundleError(f"bundle site {entry['site']!r}: a normalised interval needs one "
+                          "calibration difficulty per calibration residual")
+    q, floor = normalized_score_quantile(residuals, np.zeros_like(residuals), difficulties,
+                                         level)
+    stored = interval.get("score_quantile")
+    stored = math.inf if stored is None else float(stored)
+    if not (q == stored or abs(q - stored) <= 1e-9 * max(1.0, abs(stored))):
+        raise BundleError(
+            f"bundle site {entry['site']!r}: stored score quantile {stored} disagrees with its "
+            f"calibration residuals and difficulties ({q}); re-run the package stage")
+    return IntervalRule("normalised", level, halfwidth, q, 0.0 if floor is None else floor)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from localsoc.methods import family
-from localsoc.serving.bundle import DEFAULT_SERVING, ServingBundle, interval_halfwidth
+from localsoc.serving.bundle import DEFAULT_SERVING, ServingBundle, interval_rule
 from localsoc.serving.schemas import (
     DomainLimits,
     Interval,
@@ -31,7 +31,7 @@ from localsoc.serving.schemas import (
 from localsoc.spectra import units
 from localsoc.spectra.resample import Resample, missing_ranges
 from localsoc.spectra.steps import apply_steps, check_steps
-from localsoc.uncertainty import ApplicabilityDomain
+from localsoc.uncertainty import ApplicabilityDomain, domain_difficulty
 
 #: Grids a site keeps fitted resamplers for (clients usually send one or two grids).
 RESAMPLER_CACHE_SIZE = 32
@@ -71,8 +71,9 @@ class SitePredictor:
         # the family's serving path (localsoc.methods): the same model, a fast forward pass
         self.predictor = family(entry["family"]).implementation().serving_predictor(model)
         self.domain = ApplicabilityDomain.from_dict(entry["domain"])
-        self.halfwidth = interval_halfwidth(entry)
-        self.level = float(entry["interval"]["level"])
+        self.interval = interval_rule(entry)
+        self.halfwidth = self.interval.halfwidth
+        self.level = self.interval.level
         self.identity = ModelIdentity(
             site=self.name,
             method=entry["method"],
@@ -107,7 +108,8 @@ class SitePredictor:
                 "last_nm": float(self.wavelengths_nm[-1]),
             },
             "preprocessing": self.steps,
-            "interval": {"level": self.level,
+            "interval": {"level": self.level, "method": self.interval.method,
+                         "description": self.entry["interval"].get("description"),
                          "halfwidth": self.halfwidth if math.isfinite(self.halfwidth) else None},
             "domain_limits": {"t2_limit": self.domain.t2_limit, "q_limit": self.domain.q_limit},
             "cal_rmse": entry.get("cal_rmse"),
@@ -154,15 +156,17 @@ class SitePredictor:
         estimate, spread = self.predictor.predict(spectra, return_std=True)
         t2, q = self.domain.statistics(spectra)
         inside = (t2 <= self.domain.t2_limit) & (q <= self.domain.q_limit)
-        finite = math.isfinite(self.halfwidth)
+        half = self.interval.halfwidths(domain_difficulty(self.domain, spectra))
+        finite = np.isfinite(half)
         predictions = [
             SpectrumPrediction(
                 soc_percent=float(estimate[i]),
                 spread=float(spread[i]),
                 interval=Interval(
-                    lower=float(estimate[i] - self.halfwidth) if finite else None,
-                    upper=float(estimate[i] + self.halfwidth) if finite else None,
+                    lower=float(max(estimate[i] - half[i], 0.0)) if finite[i] else None,
+                    upper=float(estimate[i] + half[i]) if finite[i] else None,
                     level=self.level,
+                    method=self.interval.method,
                 ),
                 in_domain=bool(inside[i]),
                 t2=float(t2[i]),

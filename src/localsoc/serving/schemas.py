@@ -36,6 +36,10 @@ class Interval(BaseModel):
     lower: float | None = Field(description="lower bound, SOC %; null when unbounded")
     upper: float | None = Field(description="upper bound, SOC %; null when unbounded")
     level: float = Field(description="nominal coverage, e.g. 0.9")
+    method: str = Field(
+        default="plain",
+        description="normalised (half-width grows with the spectrum's distance to the training "
+        "spectra) or plain (one half-width); GET /sites describes the site's interval")
 
 
 class SpectrumPrediction(BaseModel):

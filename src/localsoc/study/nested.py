@@ -8,21 +8,41 @@ library and the fold's training locals only, the PLSR components are chosen by a
 that fold's k_f + n_f, and the refitted model predicts the held-out locals, which took no part
 in any of those choices.
 
-This module holds the RS-LOCAL + PLSR case (:func:`nested_rslocal_pls`) and its un-nested
-counterpart (:func:`unnested_rslocal_pls`, what the train stage does today), so a test can show
-the difference on data where the truth is known.
+:func:`nested_site_estimates` is the ``nested`` stage's work for one site: for every method
+with a ``nested`` procedure in the registry it returns, per outer fold f of the stored folds of
+the n, the estimates of fold f's held-out locals and of the site's test spectra by the model
+refitted on fold f's training data (RS-LOCAL rerun on those locals for ``rslocal`` methods).
+Those estimates feed the winner rule (nested out-of-fold RMSE) and the CV+ intervals of the
+evaluate stage. The RS-LOCAL runs of the outer folds are independent and run in a thread pool
+(the native kernel releases the GIL; each run uses ``localise.n_jobs`` threads).
+
+What stays un-nested (stated in the report): the architecture of a searched CNN (the best of
+its trials on all n), a transfer method's base fold and freezing depth, MBL's neighbourhood
+size. Each is one choice among a few candidates; the RS-LOCAL selection (k of thousands of
+library samples picked to fit the n labels) and the PLSR component count are redone.
+
+:func:`nested_rslocal_pls` and its un-nested counterpart :func:`unnested_rslocal_pls` are the
+self-contained RS-LOCAL + PLSR case, so a test can show the difference on data where the truth
+is known.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from localsoc.data.schema import spectra_of
 from localsoc.models.ensemble import Folds, make_folds
 from localsoc.models.pls import fit_pls_cv
+from localsoc.study import derived_seed, scope_key, scope_rows
+
+ESTIMATE_COLUMNS = ("site", "method", "role", "sample_id", "fold", "estimated")
 
 
 @dataclass
@@ -108,3 +128,120 @@ def unnested_rslocal_pls(
     fitted = fit_pls_cv(X, y, max_components=max_components, cv=cv)
     oof = np.asarray(fitted.oof_predictions_)[len(chosen):]
     return NestedEstimates(oof, folds, [np.asarray(chosen)], [int(fitted.n_components_)])
+
+
+def fold_selections(pool: pd.DataFrame, X_local: np.ndarray, y_local: np.ndarray, folds: Folds,
+                    params: Mapping[str, Any], seeds: list[int],
+                    workers: int | None = None) -> list[np.ndarray]:
+    """RS-LOCAL on each outer fold's training locals (rows of ``pool``, one array per fold).
+
+    ``params``: the ``localise`` parameters; ``seeds``: one per fold. The runs go to a pool of
+    ``workers`` threads (None: cores // ``n_jobs``, at least 1); the result does not depend on
+    the number of workers.
+    """
+    from localsoc.selection import RSLocal
+
+    X_pool, y_pool = spectra_of(pool), pool["soc"].to_numpy(np.float64)
+    splits = list(folds.split())
+    if workers is None:
+        workers = max(1, (os.cpu_count() or 1) // max(1, int(params.get("n_jobs") or 1)))
+
+    def run(fold: int) -> np.ndarray:
+        train = splits[fold][0]
+        selector = RSLocal.from_params(params, seeds[fold], progress=False)
+        return np.asarray(selector.fit(X_pool, y_pool, X_local[train], y_local[train])
+                          .selected_indices_)
+
+    with ThreadPoolExecutor(max_workers=int(workers)) as executor:
+        return list(executor.map(run, range(len(splits))))
+
+
+def nested_site_estimates(
+    site: str,
+    country: str | None,
+    library_spectra: pd.DataFrame,
+    local: pd.DataFrame,
+    test: pd.DataFrame,
+    selection: pd.DataFrame,
+    folds: Folds,
+    entries: list,
+    models: Mapping[str, Any],
+    bases: Mapping[str, Any],
+    params: Mapping[str, Mapping[str, Any]],
+    seed: int,
+    workers: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Nested estimates of one site: (estimates, choices).
+
+    ``entries``: the registry methods to re-estimate (``Method.nested`` set), with their fitted
+    models in ``models`` (by method label) and, for transfer methods, the library models they
+    started from in ``bases`` (by label). ``folds``: the stored outer folds of the n (aligned to
+    ``local``'s rows). ``params``: ``localise``, ``train`` and ``transfer`` parameters.
+
+    Estimates: one ``calibration`` row per local sample (its outer fold's model) and one
+    ``test`` row per test sample and outer fold. Choices: per method and fold, the training
+    size, the library samples used, their overlap with the selection made on all n, and what
+    the refit chose (components, epochs).
+    """
+    from localsoc.methods import family
+
+    X_n = spectra_of(local)
+    y_n = local["soc"].to_numpy(np.float64)
+    ids_n = local["sample_id"].astype(str).tolist()
+    folds = folds.aligned_to(ids_n)
+    splits = list(folds.split())
+    X_test = spectra_of(test) if not test.empty else np.empty((0, X_n.shape[1]))
+    ids_test = test["sample_id"].astype(str).tolist()
+    selected: dict[str, tuple[pd.DataFrame, list[np.ndarray]]] = {}
+    for scope in dict.fromkeys(m.scope for m in entries if m.nested == "rslocal"):
+        pool = scope_rows(library_spectra, scope, country)
+        seeds = [derived_seed(seed, site, scope, f"outer_fold_{f}") for f in range(len(splits))]
+        selected[scope] = (pool, fold_selections(pool, X_n, y_n, folds, params["localise"],
+                                                 seeds, workers))
+    frames, choices = [], []
+    for entry in entries:
+        full = set(selection.loc[(selection["site"] == site) & (selection["scope"] == entry.scope),
+                                 "sample_id"].astype(str)) if entry.nested == "rslocal" else set()
+        fold_data, used = [], []
+        for f, (train, held) in enumerate(splits):
+            if entry.nested == "rslocal":
+                pool, per_fold = selected[entry.scope]
+                picked = pool.iloc[per_fold[f]]
+                X = np.vstack([spectra_of(picked), X_n[train]])
+                y = np.concatenate([picked["soc"].to_numpy(np.float64), y_n[train]])
+                used.append(picked["sample_id"].astype(str).tolist())
+            else:
+                X, y = X_n[train], y_n[train]
+                used.append([])
+            fold_data.append((X, y, [X_n[held], X_test]))
+        stage_params = params["transfer"] if entry.stage == "transfer" else params["train"]
+        base_data = ([(X_n[train], y_n[train]) for train, _ in splits]
+                     if entry.label in bases else None)
+        results = family(entry.family).implementation().refit_folds(
+            models[entry.label], fold_data, stage_params,
+            derived_seed(seed, site, entry.label, "nested"), base=bases.get(entry.label),
+            base_data=base_data)
+        for f, ((_, held), ((held_estimate, test_estimate), info)) in enumerate(
+                zip(splits, results, strict=True)):
+            frames.append(pd.DataFrame({
+                "site": site, "method": entry.label, "role": "calibration",
+                "sample_id": [ids_n[i] for i in held], "fold": f,
+                "estimated": np.asarray(held_estimate, np.float64)}))
+            frames.append(pd.DataFrame({
+                "site": site, "method": entry.label, "role": "test", "sample_id": ids_test,
+                "fold": f, "estimated": np.asarray(test_estimate, np.float64)}))
+            choices.append({
+                "site": site, "method": entry.label, "fold": f, "nested": entry.nested,
+                "n_train": len(fold_data[f][1]), "n_library": len(used[f]),
+                "overlap_with_full_selection": (len(full & set(used[f])) / len(used[f])
+                                                if used[f] else np.nan),
+                **info,
+            })
+    estimates = (pd.concat(frames, ignore_index=True) if frames
+                 else pd.DataFrame(columns=list(ESTIMATE_COLUMNS)))
+    return estimates, pd.DataFrame(choices)
+
+
+def base_model_key(entry, country: str | None) -> str | None:
+    """The library model a transfer method started from (None for other methods)."""
+    return scope_key(entry.base, country) if entry.base is not None else None

@@ -2,16 +2,32 @@
 
 Three nodes, one purpose each:
 
-- ``predict_sites``: every registered method's estimates of the site's calibration samples
-  (out-of-fold when its model trained on them, plain estimates when it never saw them) and of
-  its test samples, with the fold spread; MBL estimates come from the ``mbl`` stage.
-- ``score_sites``: test metrics, the calibration RMSE, the prediction interval and its
-  coverage, the applicability domain (a PCA (T2, Q) of each model's training spectra).
+- ``predict_sites``: every registered method's estimates of the site's calibration samples and
+  of its test samples. Calibration estimates are *nested* out-of-fold estimates where the
+  ``nested`` stage made them (methods whose training data or settings used the calibration
+  labels: RS-LOCAL selections, PLSR components), else the model's own out-of-fold estimates
+  (fold models that never saw the sample) or its plain estimates (a model that never saw the
+  n); the un-nested estimates are kept beside them. Per test sample, the served model's
+  estimate and spread and every outer-fold model's estimate (for CV+).
+- ``score_sites``: test metrics, the nested calibration RMSE (and the un-nested one), the
+  prediction intervals and their test coverage, the applicability domain.
 - ``choose_winners``: the winner rule (open this file to change it). It never looks at the test
-  set: the servable model with the lowest calibration RMSE.
+  set; see :func:`choose_winners`.
 
-Prediction intervals are split-conformal from the calibration residuals
-(``localsoc.uncertainty``).
+Intervals (``localsoc.uncertainty``; ``evaluate.interval`` picks the one the table, the figures
+and the served model use; the others are reported beside it):
+
+- ``normalised`` (default): estimate +- q * sigma(x), the normalised-score conformal interval
+  of Lei et al. (2018) on the nested out-of-fold residuals, sigma = ``domain_difficulty`` in
+  the method's applicability domain (for a calibration sample, a domain fitted without its
+  outer fold, so calibration and new spectra are scored alike); centred on the served model.
+- ``plain``: estimate +- the conformal quantile of the nested out-of-fold |residuals|.
+- ``cv_plus`` and ``normalised_cv_plus``: CV+ of Barber et al. (2021) from the outer-fold
+  models' estimates of each test spectrum (their guarantee: >= 1 - 2 alpha - small term for
+  exchangeable data); reported, not served (the outer-fold models of nested methods are not
+  kept).
+
+Every lower bound is clipped at 0 (SOC cannot be negative).
 """
 
 from __future__ import annotations
@@ -20,14 +36,35 @@ import numpy as np
 import pandas as pd
 
 from localsoc.data.schema import spectra_of
-from localsoc.methods import method, method_order, methods, reference_method, servable_families
+from localsoc.methods import (
+    family,
+    method,
+    method_order,
+    methods,
+    reference_method,
+    servable_families,
+)
 from localsoc.metrics import all_metrics, delta_rmse, rmse
+from localsoc.models.ensemble import Folds, fold_mean_and_spread, make_folds
 from localsoc.plots import delta_rmse_figure, observed_estimated_figure
 from localsoc.study import site_country, sites_of
-from localsoc.study.data import site_data, training_spectra
-from localsoc.uncertainty import ApplicabilityDomain, conformal_halfwidth, interval_coverage
+from localsoc.study.data import dataset_data, folds_from_table, site_data
+from localsoc.uncertainty import (
+    ApplicabilityDomain,
+    clip_interval,
+    conformal_halfwidth,
+    cv_plus_interval,
+    domain_difficulty,
+    interval_coverage,
+    normalized_halfwidths,
+)
 
 METRIC_NAMES = ("rmse", "me", "ccc", "r2", "rpiq")
+#: The intervals every method is scored with; the first two can be served.
+INTERVALS = ("normalised", "plain", "cv_plus", "normalised_cv_plus")
+SERVED_INTERVALS = ("normalised", "plain")
+ESTIMATE_COLUMNS = ("site", "method", "model_key", "role", "sample_id", "observed", "estimated",
+                    "spread", "fold", "estimated_unnested")
 
 
 def calibration_estimates(model, X_cal: np.ndarray, ids_cal: list[str]) -> np.ndarray:
@@ -43,13 +80,67 @@ def calibration_estimates(model, X_cal: np.ndarray, ids_cal: list[str]) -> np.nd
     return np.asarray(model.predict(X_cal), dtype=np.float64)
 
 
-def _estimate_rows(site, label, key, role, ids, observed, estimated, spread) -> pd.DataFrame:
+def outer_folds(site_folds: pd.DataFrame | None, site: str, ids_cal: list[str]) -> Folds:
+    """The stored folds of the site's n (the nested stage's outer folds), or, for a study
+    without stored folds (scripts, tests), 5 folds of the n with seed 0."""
+    if site_folds is not None and not site_folds.empty and (
+            (site_folds["site"] == site) & (site_folds["dataset"] == "n")).any():
+        return folds_from_table(site_folds, site, "n").aligned_to(ids_cal)
+    return make_folds(ids_cal, min(5, len(ids_cal)), 0)
+
+
+def _model_folds(model, ids_cal: list[str]) -> np.ndarray | None:
+    """The fold of each calibration sample in the model's own fold models (None when the model
+    has no fold models or did not train on every calibration sample)."""
+    folds = getattr(model, "folds", None)
+    if folds is None or not hasattr(model, "predict_folds"):
+        return None
+    position = {str(s): i for i, s in enumerate(folds.sample_ids)}
+    if not all(s in position for s in ids_cal):
+        return None
+    return np.asarray(folds.assignment)[[position[s] for s in ids_cal]].astype(int)
+
+
+def _rows(site, label, key, role, ids, observed, estimated, spread, fold, unnested=None):
+    n = len(ids)
     return pd.DataFrame({
         "site": site, "method": label, "model_key": key, "role": role,
-        "sample_id": [str(s) for s in ids], "observed": np.asarray(observed, dtype=np.float64),
+        "sample_id": [str(s) for s in ids],
+        "observed": np.asarray(observed, dtype=np.float64),
         "estimated": np.asarray(estimated, dtype=np.float64),
-        "spread": np.asarray(spread, dtype=np.float64),
+        "spread": np.asarray(spread, dtype=np.float64) if spread is not None else np.nan,
+        "fold": np.broadcast_to(np.asarray(fold, dtype=np.int64), (n,)),
+        "estimated_unnested": (np.asarray(unnested, dtype=np.float64) if unnested is not None
+                               else np.nan),
     })
+
+
+def _method_rows(site, entry, key, ids_cal, y_cal, ids_test, y_test, own_cal, nested_rows,
+                 own_folds, estimate, spread, per_fold) -> list[pd.DataFrame]:
+    """The calibration, test and test-fold rows of one method at one site."""
+    if nested_rows is not None and not nested_rows.empty:
+        cal = nested_rows.loc[nested_rows["role"] == "calibration"].set_index("sample_id")
+        cal_estimate = cal.loc[ids_cal, "estimated"].to_numpy(np.float64)
+        cal_fold = cal.loc[ids_cal, "fold"].to_numpy(np.int64)
+        tested = nested_rows.loc[nested_rows["role"] == "test"]
+        per_fold = (tested.pivot(index="fold", columns="sample_id", values="estimated")
+                    .reindex(columns=ids_test).to_numpy(np.float64))
+        unnested = own_cal
+    elif own_folds is not None:
+        cal_estimate, cal_fold, unnested = own_cal, own_folds, None
+    else:  # one model that never saw the n (or leave-one-out estimates): a single "fold"
+        cal_estimate, cal_fold, unnested = own_cal, 0, None
+        per_fold = np.asarray(estimate, dtype=np.float64)[None, :]
+    frames = [
+        _rows(site, entry.label, key, "calibration", ids_cal, y_cal, cal_estimate, None,
+              cal_fold, unnested),
+        _rows(site, entry.label, key, "test", ids_test, y_test, estimate, spread, -1),
+    ]
+    for k, row in enumerate(np.atleast_2d(per_fold)):
+        if len(ids_test):
+            frames.append(_rows(site, entry.label, key, "test_fold", ids_test, y_test, row,
+                                None, k))
+    return frames
 
 
 def predict_sites(
@@ -61,11 +152,16 @@ def predict_sites(
     site_models: dict,
     transfer_models: dict,
     mbl_estimates: pd.DataFrame | None,
+    nested_estimates: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Calibration and test estimates of every registered method found for every site.
+    """Calibration, test and test-fold estimates of every registered method of every site.
 
     Methods are taken in registry order; a method whose model (or MBL estimates) a site does not
-    have is left out. Calibration rows have no spread (NaN); so do MBL's test rows.
+    have is left out. Roles: ``calibration`` (``estimated``: nested out-of-fold where the
+    nested stage made it, else the model's own; ``estimated_unnested``: the model's own when
+    they differ; ``fold``: the outer fold whose model made the estimate), ``test`` (the served
+    model's estimate and fold spread) and ``test_fold`` (fold k's model's estimate of each test
+    sample, for CV+; one "fold" for a model without fold models).
     """
     collections = {"library": library_models, "site": site_models, "transfer": transfer_models}
     frames = []
@@ -76,9 +172,12 @@ def predict_sites(
         X_test = spectra_of(test) if not test.empty else np.empty((0, X_cal.shape[1]))
         y_test = test["soc"].to_numpy(np.float64)
         ids_test = test["sample_id"].astype(str).tolist()
-        blank = np.full(len(y_cal), np.nan)
+        nested_of_site = (None if nested_estimates is None or nested_estimates.empty
+                          else nested_estimates.loc[nested_estimates["site"] == site])
         for entry in methods():
             key = entry.model_key(site, country)
+            nested_rows = (None if nested_of_site is None
+                           else nested_of_site.loc[nested_of_site["method"] == entry.label])
             if entry.collection is None:  # estimates of a stage without stored models (MBL)
                 if mbl_estimates is None or mbl_estimates.empty:
                     continue
@@ -88,24 +187,62 @@ def predict_sites(
                     continue
                 cal = rows.loc[rows["role"] == "calibration"].set_index("sample_id")
                 tested = rows.loc[rows["role"] == "test"].set_index("sample_id")
-                frames.append(_estimate_rows(site, entry.label, key, "calibration", ids_cal,
-                                             y_cal, cal.loc[ids_cal, "estimated"], blank))
-                frames.append(_estimate_rows(site, entry.label, key, "test", ids_test, y_test,
-                                             tested.loc[ids_test, "estimated"],
-                                             np.full(len(y_test), np.nan)))
+                estimate = tested.loc[ids_test, "estimated"].to_numpy(np.float64)
+                frames += _method_rows(site, entry, key, ids_cal, y_cal, ids_test, y_test,
+                                       cal.loc[ids_cal, "estimated"].to_numpy(np.float64),
+                                       nested_rows, None, estimate,
+                                       np.full(len(y_test), np.nan), None)
                 continue
             model = collections[entry.collection].get(key)
             if model is None:
                 continue
-            if len(y_test):
-                estimate, spread = model.predict(X_test, return_std=True)
-            else:
+            own_folds = _model_folds(model, ids_cal)
+            per_fold = None
+            if not len(y_test):
                 estimate, spread = np.empty(0), np.empty(0)
-            frames.append(_estimate_rows(site, entry.label, key, "calibration", ids_cal, y_cal,
-                                         calibration_estimates(model, X_cal, ids_cal), blank))
-            frames.append(_estimate_rows(site, entry.label, key, "test", ids_test, y_test,
-                                         estimate, spread))
+            elif own_folds is not None:
+                per_fold = model.predict_folds(X_test)
+                estimate, spread = fold_mean_and_spread(per_fold)
+            else:
+                estimate, spread = model.predict(X_test, return_std=True)
+            frames += _method_rows(site, entry, key, ids_cal, y_cal, ids_test, y_test,
+                                   calibration_estimates(model, X_cal, ids_cal), nested_rows,
+                                   own_folds, estimate, spread, per_fold)
     return pd.concat(frames, ignore_index=True)
+
+
+def _difficulties(entry, library_spectra, site_calibration, selection, site, country,
+                  X_cal, ids_cal, X_test, folds: Folds, params) -> tuple[ApplicabilityDomain,
+                                                                        np.ndarray, np.ndarray]:
+    """(the method's applicability domain, sigma of each calibration sample, sigma of each test
+    spectrum). A calibration sample's sigma comes from the domain of the method's training
+    spectra without its outer fold's locals, so it is scored as a new spectrum would be."""
+    X_train, _, ids_train = dataset_data(entry.data, library_spectra, site_calibration,
+                                         selection, site, country)
+    settings = {"n_components": int(params["domain"]["n_components"]),
+                "quantile": float(params["domain"]["quantile"])}
+    domain = ApplicabilityDomain.fit(X_train, **settings)
+    sigma_test = domain_difficulty(domain, X_test) if len(X_test) else np.empty(0)
+    sigma_cal = np.empty(len(ids_cal))
+    trained = np.isin(np.asarray(ids_train, dtype=object), np.asarray(ids_cal, dtype=object))
+    if not trained.any():
+        return domain, domain_difficulty(domain, X_cal), sigma_test
+    position = {s: i for i, s in enumerate(ids_train)}
+    for _, held in folds.split():
+        drop = np.zeros(len(ids_train), dtype=bool)
+        drop[[position[ids_cal[i]] for i in held if ids_cal[i] in position]] = True
+        fold_domain = ApplicabilityDomain.fit(X_train[~drop], **settings)
+        sigma_cal[held] = domain_difficulty(fold_domain, X_cal[held])
+    return domain, sigma_cal, sigma_test
+
+
+def _rmse_se(observed: np.ndarray, estimated: np.ndarray) -> float:
+    """Standard error of an RMSE from n residuals (delta method: se(MSE) / (2 RMSE))."""
+    squared = (np.asarray(estimated) - np.asarray(observed)) ** 2
+    value = float(np.sqrt(squared.mean()))
+    if squared.size < 2 or value == 0:
+        return 0.0
+    return float(squared.std(ddof=1) / np.sqrt(squared.size) / (2 * value))
 
 
 def score_sites(
@@ -115,72 +252,124 @@ def score_sites(
     library_spectra: pd.DataFrame,
     selection: pd.DataFrame,
     params: dict,
+    site_folds: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """(predictions with intervals and domain flags, the scored table, the domains).
+    """(predictions with intervals and domain flags, the scored table, per site and method its
+    applicability domain and the calibration scores of its interval).
 
-    Per site and method: test metrics (NaN without a test set), the calibration RMSE, the
-    conformal half-width at ``evaluate.interval_level``, its test coverage, the applicability
-    domain of the method's training spectra and the test share outside it; dRMSE against the
-    registry's reference method. Rows are in registry order.
+    Per site and method: test metrics (NaN without a test set); the nested calibration RMSE
+    ``cal_rmse`` with its standard error and the un-nested ``cal_rmse_unnested`` (the model's
+    own out-of-fold estimates); the interval of ``evaluate.interval`` at
+    ``evaluate.interval_level`` (``lower``/``upper`` in the predictions; ``coverage`` and
+    ``mean_width`` on test) and the coverage and width of every interval of :data:`INTERVALS`;
+    the applicability domain of the method's training spectra and the test share outside it;
+    dRMSE against the registry's reference method. Rows are in registry order.
     """
     level = float(params["interval_level"])
+    chosen = str(params.get("interval", "normalised"))
+    if chosen not in SERVED_INTERVALS:
+        raise ValueError(f"evaluate.interval must be one of {SERVED_INTERVALS} (the intervals "
+                         f"the served model can give); got {chosen!r}")
     predictions, tables, domains = [], [], {}
     for site in sites_of(site_calibration):
         country = site_country(site_calibration, site)
         test = site_test.loc[site_test["site"] == site]
         has_test = not test.empty
-        X_test = spectra_of(test) if has_test else None
+        X_cal, _, ids_cal = site_data(library_spectra, site_calibration, selection, site)
+        X_test = spectra_of(test) if has_test else np.empty((0, X_cal.shape[1]))
+        ids_test = test["sample_id"].astype(str).tolist()
+        folds = outer_folds(site_folds, site, ids_cal)
         site_rows = []
         of_site = study_estimates.loc[study_estimates["site"] == site]
         for label in dict.fromkeys(of_site["method"]):
             entry = method(label)
             rows = of_site.loc[of_site["method"] == label]
-            cal = rows.loc[rows["role"] == "calibration"]
-            tested = rows.loc[rows["role"] == "test"]
+            cal = rows.loc[rows["role"] == "calibration"].set_index("sample_id").loc[ids_cal]
+            tested = rows.loc[rows["role"] == "test"].set_index("sample_id").loc[ids_test]
             y_cal = cal["observed"].to_numpy(np.float64)
             cal_estimate = cal["estimated"].to_numpy(np.float64)
+            unnested = cal["estimated_unnested"].to_numpy(np.float64)
             y_test = tested["observed"].to_numpy(np.float64)
             estimate = tested["estimated"].to_numpy(np.float64)
+            per_fold = (rows.loc[rows["role"] == "test_fold"]
+                        .pivot(index="fold", columns="sample_id", values="estimated")
+                        .reindex(columns=ids_test).to_numpy(np.float64))
+            fold_of_cal = cal["fold"].to_numpy(np.int64)
+            domain, sigma_cal, sigma_test = _difficulties(
+                entry, library_spectra, site_calibration, selection, site, country, X_cal,
+                ids_cal, X_test, folds, params)
             half = conformal_halfwidth(y_cal, cal_estimate, level)
-            domain = ApplicabilityDomain.fit(
-                training_spectra(entry.data, library_spectra, site_calibration, selection, site,
-                                 country),
-                n_components=int(params["domain"]["n_components"]),
-                quantile=float(params["domain"]["quantile"]),
-            )
+            bounds = {
+                "plain": (estimate - half, estimate + half),
+                "normalised": (lambda h: (estimate - h, estimate + h))(normalized_halfwidths(
+                    y_cal, cal_estimate, sigma_cal, sigma_test, level)),
+            }
+            if has_test:
+                bounds["cv_plus"] = cv_plus_interval(y_cal, cal_estimate, fold_of_cal,
+                                                     per_fold, level)
+                bounds["normalised_cv_plus"] = cv_plus_interval(
+                    y_cal, cal_estimate, fold_of_cal, per_fold, level, sigma_cal, sigma_test)
+            else:
+                bounds["cv_plus"] = bounds["normalised_cv_plus"] = (estimate, estimate)
+            bounds = {name: clip_interval(*pair) for name, pair in bounds.items()}
+            lower, upper = bounds[chosen]
             t2, q = domain.statistics(X_test) if has_test else (np.empty(0), np.empty(0))
             inside = (t2 <= domain.t2_limit) & (q <= domain.q_limit)
-            lower, upper = estimate - half, estimate + half
+            cal_half = (half if chosen == "plain" else normalized_halfwidths(
+                y_cal, cal_estimate, sigma_cal, sigma_cal, level))
             blank = np.full(len(y_cal), np.nan)
             predictions.append(pd.DataFrame({
                 "site": site, "method": label, "role": "calibration",
-                "sample_id": cal["sample_id"].tolist(), "observed": y_cal,
-                "estimated": cal_estimate, "spread": blank, "lower": cal_estimate - half,
-                "upper": cal_estimate + half, "t2": blank, "q": blank, "in_domain": True,
+                "sample_id": ids_cal, "observed": y_cal,
+                "estimated": cal_estimate, "spread": blank,
+                "lower": np.maximum(cal_estimate - cal_half, 0.0),
+                "upper": cal_estimate + cal_half, "t2": blank, "q": blank, "in_domain": True,
+                "fold": fold_of_cal, "estimated_unnested": unnested, "difficulty": sigma_cal,
             }))
             predictions.append(pd.DataFrame({
                 "site": site, "method": label, "role": "test",
-                "sample_id": tested["sample_id"].tolist(), "observed": y_test,
+                "sample_id": ids_test, "observed": y_test,
                 "estimated": estimate, "spread": tested["spread"].to_numpy(np.float64),
                 "lower": lower, "upper": upper, "t2": t2, "q": q, "in_domain": inside,
+                "fold": -1, "estimated_unnested": np.nan, "difficulty": sigma_test,
             }))
+            finite_unnested = np.isfinite(unnested).all()
+            interval_figures = {}
+            for name, (low, high) in bounds.items():
+                interval_figures[f"coverage_{name}"] = (interval_coverage(y_test, low, high)
+                                                        if has_test else np.nan)
+                interval_figures[f"width_{name}"] = (float(np.mean(high - low)) if has_test
+                                                     else np.nan)
             site_rows.append({
                 "site": site,
                 "method": label,
                 "family": entry.family,
                 "model_key": rows["model_key"].iloc[0],
                 "trained_on": entry.data,
+                "nested": entry.nested if finite_unnested else None,
                 "n_test": len(y_test),
                 **(all_metrics(y_test, estimate) if has_test else dict.fromkeys(
                     METRIC_NAMES, np.nan)),
                 "cal_rmse": rmse(y_cal, cal_estimate),
+                "cal_rmse_se": _rmse_se(y_cal, cal_estimate),
+                "cal_rmse_unnested": (rmse(y_cal, unnested) if finite_unnested
+                                      else rmse(y_cal, cal_estimate)),
+                "interval": chosen,
                 "interval_level": level,
                 "interval_halfwidth": half,
-                "coverage": interval_coverage(y_test, lower, upper) if has_test else np.nan,
-                "mean_width": 2.0 * half,
+                "coverage": interval_figures[f"coverage_{chosen}"],
+                "mean_width": interval_figures[f"width_{chosen}"],
+                **interval_figures,
                 "out_of_domain_share": float(np.mean(~inside)) if has_test else np.nan,
             })
-            domains.setdefault(site, {})[label] = domain.to_dict()
+            domains.setdefault(site, {})[label] = {
+                "domain": domain.to_dict(),
+                "interval": {
+                    "method": chosen, "level": level,
+                    "calibration_residuals": np.abs(y_cal - cal_estimate).tolist(),
+                    "calibration_difficulties": sigma_cal.tolist(),
+                },
+            }
         table = pd.DataFrame(site_rows)
         reference = reference_method().label
         if reference in set(table["method"]) and has_test:
@@ -196,6 +385,22 @@ def score_sites(
             domains)
 
 
+#: The winner rule, as the report states it.
+WINNER_RULE = (
+    "Among the servable models, the lowest nested out-of-fold calibration RMSE decides; every "
+    "model within one standard error of that best RMSE is a candidate, and the simplest "
+    "candidate wins: PLSR before a CNN, then local data only before local + library data, then "
+    "the lower nested RMSE. The test set is not used."
+)
+
+
+def _locality(dataset: str) -> int:
+    """0: the n only; 1: library data with the n; 2: library data only."""
+    if dataset == "n":
+        return 0
+    return 1 if dataset.startswith("k+n") or dataset.endswith("+n") else 2
+
+
 def choose_winners(
     scored: pd.DataFrame,
     domains: dict,
@@ -203,10 +408,12 @@ def choose_winners(
 ) -> tuple[pd.DataFrame, dict]:
     """(the study table with its ``winner`` column, the winners) per site.
 
-    The rule: the servable model (a family the package stage can serve) with the lowest
-    calibration RMSE (out-of-fold for models trained on the calibration samples). MBL rows are
-    scored the same way, and the winners record when one of them would have scored better. The
-    test set is used only to report whether the winner was also best on test.
+    The rule (:data:`WINNER_RULE`): the servable models (families the package stage can
+    serve) within one standard error of the lowest nested calibration RMSE are candidates; the
+    simplest wins (``Family.simplicity``, then local data before library data, then the lower
+    RMSE). MBL rows are scored the same way, and the winners record when one of them would
+    have scored better. The test set is used only to report whether the winner was also best
+    on test.
     """
     servable_kinds = servable_families()
     tables, winners = [], {}
@@ -217,10 +424,17 @@ def choose_winners(
         if servable.empty:
             raise ValueError(f"site {site!r}: no servable model ({', '.join(servable_kinds)}) "
                              "to choose from")
-        best = servable.sort_values(["cal_rmse"], kind="stable").iloc[0]
+        lowest = servable.sort_values(["cal_rmse"], kind="stable").iloc[0]
+        threshold = float(lowest["cal_rmse"]) + float(lowest["cal_rmse_se"])
+        candidates = servable.loc[servable["cal_rmse"] <= threshold].copy()
+        candidates["_simplicity"] = [family(f).simplicity for f in candidates["family"]]
+        candidates["_locality"] = [_locality(d) for d in candidates["trained_on"]]
+        best = candidates.sort_values(["_simplicity", "_locality", "cal_rmse"],
+                                      kind="stable").iloc[0]
         best_overall = table.sort_values(["cal_rmse"], kind="stable").iloc[0]
         best_test = table.sort_values(["rmse"], kind="stable").iloc[0] if has_test else None
         table["winner"] = table["method"] == best["method"]
+        table["candidate"] = table["method"].isin(set(candidates["method"]))
         tables.append(table)
         winners[site] = {
             "site": site,
@@ -231,12 +445,20 @@ def choose_winners(
             "family": best["family"],
             "trained_on": best["trained_on"],
             "cal_rmse": float(best["cal_rmse"]),
+            "cal_rmse_se": float(best["cal_rmse_se"]),
+            "cal_rmse_unnested": float(best["cal_rmse_unnested"]),
+            "lowest_cal_rmse": {"method": lowest["method"], "cal_rmse": float(lowest["cal_rmse"]),
+                                "se": float(lowest["cal_rmse_se"])},
+            "candidates": sorted(candidates["method"], key=method_order().index),
+            "rule": WINNER_RULE,
             "has_test": has_test,
             "test_metrics": {k: _finite_or_none(best[k]) for k in (
                 "rmse", "me", "ccc", "r2", "rpiq", "drmse", "coverage", "mean_width")},
             "interval_level": float(best["interval_level"]),
             "interval_halfwidth": float(best["interval_halfwidth"]),
-            "domain": domains[site][best["method"]],
+            "interval": best["interval"],
+            "domain": domains[site][best["method"]]["domain"],
+            "interval_calibration": domains[site][best["method"]]["interval"],
             "best_on_test": None if best_test is None else best_test["method"],
             "winner_was_best_on_test": (None if best_test is None
                                         else bool(best_test["method"] == best["method"])),
@@ -255,13 +477,18 @@ def evaluate_sites(
     transfer_models: dict,
     params: dict,
     mbl_estimates: pd.DataFrame | None = None,
+    nested_estimates: pd.DataFrame | None = None,
+    site_folds: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(predictions, metrics, winners): the evaluate pipeline's three nodes in one call, for
-    scripts and tests (``mbl_estimates``: the ``mbl`` stage's output; None: no MBL rows)."""
+    scripts and tests (``mbl_estimates`` / ``nested_estimates``: the ``mbl`` and ``nested``
+    stages' outputs; None: no MBL rows / un-nested estimates; ``site_folds``: the stored folds,
+    None: 5 folds of the n)."""
     estimates = predict_sites(site_calibration, site_test, library_spectra, selection,
-                              library_models, site_models, transfer_models, mbl_estimates)
+                              library_models, site_models, transfer_models, mbl_estimates,
+                              nested_estimates)
     predictions, scored, domains = score_sites(estimates, site_calibration, site_test,
-                                               library_spectra, selection, params)
+                                               library_spectra, selection, params, site_folds)
     metrics, winners = choose_winners(scored, domains, site_calibration)
     return predictions, metrics, winners
 
@@ -276,14 +503,15 @@ def study_table_markdown(metrics: pd.DataFrame) -> str:
     lines = []
     for site, table in metrics.groupby("site", sort=True):
         lines.append(f"### {site} (test n = {int(table['n_test'].iloc[0])})\n")
-        lines.append("| model | RMSE | ME | CCC | R2 | RPIQ | dRMSE % | cal. RMSE (OOF) | "
-                     "coverage | winner |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        lines.append("| model | RMSE | ME | CCC | R2 | RPIQ | dRMSE % | nested cal. RMSE | "
+                     "un-nested | coverage | width | winner |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for row in table.to_dict("records"):
             lines.append(
                 f"| {row['method']} | {row['rmse']:.3f} | {row['me']:+.3f} | {row['ccc']:.3f} | "
                 f"{row['r2']:.3f} | {row['rpiq']:.2f} | {row['drmse']:+.1f} | "
-                f"{row['cal_rmse']:.3f} | {row['coverage']:.2f} | "
+                f"{row['cal_rmse']:.3f} | {row.get('cal_rmse_unnested', np.nan):.3f} | "
+                f"{row['coverage']:.2f} | {row['mean_width']:.3f} | "
                 f"{'**winner**' if row['winner'] else ''} |"
             )
         lines.append("")
@@ -296,7 +524,8 @@ def study_metrics_json(metrics: pd.DataFrame, winners: dict) -> dict:
     for row in metrics.to_dict("records"):
         out["sites"].setdefault(row["site"], {})[row["method"]] = {
             k: round(float(row[k]), 6) for k in ("rmse", "me", "ccc", "r2", "rpiq", "drmse",
-                                                 "coverage", "cal_rmse")
+                                                 "coverage", "mean_width", "cal_rmse",
+                                                 "cal_rmse_unnested")
             if np.isfinite(float(row[k]))
         }
     summary = {}

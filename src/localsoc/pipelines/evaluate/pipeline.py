@@ -16,14 +16,15 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 predict_sites,
                 inputs=["site_calibration", "site_test", "library_spectra", "rslocal_selection",
-                        "library_models", "site_models", "transfer_models", "mbl_estimates"],
+                        "library_models", "site_models", "transfer_models", "mbl_estimates",
+                        "nested_estimates"],
                 outputs="study_estimates",
                 name="predict_sites",
             ),
             node(
                 score_sites,
                 inputs=["study_estimates", "site_calibration", "site_test", "library_spectra",
-                        "rslocal_selection", "params:evaluate"],
+                        "rslocal_selection", "params:evaluate", "site_folds"],
                 outputs=["study_predictions", "study_scores", "study_domains"],
                 name="score_sites",
             ),

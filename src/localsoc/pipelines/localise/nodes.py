@@ -40,20 +40,8 @@ def select_library_samples(
                     f"RS-LOCAL needs at least 2 k = {2 * int(params['k'])}. Remove 'country' "
                     "from study.scopes or add library samples from that country."
                 )
-            selector = RSLocal(
-                k=int(params["k"]),
-                b=float(params["b"]),
-                retain=float(params["retain"]),
-                n_components=int(params["n_components"]),
-                scoring=params["scoring"],
-                retain_by=params["retain_by"],
-                random_state=derived_seed(study["seed"], site, scope),
-                n_jobs=int(params["n_jobs"]),
-                backend=params["backend"],
-                progress=bool(params.get("progress", True)),
-                executor=params.get("executor", "local"),
-                scheduler_address=params.get("scheduler_address"),
-                chunk_size=params.get("chunk_size"),
+            selector = RSLocal.from_params(
+                params, derived_seed(study["seed"], site, scope)
             ).fit(
                 spectra_of(pool),
                 pool["soc"].to_numpy(dtype=np.float64),

@@ -21,13 +21,39 @@ from localsoc.provenance import code_version, data_version
 from localsoc.serving.bundle import (
     BUNDLE_FORMAT,
     DEFAULT_SERVING,
+    INTERVAL_DESCRIPTIONS,
     ServingBundle,
     check_manifest,
-    interval_halfwidth,
+    interval_rule,
     model_format,
     site_directory,
 )
 from localsoc.spectra.steps import check_steps
+
+
+def _interval_entry(winner: dict, rows: pd.DataFrame, residuals: np.ndarray) -> dict[str, Any]:
+    """The served interval of a winner: its method (``evaluate.interval``), level, and the nested
+    out-of-fold calibration residuals (and difficulties) it is computed from."""
+    from localsoc.uncertainty import normalized_score_quantile
+
+    method = winner.get("interval", "plain")
+    level = float(winner["interval_level"])
+    entry = {
+        "method": method,
+        "description": INTERVAL_DESCRIPTIONS[method],
+        "level": level,
+        "halfwidth": _finite_or_none(winner["interval_halfwidth"]),
+        "calibration_sample_ids": rows["sample_id"].astype(str).tolist(),
+        "calibration_residuals": residuals.tolist(),
+    }
+    if method == "normalised":
+        difficulties = rows["difficulty"].to_numpy(np.float64)
+        q, floor = normalized_score_quantile(np.abs(residuals), np.zeros_like(residuals),
+                                             difficulties, level)
+        entry.update({"calibration_difficulties": difficulties.tolist(),
+                      "score_quantile": _finite_or_none(q), "difficulty_floor": floor,
+                      "difficulty": "sqrt(1 + T2/T2_limit + Q/Q_limit) in this site's domain"})
+    return entry
 
 
 def serving_settings(validate: dict, package: dict) -> dict[str, Any]:
@@ -146,16 +172,10 @@ def package_winners(
             "test_metrics": {k: _finite_or_none(v)
                              for k, v in (winner.get("test_metrics") or {}).items()},
             "best_on_test": winner.get("best_on_test"),
-            "interval": {
-                "method": "split-conformal on out-of-fold calibration residuals",
-                "level": float(winner["interval_level"]),
-                "halfwidth": _finite_or_none(winner["interval_halfwidth"]),
-                "calibration_sample_ids": rows["sample_id"].astype(str).tolist(),
-                "calibration_residuals": residuals.tolist(),
-            },
+            "interval": _interval_entry(winner, rows, residuals),
             "domain": winner["domain"],
         }
-        interval_halfwidth(sites[site])  # the stored half-width must follow from the residuals
+        interval_rule(sites[site])  # the stored numbers must follow from the residuals
         models[site] = model
     manifest = {
         "format": BUNDLE_FORMAT,
