@@ -234,3 +234,19 @@ def test_clip_interval_keeps_soc_non_negative():
     lower, upper = clip_interval([-1.0, 0.5], [2.0, 1.0], minimum=0.75)
     np.testing.assert_array_equal(lower, [0.75, 0.75])
     np.testing.assert_array_equal(upper, [2.0, 1.0])
+
+
+def test_spectrum_difficulty_kinds():
+    from localsoc.uncertainty import level_offset, spectrum_difficulty
+
+    domain, estimate = np.array([1.0, 2.0, 1.5]), np.array([0.5, -1.0, 3.0])
+    offset = level_offset([0.2, 0.4, -0.3, 1.0])  # median of (0.2, 0.4, 0, 1.0)
+    assert offset == pytest.approx(0.3)
+    np.testing.assert_array_equal(spectrum_difficulty("domain", domain, estimate, offset), domain)
+    np.testing.assert_allclose(spectrum_difficulty("level", domain, estimate, offset),
+                               [0.8, 0.3, 3.3])
+    np.testing.assert_allclose(spectrum_difficulty("domain_level", domain, estimate, offset),
+                               [0.8, 0.6, 4.95])
+    assert level_offset([-1.0, 0.0]) == 1.0
+    with pytest.raises(ValueError, match="unknown difficulty"):
+        spectrum_difficulty("spread", domain, estimate, offset)

@@ -312,6 +312,35 @@ def domain_difficulty(domain: ApplicabilityDomain, spectra) -> np.ndarray:
     return np.sqrt(1.0 + t2 / t2_limit + q / q_limit)
 
 
+#: What the normalised score divides by (``evaluate.difficulty``): the domain distance, the
+#: estimated SOC level, or their product.
+DIFFICULTIES = ("domain", "level", "domain_level")
+
+
+def level_offset(calibration_estimates) -> float:
+    """The offset of the ``level`` difficulty: the median of the calibration estimates clipped
+    at 0 (1.0 when that median is not positive)."""
+    median = float(np.median(np.maximum(np.asarray(calibration_estimates, np.float64), 0.0)))
+    return median if median > 0 else 1.0
+
+
+def spectrum_difficulty(kind: str, domain_sigma, estimate, offset: float) -> np.ndarray:
+    """The difficulty sigma of the normalised score for each spectrum, known without its label.
+
+    ``domain``: ``domain_sigma`` (``domain_difficulty``); ``level``: max(estimate, 0) + offset
+    (SOC errors grow with the SOC level); ``domain_level``: their product. ``offset``:
+    ``level_offset`` of the calibration estimates (so a spectrum estimated at the calibration
+    median has level 2 x offset, one estimated at 0 has level 1 x offset).
+    """
+    if kind not in DIFFICULTIES:
+        raise ValueError(f"unknown difficulty {kind!r}; use one of {DIFFICULTIES}")
+    domain_sigma = np.asarray(domain_sigma, dtype=np.float64)
+    if kind == "domain":
+        return domain_sigma
+    level = np.maximum(np.asarray(estimate, dtype=np.float64), 0.0) + float(offset)
+    return level if kind == "level" else domain_sigma * level
+
+
 @dataclass
 class ApplicabilityDomain:
     """PCA-based T2 / Q applicability domain, stored as plain arrays (no pickles)."""

@@ -16,7 +16,8 @@ def _scored(rows: dict[str, tuple[float, float]]) -> tuple[pd.DataFrame, dict]:
         "trained_on": method(label).data, "n_test": 10, "rmse": 1.0, "me": 0.0, "ccc": 0.5,
         "r2": 0.2, "rpiq": 2.0, "drmse": 0.0, "coverage": 0.9, "mean_width": 1.0,
         "cal_rmse": value, "cal_rmse_se": se, "cal_rmse_unnested": value, "interval_level": 0.9,
-        "interval_halfwidth": 0.5, "interval": "normalised"} for label, (value, se) in rows.items()])
+        "interval_halfwidth": 0.5, "interval": "cv_plus",
+        "collection": method(label).collection} for label, (value, se) in rows.items()])
     domains = {"s1": {label: {"domain": {}, "interval": {}} for label in rows}}
     return table, domains
 

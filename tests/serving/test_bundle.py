@@ -83,22 +83,48 @@ def test_a_changed_manifest_is_refused(linear_bundle, tmp_path):
         interval_halfwidth(loaded.site("sweden_site"))
 
 
-def test_the_served_interval_follows_from_its_residuals_and_difficulties(linear_bundle,
-                                                                         tmp_path):
-    entry = linear_bundle.site("sweden_site")
-    assert entry["interval"]["method"] == "normalised"
+def test_a_normalised_interval_follows_from_its_residuals_and_difficulties():
+    from localsoc.uncertainty import normalized_score_quantile
+
+    rng = np.random.default_rng(3)
+    residuals, difficulties = rng.normal(size=30), 1 + rng.uniform(size=30)
+    q, floor = normalized_score_quantile(np.abs(residuals), np.zeros(30), difficulties, 0.9)
+    entry = {"site": "s", "interval": {
+        "method": "normalised", "level": 0.9, "halfwidth": float(np.sort(np.abs(residuals))[27]),
+        "calibration_residuals": residuals.tolist(),
+        "calibration_difficulties": difficulties.tolist(), "score_quantile": q,
+        "difficulty": "domain"}}
     rule = interval_rule(entry)
-    residuals = np.abs(entry["interval"]["calibration_residuals"])
-    difficulties = np.asarray(entry["interval"]["calibration_difficulties"])
     # a spectrum of difficulty d gets q (d + floor): the same order statistic as evaluation
-    scores = np.sort(residuals / (difficulties + rule.floor))
-    assert rule.score_quantile == scores[int(np.ceil(0.9 * (len(scores) + 1))) - 1]
+    scores = np.sort(np.abs(residuals) / (difficulties + floor))
+    assert rule.score_quantile == scores[int(np.ceil(0.9 * 31)) - 1]
     np.testing.assert_allclose(rule.halfwidths(np.array([1.0, 2.0])),
-                               rule.score_quantile * (np.array([1.0, 2.0]) + rule.floor))
+                               q * (np.array([1.0, 2.0]) + floor))
     tampered = copy.deepcopy(entry)
     tampered["interval"]["score_quantile"] *= 0.5
     with pytest.raises(BundleError, match="score quantile"):
         interval_rule(tampered)
+
+
+def test_a_cv_plus_interval_uses_the_fold_estimates_of_the_served_model():
+    from localsoc.uncertainty import cv_plus_interval
+
+    rng = np.random.default_rng(4)
+    residuals, folds = rng.normal(size=20), np.repeat(np.arange(4), 5)
+    entry = {"site": "s", "interval": {
+        "method": "cv_plus", "level": 0.8, "halfwidth": float(np.sort(np.abs(residuals))[16]),
+        "calibration_residuals": residuals.tolist(), "calibration_folds": folds.tolist(),
+        "fold_estimates": True}}
+    rule = interval_rule(entry)
+    per_fold = rng.normal(size=(4, 3))
+    lower, upper = rule.bounds(per_fold.mean(axis=0), per_fold, np.ones(3))
+    expected = cv_plus_interval(np.abs(residuals), np.zeros(20), folds, per_fold, 0.8)
+    np.testing.assert_allclose(lower, np.maximum(expected[0], 0.0))
+    np.testing.assert_allclose(upper, np.maximum(expected[1], 0.0))
+    single = copy.deepcopy(entry)
+    single["interval"]["fold_estimates"] = False
+    with pytest.raises(BundleError, match="fold estimates"):
+        interval_rule(single)
 
 
 def test_file_paths_outside_the_bundle_are_refused(linear_bundle, tmp_path):

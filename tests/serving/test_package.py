@@ -82,6 +82,7 @@ def test_pipeline_saves_the_bundle_through_the_catalog(study, tmp_path):
     inputs = {
         "study_winners": study["winners"], "study_predictions": study["predictions"],
         "library_models": {}, "site_models": study["models"], "transfer_models": {},
+        "nested_models": {},
         "library_ssl": study["calibration"].iloc[0:0], "sites_ssl": study["sites_ssl"],
         "params:grid": GRID, "params:preprocess": PREPROCESS, "params:validate": VALIDATE,
         "params:package": {"serving": {"max_spectra_per_request": 7}},

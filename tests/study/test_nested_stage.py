@@ -35,15 +35,15 @@ def _estimate(library, local, test, workers=1):
               "RS-LOCAL+PLSR g": plsr.train_site_model(X, y, ids, folds, 0, TRAIN, "x", "n")[0]}
     selection = pd.DataFrame({"site": "s1", "scope": "global", "rank": range(30),
                               "sample_id": library["sample_id"].iloc[:30]})
-    estimates, choices = nested_site_estimates(
+    estimates, choices, outer = nested_site_estimates(
         "s1", "XX", library, local, test, selection, folds, ENTRIES, models, {},
         {"localise": LOCALISE, "train": TRAIN, "transfer": {}}, seed=7, workers=workers)
-    return folds, estimates, choices
+    return folds, estimates, choices, outer
 
 
 def test_every_calibration_sample_is_estimated_once_by_its_own_outer_fold():
     library, local, test = _site()
-    folds, estimates, choices = _estimate(library, local, test)
+    folds, estimates, choices, outer = _estimate(library, local, test)
     ids = local["sample_id"].astype(str).tolist()
     for label in ("PLSR Local", "RS-LOCAL+PLSR g"):
         of = estimates.loc[estimates["method"] == label]
@@ -56,16 +56,29 @@ def test_every_calibration_sample_is_estimated_once_by_its_own_outer_fold():
     assert (rs["n_library"] == 30).all() and (rs["n_train"] == 30 + 15).all()
     assert rs["overlap_with_full_selection"].between(0, 1).all()
     assert (choices.query("method == 'PLSR Local'")["n_library"] == 0).all()
+    # the outer-fold ensemble: fold k's model is the one that estimated outer fold k
+    X_test = spectra_of(test)
+    for label, model in outer.items():
+        of = estimates.loc[estimates["method"] == label]
+        cal = of.loc[of["role"] == "calibration"].set_index("sample_id").loc[ids]
+        np.testing.assert_allclose(model.oof_predictions_, cal["estimated"])
+        assert model.folds == folds.aligned_to(ids)
+        per_fold = model.predict_folds(X_test)
+        tested = of.loc[of["role"] == "test"].pivot(index="fold", columns="sample_id",
+                                                     values="estimated")
+        np.testing.assert_allclose(per_fold, tested[test["sample_id"].tolist()].to_numpy(),
+                                   rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(model.predict(X_test), per_fold.mean(axis=0), rtol=1e-9)
 
 
 def test_a_folds_estimates_do_not_depend_on_its_own_labels():
     """Change the labels of outer fold 0's samples: its selection and estimates stay the same,
     while another fold's (which trained on them) change."""
     library, local, test = _site()
-    folds, before, choices_before = _estimate(library, local, test)
+    folds, before, _, _ = _estimate(library, local, test)
     held = [folds.sample_ids[i] for i in np.flatnonzero(folds.assignment == 0)]
     library, local, test = _site(5.0, held)
-    _, after, _ = _estimate(library, local, test)
+    _, after, _, _ = _estimate(library, local, test)
     for label in ("PLSR Local", "RS-LOCAL+PLSR g"):
         def fold(frame, number):
             rows = frame.loc[(frame["method"] == label) & (frame["fold"] == number)]  # noqa: B023
@@ -77,6 +90,6 @@ def test_a_folds_estimates_do_not_depend_on_its_own_labels():
 
 def test_the_number_of_threads_does_not_change_the_selections():
     library, local, test = _site()
-    _, one, _ = _estimate(library, local, test, workers=1)
-    _, two, _ = _estimate(library, local, test, workers=2)
+    _, one, _, _ = _estimate(library, local, test, workers=1)
+    _, two, _, _ = _estimate(library, local, test, workers=2)
     pd.testing.assert_frame_equal(one, two)

@@ -112,8 +112,9 @@ def refit_folds(model, fold_data, params: dict, seed: int, base=None, base_data=
     outer fold's training locals ``base_data[f]`` = (X, y) (the base fold is chosen again
     without the held-out fold's labels), fine-tuned at the same frozen depth with the same
     settings and that base fold's ``y`` scaling. The architecture and the frozen depth stay
-    those chosen on all n. Returns, per fold, (predictions of its arrays, {"epochs": run,
-    "base_fold": chosen}).
+    those chosen on all n. Returns (per fold: (predictions of its arrays, {"epochs": run,
+    "base_fold": chosen}), build) where ``build(folds, oof)`` makes the outer-fold ensemble (a
+    ``FoldEnsemble`` whose fold k is the model refitted without outer fold k).
     """
     import keras
     import numpy as np
@@ -154,10 +155,21 @@ def refit_folds(model, fold_data, params: dict, seed: int, base=None, base_data=
     fold_data = [(np.asarray(X, np.float32), np.asarray(y, np.float64),
                   [np.asarray(A, np.float32) for A in to_predict])
                  for X, y, to_predict in fold_data]
-    _, _, _, epochs, predictions = fit_fold_models(make_model, fold_data, settings, seed=seed,
-                                                   y_scaling=y_scaling)
+    models, means, scales, epochs, predictions = fit_fold_models(
+        make_model, fold_data, settings, seed=seed, y_scaling=y_scaling)
+
+    def build(folds, oof, extra=None):
+        from localsoc.models.ensemble import FoldEnsemble
+
+        return FoldEnsemble(
+            models_=models, y_mean_=means, y_scale_=scales, folds=folds,
+            hyperparameters=dict(model.hyperparameters), seed=int(seed), oof_predictions_=oof,
+            info={**dict(extra or {}), "kind": "outer_fold_ensemble", "recipe_of": info_kind,
+                  "base_folds": chosen, "depth": info.get("depth"), "trained_at": utc_now()})
+
+    info_kind = info.get("kind")
     return [(p, {"epochs": e, "base_fold": b})
-            for p, e, b in zip(predictions, epochs, chosen, strict=True)]
+            for p, e, b in zip(predictions, epochs, chosen, strict=True)], build
 
 
 def serving_predictor(model: Any) -> Any:

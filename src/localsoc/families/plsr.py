@@ -50,18 +50,26 @@ def refit_folds(model, fold_data, params: dict, seed: int, base=None, base_data=
     """PLSR refitted on each outer fold's own training data, the number of components chosen
     again by an inner CV there (``train.site_budget.folds`` folds, at most one per sample).
 
-    Returns, per fold, (predictions of its arrays, {"n_components": chosen}).
+    Returns (per fold: (predictions of its arrays, {"n_components": chosen}), build) where
+    ``build(folds, oof)`` makes the outer-fold ensemble (``LinearModel.from_folds``) that the
+    nested collection stores and the package stage may serve.
     """
     from localsoc.models.ensemble import make_folds
 
-    results = []
+    results, fitted_models = [], []
     for fold, (X, y, to_predict) in enumerate(fold_data):
         inner = make_folds(len(y), min(int(params["site_budget"]["folds"]), len(y)), seed + fold)
         fitted = fit_pls_cv(X, y, max_components=int(params["pls_max_components"]),
                             cv=list(inner.split()))
+        fitted_models.append(fitted)
         results.append(([fitted.predict(A).ravel() if len(A) else A[:, 0] for A in to_predict],
                          {"n_components": int(fitted.n_components_)}))
-    return results
+
+    def build(folds, oof, extra=None):
+        return LinearModel.from_folds(fitted_models, folds, oof,
+                                      info={**dict(extra or {}), "trained_at": utc_now()})
+
+    return results, build
 
 
 def serving_predictor(model: LinearModel) -> LinearModel:

@@ -5,6 +5,12 @@
 ``coef`` and ``intercept`` its refitted ``PLSRegression``'s ``coef_`` and ``intercept_``. Stored
 without pickles so the serving bundle can carry it. Out-of-fold predictions and the
 cross-validated choice of components travel with it.
+
+An *outer-fold ensemble* (``from_folds``, what the nested stage serves for a PLSR method) keeps
+the K outer-fold models as ``fold_coef`` / ``fold_intercept`` (``predict_folds``: fold k's
+estimate ``X @ fold_coef[k] + fold_intercept[k]``) and predicts their mean, which is again one
+linear model (``coef`` = the mean coefficients, ``x_mean`` = 0); ``folds`` are the outer folds
+of the calibration samples, for CV+ intervals.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from localsoc.models.ensemble import Folds
 from localsoc.models.pls import PLSRegressionCV
 
 
@@ -27,6 +34,39 @@ class LinearModel:
     oof_predictions_: np.ndarray
     cv_rmse_by_components: list[float] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    fold_coef: np.ndarray | None = None  # (K, n_bands): an outer-fold ensemble's models
+    fold_intercept: np.ndarray | None = None  # (K,)
+    folds: Folds | None = None  # the outer folds of sample_ids
+
+    @classmethod
+    def from_folds(cls, fitted: list[PLSRegressionCV], folds: Folds, oof_predictions,
+                   info: dict | None = None) -> LinearModel:
+        """The outer-fold ensemble of K fitted PLSR models (one per fold of ``folds``, which
+        holds the calibration sample ids); ``oof_predictions``: each sample's estimate by its
+        own outer fold's model."""
+        coef = np.stack([np.asarray(f.estimator_.coef_, np.float64).reshape(-1) for f in fitted])
+        intercept = np.array([float(np.ravel(f.estimator_.intercept_)[0])
+                              - float(np.asarray(f.x_mean_, np.float64) @ c)
+                              for f, c in zip(fitted, coef, strict=True)])
+        return cls(
+            x_mean=np.zeros(coef.shape[1]), coef=coef.mean(axis=0),
+            intercept=float(intercept.mean()),
+            n_components=int(round(np.mean([f.n_components_ for f in fitted]))),
+            sample_ids=[str(s) for s in folds.sample_ids],
+            oof_predictions_=np.asarray(oof_predictions, dtype=np.float64),
+            info={**dict(info or {}),
+                  "fold_n_components": [int(f.n_components_) for f in fitted]},
+            fold_coef=coef, fold_intercept=intercept, folds=folds,
+        )
+
+    def predict_folds(self, X) -> np.ndarray:
+        """Estimates of every outer-fold model, ``(K, n_samples)`` (an outer-fold ensemble)."""
+        if self.fold_coef is None:
+            raise AttributeError("this linear model is not an outer-fold ensemble")
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_bands:
+            raise ValueError(f"expected spectra with {self.n_bands} bands; got shape {X.shape}")
+        return self.fold_coef @ X.T + self.fold_intercept[:, None]
 
     @classmethod
     def from_pls(cls, fitted: PLSRegressionCV, sample_ids, info: dict | None = None) -> LinearModel:
@@ -56,7 +96,9 @@ class LinearModel:
             raise ValueError(f"expected spectra with {self.n_bands} bands; got shape {X.shape}")
         estimate = (X - self.x_mean) @ self.coef + self.intercept
         if return_std:
-            return estimate, np.zeros_like(estimate)
+            spread = (self.predict_folds(X).std(axis=0) if self.fold_coef is not None
+                      else np.zeros_like(estimate))
+            return estimate, spread
         return estimate
 
     def to_dict(self) -> dict:
@@ -70,6 +112,10 @@ class LinearModel:
             "oof_predictions": self.oof_predictions_.tolist(),
             "cv_rmse_by_components": self.cv_rmse_by_components,
             "info": self.info,
+            **({} if self.fold_coef is None else {
+                "fold_coef": self.fold_coef.tolist(),
+                "fold_intercept": self.fold_intercept.tolist(),
+                "folds": self.folds.to_dict()}),
         }
 
     @classmethod
@@ -85,4 +131,9 @@ class LinearModel:
             oof_predictions_=np.asarray(data["oof_predictions"], dtype=np.float64),
             cv_rmse_by_components=list(data["cv_rmse_by_components"]),
             info=dict(data.get("info") or {}),
+            fold_coef=(None if data.get("fold_coef") is None
+                       else np.asarray(data["fold_coef"], dtype=np.float64)),
+            fold_intercept=(None if data.get("fold_intercept") is None
+                            else np.asarray(data["fold_intercept"], dtype=np.float64)),
+            folds=None if data.get("folds") is None else Folds.from_dict(data["folds"]),
         )

@@ -267,17 +267,35 @@ def interval_halfwidth(entry: Mapping[str, Any]) -> float:
 
 #: What the served interval is, per ``interval.method`` of a bundle site.
 INTERVAL_DESCRIPTIONS = {
+    "cv_plus": (
+        "CV+ interval (Barber, Candes, Ramdas & Tibshirani 2021, Ann. Statist. 49(1)): from each "
+        "outer-fold model's estimate of the spectrum and the nested out-of-fold calibration "
+        "residuals, lower = the floor(alpha (n + 1))-th smallest of {mu_-k(i)(x) - R_i}, upper "
+        "= the ceil((1 - alpha)(n + 1))-th smallest of {mu_-k(i)(x) + R_i}; the estimate is the "
+        "mean of the outer-fold models (one 'fold' for a model that never saw the calibration "
+        "samples: split conformal). Guarantee for exchangeable data: coverage >= 1 - 2 alpha "
+        "minus a small term; about the level in practice (measured on test in the study). "
+        "Lower bound clipped at 0"),
     "normalised": (
-        "normalised-score conformal interval (Lei et al. 2018): estimate +- q * sigma(x), "
-        "sigma(x) = sqrt(1 + T2/T2_limit + Q/Q_limit) in the model's applicability domain, q the "
-        "conformal quantile of |residual| / sigma over the nested out-of-fold calibration "
-        "residuals; lower bound clipped at 0. Marginal coverage about the level (measured on "
-        "test in the study; no finite-sample guarantee, since the served model is refitted on "
-        "all calibration samples)"),
+        "normalised-score conformal interval (Lei et al. 2018): estimate +- q * sigma(x), sigma "
+        "a difficulty known without the label (see difficulty_description), q the conformal "
+        "quantile of |residual| / sigma over the nested out-of-fold calibration residuals; "
+        "lower bound clipped at 0. Marginal coverage about the level (measured on test in the "
+        "study; no finite-sample guarantee, since the served model is refitted on all "
+        "calibration samples)"),
     "plain": (
         "conformal half-width of the nested out-of-fold calibration residuals around the served "
         "estimate; lower bound clipped at 0. Marginal coverage about the level (measured on "
         "test in the study; no finite-sample guarantee)"),
+}
+
+
+#: What sigma(x) of a normalised interval is, per ``interval.difficulty``.
+DIFFICULTY_DESCRIPTIONS = {
+    "domain": "sigma(x) = d(x) = sqrt(1 + T2/T2_limit + Q/Q_limit) in the model's domain",
+    "level": "sigma(x) = max(estimate, 0) + level_offset (errors grow with the SOC level)",
+    "domain_level": "sigma(x) = d(x) * (max(estimate, 0) + level_offset), d(x) = sqrt(1 + "
+                    "T2/T2_limit + Q/Q_limit) in the model's domain",
 }
 
 
@@ -290,13 +308,42 @@ class IntervalRule:
     halfwidth: float  # plain: the half-width
     score_quantile: float  # normalised: q
     floor: float  # normalised: added to sigma
+    difficulty: str = "domain"  # normalised: what sigma is (DIFFICULTY_DESCRIPTIONS)
+    level_offset: float = 1.0  # normalised, level difficulties: the offset
+    residuals: tuple = ()  # cv_plus: |nested out-of-fold residual| of each calibration sample
+    folds: tuple = ()  # cv_plus: the outer fold of each
+    fold_estimates: bool = False  # cv_plus: the served model's fold estimates (else its mean)
 
-    def halfwidths(self, difficulty: np.ndarray) -> np.ndarray:
-        """Half-width of each spectrum, from its ``domain_difficulty``."""
-        difficulty = np.asarray(difficulty, dtype=np.float64)
+    def bounds(self, estimate: np.ndarray, per_fold: np.ndarray | None,
+               domain_sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) of each spectrum, lower clipped at 0. ``per_fold``: the served
+        model's fold estimates (K, m) (used by cv_plus when ``fold_estimates``)."""
+        from localsoc.uncertainty import clip_interval, cv_plus_interval
+
+        estimate = np.asarray(estimate, dtype=np.float64)
+        if self.method == "cv_plus":
+            mu = per_fold if self.fold_estimates else estimate[None, :]
+            residuals = np.asarray(self.residuals, dtype=np.float64)
+            lower, upper = cv_plus_interval(residuals, np.zeros_like(residuals),
+                                            np.asarray(self.folds, dtype=np.int64), mu,
+                                            self.level)
+        else:
+            half = self.halfwidths(domain_sigma, estimate)
+            lower, upper = estimate - half, estimate + half
+        return clip_interval(lower, upper)
+
+    def halfwidths(self, domain_sigma: np.ndarray, estimate: np.ndarray | None = None
+                   ) -> np.ndarray:
+        """Half-width of each spectrum, from its ``domain_difficulty`` and estimate."""
+        from localsoc.uncertainty import spectrum_difficulty
+
+        domain_sigma = np.asarray(domain_sigma, dtype=np.float64)
         if self.method == "plain":
-            return np.full(difficulty.shape, self.halfwidth)
-        return self.score_quantile * (np.maximum(difficulty, 0.0) + self.floor)
+            return np.full(domain_sigma.shape, self.halfwidth)
+        sigma = spectrum_difficulty(self.difficulty, domain_sigma,
+                                    domain_sigma if estimate is None else estimate,
+                                    self.level_offset)
+        return self.score_quantile * (np.maximum(sigma, 0.0) + self.floor)
 
 
 def interval_rule(entry: Mapping[str, Any]) -> IntervalRule:
@@ -310,6 +357,20 @@ def interval_rule(entry: Mapping[str, Any]) -> IntervalRule:
     level = float(interval["level"])
     if method not in INTERVAL_DESCRIPTIONS:  # bundles before nested evaluation
         return IntervalRule("plain", level, halfwidth, math.nan, 0.0)
+    if method == "cv_plus":
+        residuals = np.abs(np.asarray(interval.get("calibration_residuals", []), np.float64))
+        folds = np.asarray(interval.get("calibration_folds", []))
+        if (residuals.size == 0 or folds.shape != residuals.shape
+                or not np.issubdtype(folds.dtype, np.integer) or folds.min() < 0):
+            raise BundleError(f"bundle site {entry['site']!r}: a cv_plus interval needs one "
+                              "outer fold (an integer >= 0) per calibration residual")
+        fold_estimates = bool(interval.get("fold_estimates", False))
+        if not fold_estimates and folds.max() != 0:
+            raise BundleError(f"bundle site {entry['site']!r}: calibration folds other than 0 "
+                              "need the served model's fold estimates (fold_estimates: true)")
+        return IntervalRule("cv_plus", level, halfwidth, math.nan, 0.0,
+                            residuals=tuple(residuals.tolist()),
+                            folds=tuple(int(f) for f in folds), fold_estimates=fold_estimates)
     if method == "plain":
         return IntervalRule("plain", level, halfwidth, math.nan, 0.0)
     residuals = np.asarray(interval.get("calibration_residuals", []), dtype=np.float64)
@@ -325,4 +386,13 @@ def interval_rule(entry: Mapping[str, Any]) -> IntervalRule:
         raise BundleError(
             f"bundle site {entry['site']!r}: stored score quantile {stored} disagrees with its "
             f"calibration residuals and difficulties ({q}); re-run the package stage")
-    return IntervalRule("normalised", level, halfwidth, q, 0.0 if floor is None else floor)
+    kind = interval.get("difficulty", "domain")
+    if kind not in DIFFICULTY_DESCRIPTIONS:
+        raise BundleError(f"bundle site {entry['site']!r}: unknown interval difficulty {kind!r}; "
+                          f"known: {sorted(DIFFICULTY_DESCRIPTIONS)}")
+    offset = interval.get("level_offset")
+    if kind != "domain" and not (offset is not None and float(offset) > 0):
+        raise BundleError(f"bundle site {entry['site']!r}: a {kind!r} difficulty needs a "
+                          "positive level_offset")
+    return IntervalRule("normalised", level, halfwidth, q, 0.0 if floor is None else floor,
+                        kind, float(offset) if offset is not None else 1.0)

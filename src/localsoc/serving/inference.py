@@ -303,6 +303,10 @@ class HybridEnsemble:
         path = self.numpy_path if len(X) <= self.max_numpy_rows else self.graph_path
         return path.predict(X, return_std=return_std)
 
+    def predict_folds(self, X: np.ndarray) -> np.ndarray:
+        path = self.numpy_path if len(X) <= self.max_numpy_rows else self.graph_path
+        return path.predict_folds(X)
+
 
 #: Spectra per call up to which ``HybridEnsemble`` uses NumPy (measured crossover: 10-25).
 NUMPY_MAX_ROWS = 16

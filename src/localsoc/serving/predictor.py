@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from localsoc.methods import family
-from localsoc.serving.bundle import DEFAULT_SERVING, ServingBundle, interval_rule
+from localsoc.serving.bundle import DEFAULT_SERVING, BundleError, ServingBundle, interval_rule
 from localsoc.serving.schemas import (
     DomainLimits,
     Interval,
@@ -72,6 +72,14 @@ class SitePredictor:
         self.predictor = family(entry["family"]).implementation().serving_predictor(model)
         self.domain = ApplicabilityDomain.from_dict(entry["domain"])
         self.interval = interval_rule(entry)
+        if self.interval.fold_estimates:
+            n_folds = getattr(model, "n_folds", None)
+            if n_folds is None and getattr(model, "fold_coef", None) is not None:
+                n_folds = int(model.fold_coef.shape[0])
+            if n_folds is None or max(self.interval.folds) >= n_folds:
+                raise BundleError(
+                    f"bundle site {self.name!r}: the cv_plus interval names outer folds up to "
+                    f"{max(self.interval.folds)} but the model has {n_folds} fold models")
         self.halfwidth = self.interval.halfwidth
         self.level = self.interval.level
         self.identity = ModelIdentity(
@@ -110,6 +118,7 @@ class SitePredictor:
             "preprocessing": self.steps,
             "interval": {"level": self.level, "method": self.interval.method,
                          "description": self.entry["interval"].get("description"),
+                         "difficulty": self.entry["interval"].get("difficulty_description"),
                          "halfwidth": self.halfwidth if math.isfinite(self.halfwidth) else None},
             "domain_limits": {"t2_limit": self.domain.t2_limit, "q_limit": self.domain.q_limit},
             "cal_rmse": entry.get("cal_rmse"),
@@ -156,15 +165,17 @@ class SitePredictor:
         estimate, spread = self.predictor.predict(spectra, return_std=True)
         t2, q = self.domain.statistics(spectra)
         inside = (t2 <= self.domain.t2_limit) & (q <= self.domain.q_limit)
-        half = self.interval.halfwidths(domain_difficulty(self.domain, spectra))
-        finite = np.isfinite(half)
+        per_fold = (self.predictor.predict_folds(spectra) if self.interval.fold_estimates
+                    else None)
+        lower, upper = self.interval.bounds(estimate, per_fold,
+                                            domain_difficulty(self.domain, spectra))
         predictions = [
             SpectrumPrediction(
                 soc_percent=float(estimate[i]),
                 spread=float(spread[i]),
                 interval=Interval(
-                    lower=float(max(estimate[i] - half[i], 0.0)) if finite[i] else None,
-                    upper=float(estimate[i] + half[i]) if finite[i] else None,
+                    lower=float(lower[i]) if np.isfinite(lower[i]) else None,
+                    upper=float(upper[i]) if np.isfinite(upper[i]) else None,
                     level=self.level,
                     method=self.interval.method,
                 ),

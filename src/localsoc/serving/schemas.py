@@ -38,8 +38,9 @@ class Interval(BaseModel):
     level: float = Field(description="nominal coverage, e.g. 0.9")
     method: str = Field(
         default="plain",
-        description="normalised (half-width grows with the spectrum's distance to the training "
-        "spectra) or plain (one half-width); GET /sites describes the site's interval")
+        description="cv_plus (CV+ from the outer-fold models), normalised (width follows a "
+        "difficulty of the spectrum) or plain (one half-width); GET /sites describes the "
+        "site's interval")
 
 
 class SpectrumPrediction(BaseModel):

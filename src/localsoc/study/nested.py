@@ -171,7 +171,7 @@ def nested_site_estimates(
     seed: int,
     workers: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Nested estimates of one site: (estimates, choices).
+    """Nested estimates of one site: (estimates, choices, outer-fold ensembles by label).
 
     ``entries``: the registry methods to re-estimate (``Method.nested`` set), with their fitted
     models in ``models`` (by method label) and, for transfer methods, the library models they
@@ -181,7 +181,10 @@ def nested_site_estimates(
     Estimates: one ``calibration`` row per local sample (its outer fold's model) and one
     ``test`` row per test sample and outer fold. Choices: per method and fold, the training
     size, the library samples used, their overlap with the selection made on all n, and what
-    the refit chose (components, epochs).
+    the refit chose (components, epochs). Outer-fold ensembles: per method, the K refitted
+    models as one model (its fold k never saw outer fold k; it predicts their mean), with the
+    nested out-of-fold estimates and the outer folds: what the evaluate stage scores and the
+    package stage serves, with CV+ intervals.
     """
     from localsoc.methods import family
 
@@ -198,7 +201,7 @@ def nested_site_estimates(
         seeds = [derived_seed(seed, site, scope, f"outer_fold_{f}") for f in range(len(splits))]
         selected[scope] = (pool, fold_selections(pool, X_n, y_n, folds, params["localise"],
                                                  seeds, workers))
-    frames, choices = [], []
+    frames, choices, outer = [], [], {}
     for entry in entries:
         full = set(selection.loc[(selection["site"] == site) & (selection["scope"] == entry.scope),
                                  "sample_id"].astype(str)) if entry.nested == "rslocal" else set()
@@ -217,10 +220,16 @@ def nested_site_estimates(
         stage_params = params["transfer"] if entry.stage == "transfer" else params["train"]
         base_data = ([(X_n[train], y_n[train]) for train, _ in splits]
                      if entry.label in bases else None)
-        results = family(entry.family).implementation().refit_folds(
+        results, build = family(entry.family).implementation().refit_folds(
             models[entry.label], fold_data, stage_params,
             derived_seed(seed, site, entry.label, "nested"), base=bases.get(entry.label),
             base_data=base_data)
+        oof = np.full(len(ids_n), np.nan)
+        for (_, held), ((held_estimate, _), _) in zip(splits, results, strict=True):
+            oof[held] = held_estimate
+        outer[entry.label] = build(folds, oof, {
+            "method": entry.label, "data": entry.data, "nested": entry.nested,
+            "library_samples_per_fold": [len(u) for u in used]})
         for f, ((_, held), ((held_estimate, test_estimate), info)) in enumerate(
                 zip(splits, results, strict=True)):
             frames.append(pd.DataFrame({
@@ -239,7 +248,7 @@ def nested_site_estimates(
             })
     estimates = (pd.concat(frames, ignore_index=True) if frames
                  else pd.DataFrame(columns=list(ESTIMATE_COLUMNS)))
-    return estimates, pd.DataFrame(choices)
+    return estimates, pd.DataFrame(choices), outer
 
 
 def base_model_key(entry, country: str | None) -> str | None:

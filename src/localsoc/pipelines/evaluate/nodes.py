@@ -17,15 +17,21 @@ Three nodes, one purpose each:
 Intervals (``localsoc.uncertainty``; ``evaluate.interval`` picks the one the table, the figures
 and the served model use; the others are reported beside it):
 
-- ``normalised`` (default): estimate +- q * sigma(x), the normalised-score conformal interval
-  of Lei et al. (2018) on the nested out-of-fold residuals, sigma = ``domain_difficulty`` in
-  the method's applicability domain (for a calibration sample, a domain fitted without its
-  outer fold, so calibration and new spectra are scored alike); centred on the served model.
+- ``cv_plus`` (default): the CV+ interval of Barber et al. (2021) from the outer-fold models'
+  estimates of each spectrum and the nested out-of-fold residuals: a method with a nested
+  procedure is represented (and served) by its outer-fold ensemble, a model with fold models
+  over the n (Local) by its own, so the interval comes from the very models whose residuals
+  it uses; its guarantee: coverage >= 1 - 2 alpha - small term for exchangeable data (about
+  1 - alpha in practice). A model that never saw the n (library-only) has one "fold": split
+  conformal around it.
+- ``normalised``: estimate +- q * sigma(x), the normalised-score conformal interval of Lei et
+  al. (2018) on the nested out-of-fold residuals, sigma known without the label
+  (``evaluate.difficulty``, ``localsoc.uncertainty.spectrum_difficulty``): the domain distance
+  ``domain_difficulty`` in the method's applicability domain (for a calibration sample, a
+  domain fitted without its outer fold, so calibration and new spectra are scored alike), the
+  estimated SOC level, or both; centred on the served model.
 - ``plain``: estimate +- the conformal quantile of the nested out-of-fold |residuals|.
-- ``cv_plus`` and ``normalised_cv_plus``: CV+ of Barber et al. (2021) from the outer-fold
-  models' estimates of each test spectrum (their guarantee: >= 1 - 2 alpha - small term for
-  exchangeable data); reported, not served (the outer-fold models of nested methods are not
-  kept).
+- ``normalised_cv_plus``: CV+ on the normalised score; reported, not served.
 
 Every lower bound is clipped at 0 (SOC cannot be negative).
 """
@@ -56,13 +62,15 @@ from localsoc.uncertainty import (
     cv_plus_interval,
     domain_difficulty,
     interval_coverage,
+    level_offset,
     normalized_halfwidths,
+    spectrum_difficulty,
 )
 
 METRIC_NAMES = ("rmse", "me", "ccc", "r2", "rpiq")
-#: The intervals every method is scored with; the first two can be served.
-INTERVALS = ("normalised", "plain", "cv_plus", "normalised_cv_plus")
-SERVED_INTERVALS = ("normalised", "plain")
+#: The intervals every method is scored with; the first three can be served.
+INTERVALS = ("cv_plus", "normalised", "plain", "normalised_cv_plus")
+SERVED_INTERVALS = ("cv_plus", "normalised", "plain")
 ESTIMATE_COLUMNS = ("site", "method", "model_key", "role", "sample_id", "observed", "estimated",
                     "spread", "fold", "estimated_unnested")
 
@@ -101,10 +109,11 @@ def _model_folds(model, ids_cal: list[str]) -> np.ndarray | None:
     return np.asarray(folds.assignment)[[position[s] for s in ids_cal]].astype(int)
 
 
-def _rows(site, label, key, role, ids, observed, estimated, spread, fold, unnested=None):
+def _rows(site, label, key, role, ids, observed, estimated, spread, fold, unnested=None,
+          collection=None):
     n = len(ids)
     return pd.DataFrame({
-        "site": site, "method": label, "model_key": key, "role": role,
+        "site": site, "method": label, "model_key": key, "collection": collection, "role": role,
         "sample_id": [str(s) for s in ids],
         "observed": np.asarray(observed, dtype=np.float64),
         "estimated": np.asarray(estimated, dtype=np.float64),
@@ -115,31 +124,28 @@ def _rows(site, label, key, role, ids, observed, estimated, spread, fold, unnest
     })
 
 
-def _method_rows(site, entry, key, ids_cal, y_cal, ids_test, y_test, own_cal, nested_rows,
-                 own_folds, estimate, spread, per_fold) -> list[pd.DataFrame]:
-    """The calibration, test and test-fold rows of one method at one site."""
-    if nested_rows is not None and not nested_rows.empty:
-        cal = nested_rows.loc[nested_rows["role"] == "calibration"].set_index("sample_id")
-        cal_estimate = cal.loc[ids_cal, "estimated"].to_numpy(np.float64)
-        cal_fold = cal.loc[ids_cal, "fold"].to_numpy(np.int64)
-        tested = nested_rows.loc[nested_rows["role"] == "test"]
-        per_fold = (tested.pivot(index="fold", columns="sample_id", values="estimated")
-                    .reindex(columns=ids_test).to_numpy(np.float64))
-        unnested = own_cal
-    elif own_folds is not None:
-        cal_estimate, cal_fold, unnested = own_cal, own_folds, None
+def _method_rows(site, entry, key, collection, ids_cal, y_cal, ids_test, y_test, cal_estimate,
+                 unnested, own_folds, estimate, spread, per_fold,
+                 refit_estimate=None) -> list[pd.DataFrame]:
+    """The calibration, test, test-fold (and full-refit test) rows of one method at one site."""
+    if own_folds is not None:
+        cal_fold = own_folds
     else:  # one model that never saw the n (or leave-one-out estimates): a single "fold"
-        cal_estimate, cal_fold, unnested = own_cal, 0, None
+        cal_fold = 0
         per_fold = np.asarray(estimate, dtype=np.float64)[None, :]
     frames = [
         _rows(site, entry.label, key, "calibration", ids_cal, y_cal, cal_estimate, None,
-              cal_fold, unnested),
-        _rows(site, entry.label, key, "test", ids_test, y_test, estimate, spread, -1),
+              cal_fold, unnested, collection),
+        _rows(site, entry.label, key, "test", ids_test, y_test, estimate, spread, -1, None,
+              collection),
     ]
     for k, row in enumerate(np.atleast_2d(per_fold)):
         if len(ids_test):
             frames.append(_rows(site, entry.label, key, "test_fold", ids_test, y_test, row,
-                                None, k))
+                                None, k, None, collection))
+    if refit_estimate is not None:
+        frames.append(_rows(site, entry.label, key, "test_refit", ids_test, y_test,
+                            refit_estimate, None, -1, None, collection))
     return frames
 
 
@@ -152,18 +158,22 @@ def predict_sites(
     site_models: dict,
     transfer_models: dict,
     mbl_estimates: pd.DataFrame | None,
-    nested_estimates: pd.DataFrame | None = None,
+    nested_models: dict | None = None,
 ) -> pd.DataFrame:
     """Calibration, test and test-fold estimates of every registered method of every site.
 
     Methods are taken in registry order; a method whose model (or MBL estimates) a site does not
-    have is left out. Roles: ``calibration`` (``estimated``: nested out-of-fold where the
-    nested stage made it, else the model's own; ``estimated_unnested``: the model's own when
-    they differ; ``fold``: the outer fold whose model made the estimate), ``test`` (the served
-    model's estimate and fold spread) and ``test_fold`` (fold k's model's estimate of each test
-    sample, for CV+; one "fold" for a model without fold models).
+    have is left out. A method with an outer-fold ensemble in ``nested_models`` (the ``nested``
+    stage's) is represented by it: that is the model the package stage serves. Roles:
+    ``calibration`` (``estimated``: out of fold, nested where the nested stage made it;
+    ``estimated_unnested``: the full-data model's own out-of-fold estimate then; ``fold``: the
+    fold whose model made the estimate), ``test`` (the represented model's estimate and fold
+    spread), ``test_fold`` (fold k's model's estimate of each test sample, for CV+; one "fold"
+    for a model without fold models over the n) and ``test_refit`` (the full-data model's test
+    estimate, where an outer-fold ensemble represents the method).
     """
     collections = {"library": library_models, "site": site_models, "transfer": transfer_models}
+    nested_models = nested_models or {}
     frames = []
     for site in sites_of(site_calibration):
         country = site_country(site_calibration, site)
@@ -172,12 +182,8 @@ def predict_sites(
         X_test = spectra_of(test) if not test.empty else np.empty((0, X_cal.shape[1]))
         y_test = test["soc"].to_numpy(np.float64)
         ids_test = test["sample_id"].astype(str).tolist()
-        nested_of_site = (None if nested_estimates is None or nested_estimates.empty
-                          else nested_estimates.loc[nested_estimates["site"] == site])
         for entry in methods():
             key = entry.model_key(site, country)
-            nested_rows = (None if nested_of_site is None
-                           else nested_of_site.loc[nested_of_site["method"] == entry.label])
             if entry.collection is None:  # estimates of a stage without stored models (MBL)
                 if mbl_estimates is None or mbl_estimates.empty:
                     continue
@@ -188,26 +194,35 @@ def predict_sites(
                 cal = rows.loc[rows["role"] == "calibration"].set_index("sample_id")
                 tested = rows.loc[rows["role"] == "test"].set_index("sample_id")
                 estimate = tested.loc[ids_test, "estimated"].to_numpy(np.float64)
-                frames += _method_rows(site, entry, key, ids_cal, y_cal, ids_test, y_test,
+                frames += _method_rows(site, entry, key, None, ids_cal, y_cal, ids_test, y_test,
                                        cal.loc[ids_cal, "estimated"].to_numpy(np.float64),
-                                       nested_rows, None, estimate,
-                                       np.full(len(y_test), np.nan), None)
+                                       None, None, estimate, np.full(len(y_test), np.nan),
+                                       None)
                 continue
             model = collections[entry.collection].get(key)
             if model is None:
                 continue
-            own_folds = _model_folds(model, ids_cal)
+            outer = nested_models.get(key)
+            served = outer if outer is not None else model
+            own_folds = _model_folds(served, ids_cal)
             per_fold = None
             if not len(y_test):
                 estimate, spread = np.empty(0), np.empty(0)
             elif own_folds is not None:
-                per_fold = model.predict_folds(X_test)
+                per_fold = served.predict_folds(X_test)
                 estimate, spread = fold_mean_and_spread(per_fold)
             else:
-                estimate, spread = model.predict(X_test, return_std=True)
-            frames += _method_rows(site, entry, key, ids_cal, y_cal, ids_test, y_test,
-                                   calibration_estimates(model, X_cal, ids_cal), nested_rows,
-                                   own_folds, estimate, spread, per_fold)
+                estimate, spread = served.predict(X_test, return_std=True)
+            unnested, refit = None, None
+            if outer is not None:
+                unnested = calibration_estimates(model, X_cal, ids_cal)
+                refit = (np.asarray(model.predict(X_test), dtype=np.float64) if len(y_test)
+                         else np.empty(0))
+            frames += _method_rows(site, entry, key,
+                                   "nested" if outer is not None else entry.collection,
+                                   ids_cal, y_cal, ids_test, y_test,
+                                   calibration_estimates(served, X_cal, ids_cal), unnested,
+                                   own_folds, estimate, spread, per_fold, refit)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -266,7 +281,8 @@ def score_sites(
     dRMSE against the registry's reference method. Rows are in registry order.
     """
     level = float(params["interval_level"])
-    chosen = str(params.get("interval", "normalised"))
+    chosen = str(params.get("interval", "cv_plus"))
+    difficulty = str(params.get("difficulty", "domain"))
     if chosen not in SERVED_INTERVALS:
         raise ValueError(f"evaluate.interval must be one of {SERVED_INTERVALS} (the intervals "
                          f"the served model can give); got {chosen!r}")
@@ -286,6 +302,7 @@ def score_sites(
             rows = of_site.loc[of_site["method"] == label]
             cal = rows.loc[rows["role"] == "calibration"].set_index("sample_id").loc[ids_cal]
             tested = rows.loc[rows["role"] == "test"].set_index("sample_id").loc[ids_test]
+            refit = rows.loc[rows["role"] == "test_refit"].set_index("sample_id")
             y_cal = cal["observed"].to_numpy(np.float64)
             cal_estimate = cal["estimated"].to_numpy(np.float64)
             unnested = cal["estimated_unnested"].to_numpy(np.float64)
@@ -295,9 +312,12 @@ def score_sites(
                         .pivot(index="fold", columns="sample_id", values="estimated")
                         .reindex(columns=ids_test).to_numpy(np.float64))
             fold_of_cal = cal["fold"].to_numpy(np.int64)
-            domain, sigma_cal, sigma_test = _difficulties(
+            domain, domain_cal, domain_test = _difficulties(
                 entry, library_spectra, site_calibration, selection, site, country, X_cal,
                 ids_cal, X_test, folds, params)
+            offset = level_offset(cal_estimate)
+            sigma_cal = spectrum_difficulty(difficulty, domain_cal, cal_estimate, offset)
+            sigma_test = spectrum_difficulty(difficulty, domain_test, estimate, offset)
             half = conformal_halfwidth(y_cal, cal_estimate, level)
             bounds = {
                 "plain": (estimate - half, estimate + half),
@@ -315,8 +335,8 @@ def score_sites(
             lower, upper = bounds[chosen]
             t2, q = domain.statistics(X_test) if has_test else (np.empty(0), np.empty(0))
             inside = (t2 <= domain.t2_limit) & (q <= domain.q_limit)
-            cal_half = (half if chosen == "plain" else normalized_halfwidths(
-                y_cal, cal_estimate, sigma_cal, sigma_cal, level))
+            cal_half = (normalized_halfwidths(y_cal, cal_estimate, sigma_cal, sigma_cal, level)
+                        if chosen == "normalised" else half)
             blank = np.full(len(y_cal), np.nan)
             predictions.append(pd.DataFrame({
                 "site": site, "method": label, "role": "calibration",
@@ -354,6 +374,9 @@ def score_sites(
                 "cal_rmse_se": _rmse_se(y_cal, cal_estimate),
                 "cal_rmse_unnested": (rmse(y_cal, unnested) if finite_unnested
                                       else rmse(y_cal, cal_estimate)),
+                "collection": rows["collection"].iloc[0],
+                "rmse_full_refit": (rmse(y_test, refit.loc[ids_test, "estimated"])
+                                    if has_test and not refit.empty else np.nan),
                 "interval": chosen,
                 "interval_level": level,
                 "interval_halfwidth": half,
@@ -365,7 +388,9 @@ def score_sites(
             domains.setdefault(site, {})[label] = {
                 "domain": domain.to_dict(),
                 "interval": {
-                    "method": chosen, "level": level,
+                    "method": chosen, "level": level, "difficulty": difficulty,
+                    "level_offset": offset, "calibration_folds": fold_of_cal.tolist(),
+                    "fold_estimates": bool(per_fold.shape[0] > 1),
                     "calibration_residuals": np.abs(y_cal - cal_estimate).tolist(),
                     "calibration_difficulties": sigma_cal.tolist(),
                 },
@@ -441,7 +466,7 @@ def choose_winners(
             "country": site_country(site_calibration, site),
             "method": best["method"],
             "model_key": best["model_key"],
-            "collection": method(best["method"]).collection,
+            "collection": best["collection"],
             "family": best["family"],
             "trained_on": best["trained_on"],
             "cal_rmse": float(best["cal_rmse"]),
@@ -477,16 +502,16 @@ def evaluate_sites(
     transfer_models: dict,
     params: dict,
     mbl_estimates: pd.DataFrame | None = None,
-    nested_estimates: pd.DataFrame | None = None,
+    nested_models: dict | None = None,
     site_folds: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(predictions, metrics, winners): the evaluate pipeline's three nodes in one call, for
-    scripts and tests (``mbl_estimates`` / ``nested_estimates``: the ``mbl`` and ``nested``
-    stages' outputs; None: no MBL rows / un-nested estimates; ``site_folds``: the stored folds,
-    None: 5 folds of the n)."""
+    scripts and tests (``mbl_estimates`` / ``nested_models``: the ``mbl`` and ``nested``
+    stages' outputs; None: no MBL rows / the full-data models only; ``site_folds``: the stored
+    folds, None: 5 folds of the n)."""
     estimates = predict_sites(site_calibration, site_test, library_spectra, selection,
                               library_models, site_models, transfer_models, mbl_estimates,
-                              nested_estimates)
+                              nested_models)
     predictions, scored, domains = score_sites(estimates, site_calibration, site_test,
                                                library_spectra, selection, params, site_folds)
     metrics, winners = choose_winners(scored, domains, site_calibration)

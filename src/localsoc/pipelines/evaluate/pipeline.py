@@ -17,7 +17,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 predict_sites,
                 inputs=["site_calibration", "site_test", "library_spectra", "rslocal_selection",
                         "library_models", "site_models", "transfer_models", "mbl_estimates",
-                        "nested_estimates"],
+                        "nested_models"],
                 outputs="study_estimates",
                 name="predict_sites",
             ),

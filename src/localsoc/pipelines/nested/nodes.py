@@ -34,13 +34,14 @@ def estimate_nested(
     transfer: dict,
     study: dict,
     nested: dict,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(nested estimates, per-fold choices) of every site and every method with a ``nested``
-    procedure whose model the site has."""
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(nested estimates, per-fold choices, outer-fold ensembles keyed like the methods'
+    models) of every site and every method with a ``nested`` procedure whose model the site
+    has."""
     collections = {"library": library_models, "site": site_models, "transfer": transfer_models}
     params = {"localise": localise, "train": train, "transfer": transfer}
     sites = sites_of(site_calibration)
-    frames, choices = [], []
+    frames, choices, outer_models = [], [], {}
     for site in tqdm(sites, desc="nested evaluation", unit="site",
                      disable=not bool(nested.get("progress", True))):
         country = site_country(site_calibration, site)
@@ -61,7 +62,7 @@ def estimate_nested(
             models[entry.label] = model
         if not entries:
             continue
-        estimates, chosen = nested_site_estimates(
+        estimates, chosen, outer = nested_site_estimates(
             site, country, library_spectra,
             site_calibration.loc[site_calibration["site"] == site],
             site_test.loc[site_test["site"] == site], selection,
@@ -69,6 +70,9 @@ def estimate_nested(
             int(study["seed"]), nested.get("workers"))
         frames.append(estimates)
         choices.append(chosen)
+        for entry in entries:
+            outer_models[entry.model_key(site, country)] = outer[entry.label]
     if not frames:
-        return pd.DataFrame(columns=list(ESTIMATE_COLUMNS)), pd.DataFrame()
-    return pd.concat(frames, ignore_index=True), pd.concat(choices, ignore_index=True)
+        return pd.DataFrame(columns=list(ESTIMATE_COLUMNS)), pd.DataFrame(), {}
+    return (pd.concat(frames, ignore_index=True), pd.concat(choices, ignore_index=True),
+            outer_models)

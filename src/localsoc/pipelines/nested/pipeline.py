@@ -12,7 +12,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                         "site_folds", "library_models", "site_models", "transfer_models",
                         "params:localise", "params:train", "params:transfer", "params:study",
                         "params:nested"],
-                outputs=["nested_estimates", "nested_choices"],
+                outputs=["nested_estimates", "nested_choices", "nested_models"],
                 name="estimate_nested",
             )
         ]

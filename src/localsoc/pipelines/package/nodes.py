@@ -21,6 +21,7 @@ from localsoc.provenance import code_version, data_version
 from localsoc.serving.bundle import (
     BUNDLE_FORMAT,
     DEFAULT_SERVING,
+    DIFFICULTY_DESCRIPTIONS,
     INTERVAL_DESCRIPTIONS,
     ServingBundle,
     check_manifest,
@@ -46,13 +47,19 @@ def _interval_entry(winner: dict, rows: pd.DataFrame, residuals: np.ndarray) -> 
         "calibration_sample_ids": rows["sample_id"].astype(str).tolist(),
         "calibration_residuals": residuals.tolist(),
     }
+    calibration = winner.get("interval_calibration") or {}
+    if method == "cv_plus":
+        entry.update({"calibration_folds": [int(f) for f in calibration["calibration_folds"]],
+                      "fold_estimates": bool(calibration["fold_estimates"])})
     if method == "normalised":
         difficulties = rows["difficulty"].to_numpy(np.float64)
         q, floor = normalized_score_quantile(np.abs(residuals), np.zeros_like(residuals),
                                              difficulties, level)
+        kind = calibration.get("difficulty", "domain")
         entry.update({"calibration_difficulties": difficulties.tolist(),
                       "score_quantile": _finite_or_none(q), "difficulty_floor": floor,
-                      "difficulty": "sqrt(1 + T2/T2_limit + Q/Q_limit) in this site's domain"})
+                      "difficulty": kind, "level_offset": calibration.get("level_offset"),
+                      "difficulty_description": DIFFICULTY_DESCRIPTIONS[kind]})
     return entry
 
 
@@ -109,11 +116,15 @@ def package_winners(
     preprocess: dict,
     validate: dict,
     package: dict,
+    nested_models: dict | None = None,
 ) -> ServingBundle:
-    """One serving bundle holding every site's winner and what serving it needs."""
+    """One serving bundle holding every site's winner and what serving it needs
+    (``nested_models``: the outer-fold ensembles of the ``nested`` stage, which represent the
+    methods with a nested procedure)."""
     if not study_winners:
         raise ValueError("study_winners is empty: run the evaluate stage before package")
-    collections = {"library": library_models, "site": site_models, "transfer": transfer_models}
+    collections = {"library": library_models, "site": site_models, "transfer": transfer_models,
+                   "nested": nested_models or {}}
     wavelengths = Grid.from_params(grid).wavelengths_nm
     grid_record = {key: float(grid[key]) for key in ("start_nm", "stop_nm", "step_nm")}
     steps = check_steps(preprocess["steps"])
