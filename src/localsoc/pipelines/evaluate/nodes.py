@@ -390,7 +390,7 @@ def score_sites(
                 "interval": {
                     "method": chosen, "level": level, "difficulty": difficulty,
                     "level_offset": offset, "calibration_folds": fold_of_cal.tolist(),
-                    "fold_estimates": bool(per_fold.shape[0] > 1),
+                    "fold_estimates": bool(fold_of_cal.max() > 0),  # the model has fold models
                     "calibration_residuals": np.abs(y_cal - cal_estimate).tolist(),
                     "calibration_difficulties": sigma_cal.tolist(),
                 },
