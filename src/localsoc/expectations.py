@@ -75,6 +75,12 @@ def ssl_suite(params: dict, *, role: str) -> list[ExpectationSpec]:
         ),
         ExpectationSpec(
             "expect_column_values_to_be_between",
+            {"column": "spectrum_flat", "min_value": 0, "max_value": 0},
+            "flat spectrum (the same value in every band): SNV is undefined for it and it is "
+            "usually a failed scan; rescan the sample or remove the row",
+        ),
+        ExpectationSpec(
+            "expect_column_values_to_be_between",
             {"column": "soc", "min_value": float(soc["min"]), "max_value": float(soc["max"])},
             f"SOC outside [{soc['min']}, {soc['max']}] % by mass; check units (g/kg must be "
             "divided by 10) or the value",
@@ -119,6 +125,10 @@ def row_view(frame: pd.DataFrame) -> pd.DataFrame:
         masked = np.where(finite, spectra, np.nan)
         low = np.nanmin(masked, axis=1) if bands else np.full(len(frame), np.nan)
         high = np.nanmax(masked, axis=1) if bands else np.full(len(frame), np.nan)
+        # flat as SNV judges it (spectra.snv): sd <= 1e-12 x max(|mean|, 1), on finite bands
+        mean = np.nanmean(masked, axis=1) if bands else np.full(len(frame), np.nan)
+        sd = np.nanstd(masked, axis=1) if bands else np.full(len(frame), np.nan)
+        flat = (sd <= 1e-12 * np.maximum(np.abs(mean), 1.0)) & (finite.sum(axis=1) > 1)
     view = pd.DataFrame(
         {
             "sample_id": frame["sample_id"].astype("object").to_numpy(),
@@ -129,6 +139,7 @@ def row_view(frame: pd.DataFrame) -> pd.DataFrame:
             "bands_non_finite": (~finite).sum(axis=1),
             "reflectance_min": low,
             "reflectance_max": high,
+            "spectrum_flat": flat.astype(np.int64),
         },
         index=pd.RangeIndex(len(frame)),
     )

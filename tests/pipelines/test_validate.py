@@ -29,6 +29,19 @@ def corrupt(frame):
     return frame
 
 
+def test_a_flat_spectrum_is_quarantined_at_validation_not_left_to_fail_preprocessing(
+        small_library, params):
+    frame = small_library.copy()
+    bands = band_columns(frame)
+    frame.loc[8, bands] = 0.25  # a failed scan: the same reflectance in every band
+    frame.loc[9, bands[0]] = frame.loc[9, bands[0]] * 1.001  # a normal spectrum stays
+    kept, quarantine, _ = validate_table(frame, params, grid_params(), role="library",
+                                         name="library")
+    assert quarantine["source_row"].tolist() == [8]
+    assert "flat spectrum" in quarantine["quarantine_reason"].iloc[0]
+    assert len(kept) == len(frame) - 1
+
+
 def test_each_failure_class_is_quarantined_with_its_reason(small_library, params):
     frame = corrupt(small_library)
     kept, quarantine, report = validate_table(
