@@ -3,12 +3,13 @@
 Three nodes, one purpose each:
 
 - ``predict_sites``: every registered method's estimates of the site's calibration samples and
-  of its test samples. Calibration estimates are *nested* out-of-fold estimates where the
-  ``nested`` stage made them (methods whose training data or settings used the calibration
-  labels: RS-LOCAL selections, PLSR components), else the model's own out-of-fold estimates
-  (fold models that never saw the sample) or its plain estimates (a model that never saw the
-  n); the un-nested estimates are kept beside them. Per test sample, the served model's
-  estimate and spread and every outer-fold model's estimate (for CV+).
+  of its test samples. A method whose training data or settings used the calibration labels
+  (RS-LOCAL selections, PLSR components, a transfer's base fold) is represented by the
+  ``nested`` stage's outer-fold ensemble, whose calibration estimates are nested out of fold;
+  the full-data model's own out-of-fold and test estimates are kept beside them. Other models
+  give their own out-of-fold estimates (fold models that never saw the sample) or plain ones
+  (a model that never saw the n). Per test sample: the estimate, the fold spread and every
+  fold model's estimate (for CV+).
 - ``score_sites``: test metrics, the nested calibration RMSE (and the un-nested one), the
   prediction intervals and their test coverage, the applicability domain.
 - ``choose_winners``: the winner rule (open this file to change it). It never looks at the test
@@ -71,8 +72,6 @@ METRIC_NAMES = ("rmse", "me", "ccc", "r2", "rpiq")
 #: The intervals every method is scored with; the first three can be served.
 INTERVALS = ("cv_plus", "normalised", "plain", "normalised_cv_plus")
 SERVED_INTERVALS = ("cv_plus", "normalised", "plain")
-ESTIMATE_COLUMNS = ("site", "method", "model_key", "role", "sample_id", "observed", "estimated",
-                    "spread", "fold", "estimated_unnested")
 
 
 def calibration_estimates(model, X_cal: np.ndarray, ids_cal: list[str]) -> np.ndarray:

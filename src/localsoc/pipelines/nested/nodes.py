@@ -4,9 +4,12 @@ RS-LOCAL picks its library samples to predict the n calibration samples, and the
 component count is the argmin of a CV over them, so the train stage's out-of-fold estimates of
 those n are optimistic. This stage redoes those choices inside each outer fold of the n (the
 folds the train stage stored for the data set ``n``) and predicts the held-out locals and the
-site's test spectra with each outer fold's model (``localsoc.study.nested``). The evaluate
-stage scores methods on these estimates and builds CV+ intervals from the per-fold test
-estimates. Test spectra are predicted, never fitted on; their labels are not read here.
+site's test spectra with each outer fold's model (``localsoc.study.nested``). The K models of
+each method are kept as its outer-fold ensemble (``nested_models``): the evaluate stage scores
+it (nested out-of-fold RMSE, CV+ intervals from its fold estimates) and the package stage
+serves it. ``nested_estimates`` and ``nested_choices`` record the same estimates and what each
+fold chose, as tables. Test spectra are predicted, never fitted on; their labels are not read
+here.
 """
 
 from __future__ import annotations
