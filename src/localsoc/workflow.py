@@ -15,11 +15,10 @@ import pandas as pd
 
 from localsoc.data.importers import import_wide
 from localsoc.data.schema import Grid, spectra_of, wavelengths_of
-from localsoc.datasets.imported_tables import check_name
+from localsoc.datasets.imported_tables import check_name, read_grid, read_table, write_table
 from localsoc.pipelines.validate.nodes import validate_table
 
 IMPORTS = Path("data/01_raw/imports")
-GRID_FILE = "grid.json"
 
 
 def project_parameters(project: Path, env: str = "base") -> dict:
@@ -91,8 +90,7 @@ def import_table(
     folder = project / IMPORTS / ("libraries" if kind == "library" else "sites")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.parquet"
-    table.to_parquet(path, index=False)
-    (folder / f"{name}.{GRID_FILE}").write_text(json.dumps(grid))
+    write_table(path, table, grid)  # atomic, the grid inside: a killed import keeps the old one
     status = _dvc_add(project, path) if track else "not tracked (--no-dvc)"
     return ImportOutcome(name, kind, path, table, report.to_dict(), quarantine, validation,
                          status)
@@ -100,13 +98,13 @@ def import_table(
 
 def imported_grid(project: Path, kind: str, name: str) -> dict:
     folder = project / IMPORTS / ("libraries" if kind == "library" else "sites")
-    path = folder / f"{name}.{GRID_FILE}"
-    if not (folder / f"{name}.parquet").exists():
+    path = folder / f"{check_name(name)}.parquet"
+    if not path.exists():
         have = sorted(p.stem for p in folder.glob("*.parquet"))
         command = "localsoc import FILE --as" if kind == "library" else "localsoc site FILE --name"
         raise ValueError(f"no imported {kind} {name!r} (imported: {have or 'none'}); add it "
                          f"with `{command} {name}`")
-    return json.loads(path.read_text())
+    return read_grid(path)
 
 
 def study_runtime_params(project: Path, site: str, libraries: list[str] | None, n: int,
@@ -176,6 +174,6 @@ def predict_table(predictor, site: str, table: pd.DataFrame) -> pd.DataFrame:
 
 
 def unlabelled_rows(project: Path, site: str) -> pd.DataFrame:
-    table = pd.read_parquet(project / IMPORTS / "sites" / f"{check_name(site)}.parquet")
+    table = read_table(project / IMPORTS / "sites" / f"{check_name(site)}.parquet")
     return table.loc[table["soc"].isna()].reset_index(drop=True)
 

@@ -1,19 +1,40 @@
 """Kedro dataset for the tables a user imported: one canonical Parquet file per name.
 
-``localsoc import`` and ``localsoc site`` write ``<directory>/<name>.parquet`` (DVC-tracked);
-the ingest pipeline loads them as ``{name: DataFrame}`` (empty when nothing was imported).
+``localsoc import`` and ``localsoc site`` write ``<directory>/<name>.parquet`` (DVC-tracked) with
+:func:`write_table`: the study grid the table was imported on travels in the file's own metadata,
+and the file is written under a temporary name in the same directory, then renamed over the old
+one (``os.replace``), so an interrupted import leaves the previous table and its grid as they
+were. The ingest pipeline loads the directory as an :class:`ImportedTables` mapping
+``{name: DataFrame}`` that reads a table only when it is looked up: a run reads the tables it
+uses and no others. A table that cannot be read is a :class:`DamagedTableError` naming the file
+and the fix.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from kedro.io import AbstractDataset, DatasetError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SUFFIX = ".parquet"
+#: Key of the grid (JSON: start_nm, stop_nm, step_nm) in the Parquet file's metadata.
+GRID_KEY = b"localsoc.grid"
+#: Where imports before the grid moved into the table kept it: ``<name>.grid.json``.
+LEGACY_GRID_SUFFIX = ".grid.json"
+
+
+class DamagedTableError(ValueError):
+    """An imported table that cannot be read (for example an import that was interrupted)."""
 
 
 def check_name(name: str, what: str = "name") -> str:
@@ -23,6 +44,93 @@ def check_name(name: str, what: str = "name") -> str:
             "a letter or digit (it becomes a file name and a column value)"
         )
     return str(name)
+
+
+def _damaged(path: Path, problem: str) -> DamagedTableError:
+    name = path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) else path.stem
+    return DamagedTableError(
+        f"{path}: {problem}. The table is damaged (an import that was interrupted leaves this); "
+        f"re-run the import that made it (`localsoc import FILE --as {name}` for a library, "
+        f"`localsoc site FILE --name {name}` for a site) or delete the file"
+    )
+
+
+def write_table(path: str | Path, table: pd.DataFrame, grid: Mapping | None = None) -> None:
+    """Write ``table`` (and ``grid`` in its metadata) to ``path`` atomically: to a temporary
+    file in the same directory, flushed to disk, then renamed over ``path``."""
+    path = Path(path)
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    if grid is not None:
+        metadata = {**(arrow.schema.metadata or {}), GRID_KEY: json.dumps(dict(grid)).encode()}
+        arrow = arrow.replace_schema_metadata(metadata)
+    # a hidden name that does not end in .parquet: a leftover is never taken for a table
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(temporary, "xb") as sink:
+            pq.write_table(arrow, sink)
+            sink.flush()
+            os.fsync(sink.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself survives a crash
+    finally:
+        os.close(directory)
+    path.with_name(path.name[: -len(SUFFIX)] + LEGACY_GRID_SUFFIX).unlink(missing_ok=True)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """An imported table, or a :class:`DamagedTableError` naming the file and the fix."""
+    path = Path(path)
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as error:
+        raise _damaged(path, f"cannot be read ({error})") from None
+
+
+def read_grid(path: str | Path) -> dict:
+    """The grid an imported table was imported on (from its metadata; older imports: from
+    ``<name>.grid.json`` beside it)."""
+    path = Path(path)
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, ValueError, pa.ArrowException) as error:
+        raise _damaged(path, f"cannot be read ({error})") from None
+    if GRID_KEY in metadata:
+        return json.loads(metadata[GRID_KEY])
+    legacy = path.with_name(path.name[: -len(SUFFIX)] + LEGACY_GRID_SUFFIX)
+    if legacy.is_file():
+        return json.loads(legacy.read_text())
+    raise _damaged(path, "records no grid")
+
+
+class ImportedTables(Mapping):
+    """The imported tables of a directory by name; a table is read when it is looked up."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        found = self.directory.glob(f"*{SUFFIX}") if self.directory.is_dir() else ()
+        self._names = sorted(p.name[: -len(SUFFIX)] for p in found)
+
+    def path_of(self, name: str) -> Path:
+        return self.directory / f"{check_name(name)}{SUFFIX}"
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self._names:
+            raise KeyError(name)
+        return read_table(self.path_of(name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return f"ImportedTables({str(self.directory)!r}: {self._names})"
 
 
 class ImportedTablesDataset(AbstractDataset):
@@ -37,20 +145,17 @@ class ImportedTablesDataset(AbstractDataset):
         return self._directory.is_dir()
 
     def names(self) -> list[str]:
-        if not self._directory.is_dir():
-            return []
-        return sorted(p.stem for p in self._directory.glob("*.parquet"))
+        return list(ImportedTables(self._directory))
 
-    def _load(self) -> dict[str, pd.DataFrame]:
-        return {name: pd.read_parquet(self._directory / f"{name}.parquet")
-                for name in self.names()}
+    def _load(self) -> ImportedTables:
+        return ImportedTables(self._directory)
 
     def _save(self, data: dict[str, pd.DataFrame]) -> None:
         if not isinstance(data, dict):
             raise DatasetError("save a dict {name: canonical table}")
         self._directory.mkdir(parents=True, exist_ok=True)
         for name, table in data.items():
-            table.to_parquet(self._directory / f"{check_name(name)}.parquet", index=False)
+            write_table(self.path_of(name), table)
 
     def path_of(self, name: str) -> Path:
-        return self._directory / f"{check_name(name)}.parquet"
+        return self._directory / f"{check_name(name)}{SUFFIX}"

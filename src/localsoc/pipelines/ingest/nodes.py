@@ -2,10 +2,14 @@
 
 ``ingest.source: simulate`` runs the simulator; ``ingest.source: files`` combines the libraries
 and sites imported with ``localsoc import`` / ``localsoc site`` (data/01_raw/imports/), keeping
-the ones named in ``ingest.libraries`` and ``ingest.sites`` (null: all).
+the ones named in ``ingest.libraries`` and ``ingest.sites`` (null: all). The imports arrive as
+mappings that read a table when it is looked up, so a run reads only the tables it names (the
+simulator reads none).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -40,7 +44,7 @@ def simulate_tables(simulate: dict, grid_params: dict,
     )
 
 
-def _pick(tables: dict[str, pd.DataFrame], wanted, what: str, command: str) -> pd.DataFrame:
+def _pick(tables: Mapping[str, pd.DataFrame], wanted, what: str, command: str) -> pd.DataFrame:
     names = sorted(tables) if not wanted else list(wanted)
     missing = [name for name in names if name not in tables]
     if missing or not names:
@@ -50,8 +54,9 @@ def _pick(tables: dict[str, pd.DataFrame], wanted, what: str, command: str) -> p
         )
     frames = []
     for name in names:
-        check_table(tables[name], f"imported {what[:-1]} {name!r}")
-        frames.append(tables[name])
+        table = tables[name]  # read here, and only if named
+        check_table(table, f"imported {what[:-1]} {name!r}")
+        frames.append(table)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -59,8 +64,8 @@ def ingest_tables(
     params: dict,
     grid_params: dict,
     study: dict,
-    imported_libraries: dict[str, pd.DataFrame],
-    imported_sites: dict[str, pd.DataFrame],
+    imported_libraries: Mapping[str, pd.DataFrame],
+    imported_sites: Mapping[str, pd.DataFrame],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(library_raw, sites_raw) from the configured source (simulated with ``study.seed``)."""
     source = params["source"]
