@@ -3,7 +3,8 @@
 Spectra have hundreds of band columns; one expectation per band would make validation of a
 50,000-row library take minutes. Instead each row is summarised by three derived columns
 (``bands_non_finite``, ``reflectance_min``, ``reflectance_max``) and the suite checks those,
-together with the metadata columns. Every expectation carries the reason written into the
+together with the metadata columns and the importer's ``import_problem`` (a row the importer
+found unusable, with its reason; ``localsoc.data.schema``). Every expectation carries the reason written into the
 quarantine table for a row that fails it, and how to fix it.
 
 Suites are plain lists of dictionaries (``type``, ``kwargs``, ``reason``) built from the
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from localsoc.data.schema import band_columns
+from localsoc.data.schema import IMPORT_PROBLEM, band_columns
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,11 @@ def ssl_suite(params: dict, *, role: str) -> list[ExpectationSpec]:
             "expect_column_values_to_be_unique",
             {"column": "sample_id"},
             "sample_id occurs more than once; make ids unique (every copy is quarantined)",
+        ),
+        ExpectationSpec(
+            "expect_column_values_to_be_null",
+            {"column": IMPORT_PROBLEM},
+            "the importer found this row inconsistent with the rest of its file",
         ),
         ExpectationSpec(
             "expect_column_values_to_be_between",
@@ -140,6 +146,9 @@ def row_view(frame: pd.DataFrame) -> pd.DataFrame:
             "reflectance_min": low,
             "reflectance_max": high,
             "spectrum_flat": flat.astype(np.int64),
+            IMPORT_PROBLEM: (frame[IMPORT_PROBLEM].astype("object").where(
+                frame[IMPORT_PROBLEM].notna(), None).to_numpy() if IMPORT_PROBLEM in frame.columns
+                else np.full(len(frame), None, dtype=object)),
         },
         index=pd.RangeIndex(len(frame)),
     )

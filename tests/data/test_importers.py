@@ -358,3 +358,41 @@ def test_numbers_stored_as_text_and_float_ids():
     table, _ = import_wide(frame, grid=GRID, library="lab", id_column="lab_id")
     np.testing.assert_array_equal(table["soc"], [1.5, np.nan, 0.25])
     assert table["sample_id"].tolist() == ["101", pd.NA, "103"]
+
+
+def mixed_units(percent_rows: int, fraction_rows: int) -> pd.DataFrame:
+    """A site file whose first rows are percent reflectance and the others fractions."""
+    frame = wide_frame(rows=percent_rows + fraction_rows)
+    bands = [c for c in frame.columns if c.startswith("nm_")]
+    frame.loc[: percent_rows - 1, bands] *= 100.0
+    return frame
+
+
+def validate_site(table):
+    from localsoc.pipelines.validate.nodes import validate_table
+    from tests.conftest import grid_params, load_params
+
+    return validate_table(table, load_params("base")["validate"], grid_params(GRID),
+                          role="site", name="site field")
+
+
+def test_rows_in_other_units_than_the_file_are_quarantined_with_the_reason():
+    frame = mixed_units(percent_rows=30, fraction_rows=10)
+    table, report = import_wide(frame, grid=GRID, library="lab", site="field", spectra="auto")
+    assert report.spectra_units == "percent_reflectance"
+    assert any("10 row(s)" in note and "fractions" in note for note in report.notes)
+    kept, quarantine, validation = validate_site(table)
+    assert quarantine["source_row"].tolist() == list(range(30, 40))
+    assert quarantine["quarantine_reason"].str.contains("reflectance fractions").all()
+    assert validation["rows_in"] == 40 == len(kept) + len(quarantine)
+    np.testing.assert_allclose(schema.spectra_of(kept)[1], expected_on_grid(1), rtol=1e-12)
+    assert list(kept.columns) == list(schema.META_COLUMNS) + GRID.columns
+
+
+def test_a_file_mostly_in_other_units_than_its_largest_values_stops_validation():
+    # the file's maximum (percent rows) made every row percent: 30 of 40 rows are fractions
+    table, _ = import_wide(mixed_units(percent_rows=10, fraction_rows=30), grid=GRID,
+                           library="lab", site="field", spectra="auto")
+    with pytest.raises(ValueError, match="30 of 40 rows") as error:
+        validate_site(table)
+    assert "reflectance fractions" in str(error.value)

@@ -6,8 +6,10 @@ and converted. Spectra are converted to reflectance fractions on their own wavel
 resampled to the grid (band averaging by default; see ``localsoc.spectra.resample``).
 
 Row content (NaN bands, reflectance above 1, negative or missing SOC, duplicate ids) is not
-checked here: that is the validation stage's job, which quarantines rows with a reason. The
-importers raise only for problems of a whole column or of the declaration (unknown column names,
+checked here: that is the validation stage's job, which quarantines rows with a reason. What only
+the source shows is marked here for validation to quarantine: a row whose spectrum is in other
+units than the file's (``localsoc.spectra.units.rows_in_other_units``) gets its reason in the
+table's ``import_problem`` column (``localsoc.data.schema``). The importers raise only for problems of a whole column or of the declaration (unknown column names,
 wrong units, a grid the source does not cover), and every error names the column or row and the fix.
 """
 
@@ -324,6 +326,27 @@ def _to_reflectance(
     return units_rules.to_fractions(values, units), units, conversions
 
 
+def _rows_in_other_units(
+    values: np.ndarray, units: str, percent_reflectance_above: float
+) -> pd.Series | None:
+    """The ``import_problem`` of each row whose spectrum is in other units than the file's
+    (null for the others); None when every row agrees."""
+    other = units_rules.rows_in_other_units(values, units, percent_reflectance_above)
+    if not other.any():
+        return None
+    top = float(np.nanmax(values))
+    problems = pd.Series(pd.NA, index=pd.RangeIndex(len(values)), dtype="string")
+    for row in np.flatnonzero(other):
+        largest = float(np.nanmax(values[row]))
+        problems[row] = (
+            f"spectrum in other units than its file: its largest value {largest:g} is at most "
+            f"{percent_reflectance_above:g}, so it looks like reflectance fractions, while the "
+            f"file holds percent reflectance (largest value {top:g}); give every row in the "
+            "same units (multiply this row by 100, or import it from a separate file)"
+        )
+    return problems
+
+
 def _carbon_to_percent(
     frame: pd.DataFrame, column: str, units: str, om_factor: float
 ) -> tuple[np.ndarray, list[str]]:
@@ -487,6 +510,7 @@ def import_wide(
     reflectance, units, conversions = _to_reflectance(
         raw, spectra, found.columns, percent_reflectance_above, absorbance_max
     )
+    problems = _rows_in_other_units(raw, units, percent_reflectance_above)
 
     target = grid.wavelengths_nm
     report_notes = list(notes)
@@ -530,6 +554,15 @@ def import_wide(
         report_notes.append("no carbon column: all rows are unlabelled")
 
     table = schema.make_table(meta, on_grid, target)
+    if problems is not None:
+        table.insert(len(schema.META_COLUMNS), schema.IMPORT_PROBLEM, problems)
+        flagged = np.flatnonzero(problems.notna().to_numpy())
+        rows = ", ".join(str(r) for r in flagged[:6]) + (", ..." if flagged.size > 6 else "")
+        report_notes.append(
+            f"{flagged.size} row(s) (rows {rows}) look like reflectance "
+            f"fractions (largest value <= {percent_reflectance_above:g}) in a file of percent "
+            "reflectance: marked in column 'import_problem'; validation quarantines them"
+        )
     used = set(found.columns) | {c for c in named if c is not None}
     report = ImportReport(
         library=library,

@@ -3,6 +3,11 @@
 One row per sample. Metadata columns come first, then one float column per wavelength of the
 project grid, named ``nm_<wavelength>`` (``nm_400``, ``nm_410``, ...). Spectra are reflectance in
 (0, 1]; ``soc`` is soil organic carbon in % by mass (g/100 g), null for unlabelled spectra.
+
+An importer that finds a row unusable in a way only the source shows (spectra in other units
+than the rest of the file) keeps the row and says why in the optional column
+``import_problem`` (``IMPORT_PROBLEM``; null for good rows); validation quarantines those rows
+with that reason and drops the column from the rows it keeps.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ META_DTYPES: dict[str, str] = {
     "lon": "float64",
     "soc": "float64",
 }
+IMPORT_PROBLEM = "import_problem"
 BAND_PREFIX = "nm_"
 _BAND_RE = re.compile(r"^nm_(\d+(?:\.\d+)?)$")
 

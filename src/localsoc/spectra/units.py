@@ -9,6 +9,9 @@ the constants below are their defaults.
 - Percent reflectance: the largest value is above ``percent_reflectance_above`` and at most 100.
   Between 1 and that threshold a spectrum is neither fractions nor percent (it looks like
   absorbance).
+- Per row: in a file of percent reflectance, a spectrum whose own largest value is at most
+  ``percent_reflectance_above`` is not percent (it looks like fractions, or absorbance); such
+  rows are in other units than their file (``rows_in_other_units``).
 - Absorbance: at most ``absorbance_max`` (5 means reflectance 1e-5, 0.001 %, darker than any
   soil); the lowest absorbance a reflectance at most ``reflectance_max`` gives is
   ``-log10(reflectance_max)``.
@@ -50,6 +53,20 @@ def detect_reflectance_units(
     if top <= FRACTION_MAX:
         return "reflectance"
     return None
+
+
+def rows_in_other_units(values: np.ndarray, units: str,
+                        percent_reflectance_above: float = PERCENT_REFLECTANCE_ABOVE
+                        ) -> np.ndarray:
+    """Which rows of spectra declared (or detected) as ``units`` contradict those units by their
+    own largest value: in percent reflectance, the rows whose largest finite value is at most
+    ``percent_reflectance_above``. Fractions and absorbance have no per-row rule (they share
+    the 0-1 range); rows without a finite value are not flagged here."""
+    values = np.asarray(values, dtype=np.float64)
+    if units != "percent_reflectance":
+        return np.zeros(values.shape[0], dtype=bool)
+    top = np.where(np.isfinite(values), values, -np.inf).max(axis=1)
+    return np.isfinite(top) & ~(top > percent_reflectance_above)
 
 
 def absorbance_too_high(top: float, absorbance_max: float = ABSORBANCE_MAX) -> bool:

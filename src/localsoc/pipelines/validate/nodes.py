@@ -11,7 +11,13 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from localsoc.data.schema import Grid, band_columns, band_wavelength, check_table
+from localsoc.data.schema import (
+    IMPORT_PROBLEM,
+    Grid,
+    band_columns,
+    band_wavelength,
+    check_table,
+)
 from localsoc.expectations import row_view, run_suite, ssl_suite
 
 QUARANTINE_COLUMNS = ("source_row", "quarantine_reason", "failed_expectations")
@@ -57,6 +63,9 @@ def _row_details(frame: pd.DataFrame, view: pd.DataFrame, column: str, rows: lis
                     spectrum
                 )
                 details[row] = f"{spectrum[where]:.4g} at {bands[where]}"
+    elif column == IMPORT_PROBLEM:
+        for row in rows:
+            details[row] = str(view.at[row, column])
     elif column in view.columns:
         for row in rows:
             value = view.at[row, column]
@@ -80,6 +89,7 @@ def validate_table(
     reasons: dict[int, list[str]] = defaultdict(list)
     failed: dict[int, list[str]] = defaultdict(list)
     per_expectation = []
+    examples: list[str] = []  # per expectation, the first failing row's reason in full
     for spec, outcome in zip(specs, results, strict=True):
         rows = [int(i) for i in (outcome.result.get("unexpected_index_list") or [])]
         column = spec.kwargs.get("column", "")
@@ -88,6 +98,7 @@ def validate_table(
             text = spec.reason if row not in details else f"{spec.reason} [{details[row]}]"
             reasons[row].append(text)
             failed[row].append(f"{spec.type}({column})")
+        examples.append(f"row {rows[0]}: {reasons[rows[0]][-1]}" if rows else "")
         per_expectation.append(
             {
                 "expectation": spec.type,
@@ -101,7 +112,8 @@ def validate_table(
     bad_rows = np.array(sorted(reasons), dtype=np.int64)
     keep_mask = np.ones(len(frame), dtype=bool)
     keep_mask[bad_rows] = False
-    kept = frame.loc[keep_mask].reset_index(drop=True)
+    kept = frame.loc[keep_mask].drop(columns=[IMPORT_PROBLEM], errors="ignore")
+    kept = kept.reset_index(drop=True)
     quarantine = frame.loc[~keep_mask].copy()
     quarantine.insert(0, "source_row", bad_rows)
     quarantine.insert(1, "quarantine_reason", ["; ".join(reasons[r]) for r in bad_rows])
@@ -124,9 +136,10 @@ def validate_table(
     if len(frame) == 0:
         raise ValueError(f"{name}: the table is empty; nothing to validate")
     if share > float(params["max_quarantine_share"]):
-        worst = sorted(per_expectation, key=lambda e: -e["rows_failed"])[:3]
+        worst = sorted(range(len(specs)), key=lambda i: -per_expectation[i]["rows_failed"])[:3]
         summary = "; ".join(
-            f"{e['rows_failed']} row(s): {e['reason']}" for e in worst if e["rows_failed"]
+            f"{per_expectation[i]['rows_failed']} row(s), e.g. {examples[i]}"
+            for i in worst if per_expectation[i]["rows_failed"]
         )
         raise ValueError(
             f"{name}: {len(bad_rows)} of {len(frame)} rows ({share:.0%}) fail validation, more than "
