@@ -171,7 +171,9 @@ def import_options(function):
                      default="percent", show_default=True),
         click.option("--om-factor", type=float, default=None,
                      help="organic matter to organic carbon factor (default 1.724)"),
-        click.option("--id-column", default=None, help="column with sample ids"),
+        click.option("--id-column", default=None,
+                     help="column with sample ids (default: one named sample_id, id, "
+                          "id.layer_uuid_txt or id.layer_local_c; else generated)"),
         click.option("--country", default=None, help="ISO country code for every row"),
         click.option("--country-column", default=None, help="column with ISO country codes"),
         click.option("--lat-column", default=None),
@@ -217,6 +219,8 @@ def _do_import(kind, file, name, spectra, carbon_column, carbon_units, om_factor
                   f"{report['source_range_nm'][1]:g} nm) -> {len(band_columns_of(outcome.table))}"
                   f" bands on {grid['start_nm']:g}-{grid['stop_nm']:g} nm every "
                   f"{grid['step_nm']:g} nm")
+    console.print(f"  sample ids: column {report['id_column']!r}" if report["id_column"]
+                  else f"  sample ids: generated ({outcome.name}-<row>; no id column found)")
     for line in report.get("conversions", []):
         console.print(f"  converted: {line}")
     if kind == "site":

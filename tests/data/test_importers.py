@@ -396,3 +396,27 @@ def test_a_file_mostly_in_other_units_than_its_largest_values_stops_validation()
     with pytest.raises(ValueError, match="30 of 40 rows") as error:
         validate_site(table)
     assert "reflectance fractions" in str(error.value)
+
+
+@pytest.mark.parametrize("column", ["sample_id", "id", "id.layer_uuid_txt", "id.layer_local_c"])
+def test_an_id_column_is_found_by_name_and_bad_ids_are_quarantined(column):
+    frame = wide_frame(rows=8).drop(columns="lab_id")
+    frame.insert(0, column, ["a", "b", "c", "c", "", "f", None, "h"])  # a duplicate, two blanks
+    table, report = import_wide(frame, grid=GRID, library="lab", site="field")
+    assert report.id_column == column
+    assert any(f"sample ids from column {column!r}" in note for note in report.notes)
+    assert column not in report.ignored_columns
+    assert table["sample_id"].tolist()[:3] == ["a", "b", "c"]
+    kept, quarantine, _ = validate_site(table)
+    assert quarantine["source_row"].tolist() == [2, 3, 4, 6]
+    reasons = dict(zip(quarantine["source_row"], quarantine["quarantine_reason"], strict=True))
+    assert "more than once" in reasons[2] and "more than once" in reasons[3]
+    assert "empty" in reasons[4] and "empty" in reasons[6]
+    assert kept["sample_id"].tolist() == ["a", "b", "f", "h"]
+
+
+def test_without_an_id_column_the_report_says_ids_were_generated():
+    table, report = import_wide(wide_frame(), grid=GRID, library="lab")
+    assert report.id_column is None
+    assert any("generated" in note for note in report.notes)
+    assert table["sample_id"].tolist() == ["lab-0", "lab-1", "lab-2"]

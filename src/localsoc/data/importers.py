@@ -39,6 +39,10 @@ VAN_BEMMELEN_FACTOR = 1.724
 MAX_CARBON_PERCENT = 100.0
 WAVELENGTH_RANGE_NM = (200.0, 3000.0)
 
+#: Columns taken as sample ids when ``id_column`` is not given, in this order of preference
+#: (matched ignoring case): the canonical name, a plain id, OSSL's layer ids.
+ID_COLUMNS = ("sample_id", "id", "id.layer_uuid_txt", "id.layer_local_c")
+
 _NUMBER = r"(\d+(?:\.\d+)?)"
 # (convention shown to users, pattern); the bare number comes last.
 SPECTRAL_CONVENTIONS: tuple[tuple[str, re.Pattern], ...] = (
@@ -76,6 +80,7 @@ class ImportReport:
     carbon_units: str | None
     grid: dict
     resample_method: str
+    id_column: str | None = None
     conversions: tuple[str, ...] = ()
     interpolated_nm: tuple[float, ...] = ()
     ignored_columns: tuple[str, ...] = ()
@@ -233,12 +238,20 @@ def _numeric_block(frame: pd.DataFrame, columns: list, what: str) -> np.ndarray:
 
 
 def _as_ids(values: pd.Series) -> pd.Series:
-    """Sample ids as strings; whole numbers stored as floats (a column with gaps) lose the '.0'."""
+    """Sample ids as strings; whole numbers stored as floats (a column with gaps) lose the '.0';
+    blank ids (empty or only spaces) become null, for validation to quarantine."""
     if pd.api.types.is_float_dtype(values.dtype):
         present = values.dropna()
         if (present == np.round(present)).all():
             values = values.astype("Int64")
-    return values.astype("string")
+    ids = values.astype("string")
+    return ids.mask(ids.str.strip() == "")
+
+
+def find_id_column(columns) -> str | None:
+    """The first column named as one of ``ID_COLUMNS`` (ignoring case), or None."""
+    by_name = {str(c).lower(): c for c in reversed(list(columns))}
+    return next((by_name[name] for name in ID_COLUMNS if name in by_name), None)
 
 
 def _first_where(values: np.ndarray, mask: np.ndarray, columns: list) -> str:
@@ -432,7 +445,9 @@ def import_wide(
         Organic matter to organic carbon factor (van Bemmelen); SOC = OM / om_factor. Only used
         (and only allowed to differ from the default) for organic-matter units.
     id_column : str or None
-        Column with sample ids; None gives ``<library>-<row>`` (row counted from 0).
+        Column with sample ids; None takes the first column named as one of ``ID_COLUMNS``
+        (``sample_id``, ``id``, OSSL's ``id.layer_uuid_txt`` / ``id.layer_local_c``), else
+        generates ``<library>-<row>`` (row counted from 0). The report says which.
     country, site : str or None
         One value for all rows; or take them per row from ``country_column`` / ``site_column``.
     lat_column, lon_column : str or None
@@ -489,6 +504,17 @@ def import_wide(
     if len(frame) == 0:
         raise ValueError(f"{source}: no rows to import")
     frame = frame.reset_index(drop=True)
+    report_notes = list(notes)
+    if id_column is None:
+        id_column = find_id_column(frame.columns)
+        how = "found by name; id_column chooses another" if id_column is not None else None
+    else:
+        how = "as declared"
+    if id_column is None:
+        report_notes.append(f"no id column (none of {list(ID_COLUMNS)}): sample ids generated "
+                            f"as '{library}-<row>'")
+    else:
+        report_notes.append(f"sample ids from column {str(id_column)!r} ({how})")
 
     named = [carbon_column, id_column, country_column, site_column, lat_column, lon_column]
     arguments = [
@@ -513,7 +539,6 @@ def import_wide(
     problems = _rows_in_other_units(raw, units, percent_reflectance_above)
 
     target = grid.wavelengths_nm
-    report_notes = list(notes)
     message = coverage_message(found.wavelengths_nm, target)
     if message is not None:
         if not narrow_grid_ok:
@@ -576,6 +601,7 @@ def import_wide(
         spectra_units=units,
         carbon_column=carbon_column,
         carbon_units=carbon_units if carbon_column is not None else None,
+        id_column=None if id_column is None else str(id_column),
         om_factor=float(om_factor) if uses_om and carbon_column is not None else None,
         grid={
             "start_nm": float(grid.start_nm),
