@@ -209,7 +209,7 @@ def _do_import(kind, file, name, spectra, carbon_column, carbon_units, om_factor
             **_import_options(spectra, carbon_column, carbon_units, om_factor, id_column,
                               country, country_column, lat_column, lon_column, narrow_grid_ok),
         )
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:  # OSError: a file that cannot be read or written
         raise click.ClickException(str(error)) from None
     report = outcome.report
     labelled = int(outcome.table["soc"].notna().sum())

@@ -15,7 +15,9 @@ wrong units, a grid the source does not cover), and every error names the column
 
 from __future__ import annotations
 
+import gzip
 import re
+import zlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -131,10 +133,45 @@ def _read_table(path: str | Path) -> pd.DataFrame:
     if suffixes and suffixes[-1] == ".parquet":
         return pd.read_parquet(path)
     if ".csv" in suffixes[-2:]:
-        return pd.read_csv(path)
+        return _read_csv(path, compressed=suffixes[-1] == ".gz")
     raise ValueError(
         f"{path}: unknown file type {''.join(path.suffixes)!r}; use .parquet, .csv or .csv.gz"
     )
+
+
+def _read_csv(path: Path, compressed: bool) -> pd.DataFrame:
+    """A CSV table (gzip-compressed when ``compressed``); a file that cannot be read as
+    comma-separated UTF-8 text raises ``ValueError`` saying why and what to do."""
+    export = "save it as comma-separated UTF-8 text (a spreadsheet's 'CSV UTF-8') or as Parquet"
+    try:
+        with (gzip.open if compressed else open)(path, "rb") as handle:
+            head = handle.read(1 << 16)
+        if b"\x00" in head:
+            raise ValueError(f"{path}: a binary file (a spreadsheet or another format?), not CSV "
+                             f"text; {export}")
+        frame = pd.read_csv(path)
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at position "
+            f"{error.start}; Latin-1 or another encoding?); {export}"
+        ) from None
+    except (EOFError, OSError, zlib.error) as error:
+        what = "the compressed file is incomplete or damaged" if compressed else "cannot be read"
+        raise ValueError(f"{path}: {what} ({error}); download or write it again") from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: the file is empty") from None
+    except pd.errors.ParserError as error:
+        raise ValueError(f"{path}: not a comma-separated table ({error}); {export}") from None
+    if frame.shape[1] == 1:
+        name = str(frame.columns[0])
+        for separator in (";", "\t", "|"):
+            if separator in name:
+                raise ValueError(
+                    f"{path}: one column only, named {name[:40]!r}...: the file seems to separate "
+                    f"columns with {separator!r}; save it with ',' between columns and '.' as "
+                    "the decimal mark (files with ';' often use ',' for decimals)"
+                )
+    return frame
 
 
 def read_canonical(path: str | Path, *, grid: Grid | Mapping | None = None) -> pd.DataFrame:

@@ -26,6 +26,8 @@ import pyarrow.parquet as pq
 from kedro.io import AbstractDataset, DatasetError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Longest name: it becomes a file name (with a suffix and a temporary prefix) and a column value.
+NAME_MAX_CHARS = 100
 SUFFIX = ".parquet"
 #: Key of the grid (JSON: start_nm, stop_nm, step_nm) in the Parquet file's metadata.
 GRID_KEY = b"localsoc.grid"
@@ -38,12 +40,18 @@ class DamagedTableError(ValueError):
 
 
 def check_name(name: str, what: str = "name") -> str:
-    if not NAME_RE.match(str(name)):
+    text = str(name)
+    if len(text) > NAME_MAX_CHARS:
+        raise ValueError(
+            f"{what} {text[:20]!r}... has {len(text)} characters; use at most {NAME_MAX_CHARS} "
+            "characters (it becomes a file name)"
+        )
+    if not NAME_RE.match(text):
         raise ValueError(
             f"{what} {name!r} is not usable: use letters, digits, '_', '-' or '.', starting with "
             "a letter or digit (it becomes a file name and a column value)"
         )
-    return str(name)
+    return text
 
 
 def _damaged(path: Path, problem: str) -> DamagedTableError:
