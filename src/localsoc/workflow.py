@@ -130,18 +130,16 @@ def study_runtime_params(project: Path, site: str, libraries: list[str] | None, 
 
 
 def bundle_predictor(project: Path):
-    """The served bundle (tag from data/06_models/bento_tag.txt) as the service loads it."""
-    import bentoml
-
-    from localsoc.serving.bundle import read_bundle
+    """The served bundle (tag from data/06_models/bento_tag.txt, store under $BENTOML_HOME),
+    verified and loaded as the service does (``read_stored_bundle``)."""
+    from localsoc.datasets.bento_bundle import load_stored_bundle
     from localsoc.serving.predictor import BundlePredictor
 
     tag_file = project / "data/06_models/bento_tag.txt"
     if not tag_file.exists():
         raise ValueError("no packaged model yet: run `localsoc study --site NAME` first")
-    tag = tag_file.read_text().strip()
-    stored = bentoml.models.get(tag)
-    return BundlePredictor(read_bundle(stored.path), str(stored.tag))
+    bundle = load_stored_bundle(tag_file.read_text().strip())
+    return BundlePredictor(bundle, bundle.manifest["tag"])
 
 
 def predict_table(predictor, site: str, table: pd.DataFrame) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from typing import Any
 from kedro.io import AbstractDataset, DatasetError
 
 from localsoc.datasets.bentoml_store import store_options
-from localsoc.serving.bundle import ServingBundle, read_bundle, write_bundle
+from localsoc.serving.bundle import ServingBundle, read_stored_bundle, write_bundle
 
 DEFAULT_MODEL_NAME = "localsoc_bundle"
 
@@ -45,9 +45,10 @@ def stored_model(tag: str, home: str | None = None):
 
 
 def load_stored_bundle(tag: str, home: str | None = None, load_models: bool = True) -> ServingBundle:
-    """Verify and load the bundle of a store model."""
+    """Verify (``read_stored_bundle``: against the store's record) and load a store model's
+    bundle."""
     model = stored_model(tag, home)
-    bundle = read_bundle(model.path, model.info.metadata.get("bundle_sha256"), load_models)
+    bundle = read_stored_bundle(model, load_models)
     bundle.manifest["tag"] = str(model.tag)
     return bundle
 

@@ -15,8 +15,9 @@ store (``localsoc.methods``: a 1D-CNN fold ensemble in the layout of
 
 ``bundle.json`` lists the SHA-256 of every model file; ``read_bundle`` verifies them (and, when
 given, the hash of ``bundle.json`` itself, which the BentoML store keeps in the model's metadata)
-before anything is loaded. This module knows nothing about Kedro or the BentoML store: it reads
-and writes a directory.
+before anything is loaded. ``read_stored_bundle`` is the one way a store model is read (by the
+service, ``localsoc predict`` and the Kedro dataset): it requires that recorded hash. This module
+knows nothing about Kedro and does not import BentoML: it reads and writes a directory.
 """
 
 from __future__ import annotations
@@ -244,6 +245,20 @@ def read_bundle(
         for site, entry in manifest["sites"].items():
             models[site] = _load_model(entry, directory / entry["model_dir"])
     return ServingBundle(manifest=manifest, models=models)
+
+
+def read_stored_bundle(stored: Any, load_models: bool = True) -> ServingBundle:
+    """Verify and load the bundle of a BentoML store model (anything with ``path``, ``tag`` and
+    ``info.metadata``) against the SHA-256 of ``bundle.json`` recorded in the store's metadata
+    when it was packaged. A model without that record is refused: without it a changed
+    ``bundle.json``, and any model file it lists, would go unnoticed."""
+    digest = (stored.info.metadata or {}).get("bundle_sha256")
+    if not (isinstance(digest, str) and len(digest) == 64):
+        raise BundleIntegrityError(
+            f"store model {stored.tag} records no bundle_sha256 in its metadata (model.yaml), so "
+            f"its {MANIFEST_FILE} cannot be checked; re-run the package stage"
+        )
+    return read_bundle(stored.path, digest, load_models)
 
 
 def interval_halfwidth(entry: Mapping[str, Any]) -> float:

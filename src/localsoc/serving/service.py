@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from localsoc.serving.bundle import DEFAULT_SERVING, read_bundle
+from localsoc.serving.bundle import DEFAULT_SERVING, read_stored_bundle
 from localsoc.serving.inference import configure_threads
 from localsoc.serving.predictor import BundlePredictor, RequestError
 from localsoc.serving.schemas import PredictRequest, PredictResponse
@@ -181,7 +181,7 @@ class LocalSOCService:
             )
         stored = self.bundle_model
         configure_threads(int(os.environ.get("LOCALSOC_THREADS", "1")))
-        bundle = read_bundle(stored.path, stored.info.metadata.get("bundle_sha256"))
+        bundle = read_stored_bundle(stored)
         self.predictor = BundlePredictor(bundle, str(stored.tag))
         self.limits = self.predictor.limits
         logger.info("serving bundle %s: sites %s", stored.tag, sorted(self.predictor.sites))
