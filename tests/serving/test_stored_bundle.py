@@ -79,3 +79,70 @@ def test_predict_and_the_service_refuse_a_bundle_the_store_did_not_record(packag
     tag = (root / "data/06_models/bento_tag.txt").read_text().strip()
     with pytest.raises(BundleIntegrityError, match=message):  # what the service calls
         read_stored_bundle(stored_model(tag, str(root / "bentoml")))
+
+
+def linear_bundle_on_disk(study, directory: Path, change) -> Path:
+    """The PLSR site written as a bundle whose model file ``change`` edits (hashes updated:
+    a bundle packaged that way, not one changed afterwards)."""
+    from localsoc.serving.bundle import write_bundle
+
+    bundle = study["bundle"]
+    manifest = copy.deepcopy(bundle.manifest)
+    manifest["sites"] = {SITE: manifest["sites"][SITE]}
+    write_bundle(ServingBundle(manifest=manifest, models={SITE: bundle.models[SITE]}), directory)
+    listed = json.loads((directory / MANIFEST_FILE).read_text())
+    name = next(n for n in listed["files"] if n.endswith("linear_model.json"))
+    model = json.loads((directory / name).read_text())
+    change(model)
+    (directory / name).write_text(json.dumps(model))
+    listed["files"][name] = hashlib.sha256((directory / name).read_bytes()).hexdigest()
+    (directory / MANIFEST_FILE).write_text(json.dumps(listed, indent=1))
+    return directory
+
+
+def shorter_coefficients(model):
+    model["coef"] = model["coef"][:-1]
+    model["x_mean"] = model["x_mean"][:-1]
+
+
+def shorter_coefficients_than_x_mean(model):
+    model["coef"] = model["coef"][:-1]
+
+
+def a_nan_coefficient(model):
+    model["coef"][3] = float("nan")
+
+
+def an_infinite_intercept(model):
+    model["intercept"] = float("inf")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (shorter_coefficients, "does not take the site's spectra"),
+    (shorter_coefficients_than_x_mean, "coef has"),
+    (a_nan_coefficient, "not finite"),
+    (an_infinite_intercept, "not finite"),
+])
+def test_a_model_that_cannot_serve_is_refused_when_the_bundle_loads(study, tmp_path, change,
+                                                                   message):
+    from localsoc.serving.bundle import BundleError, read_bundle
+    from localsoc.serving.predictor import BundlePredictor
+
+    directory = linear_bundle_on_disk(study, tmp_path, change)
+    with pytest.raises(BundleError, match=message) as error:
+        BundlePredictor(read_bundle(directory), "test:1")
+    assert SITE in str(error.value)
+
+
+def test_a_non_finite_estimate_is_never_answered_as_a_success(study, tmp_path):
+    from localsoc.data.schema import spectra_of, wavelengths_of
+    from localsoc.serving.bundle import read_bundle
+    from localsoc.serving.predictor import BundlePredictor, RequestError
+
+    predictor = BundlePredictor(read_bundle(linear_bundle_on_disk(study, tmp_path, dict)),
+                                "test:1")
+    predictor.site(SITE).predictor.coef[3] = float("nan")  # broken after loading
+    table = study["sites_ssl"].loc[study["sites_ssl"]["site"] == SITE].head(2)
+    with pytest.raises(RequestError) as error:
+        predictor.answer(SITE, wavelengths_of(table).tolist(), spectra_of(table).tolist())
+    assert error.value.status == 500 and "non-finite" in error.value.message

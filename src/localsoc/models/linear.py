@@ -118,8 +118,34 @@ class LinearModel:
                 "folds": self.folds.to_dict()}),
         }
 
+    def check(self) -> LinearModel:
+        """Raise ``ValueError`` naming the array whose shape does not match ``coef`` or whose
+        values are not all finite; return self."""
+        n = self.coef.size
+        shapes = {"x_mean": (self.x_mean, (n,))}
+        if self.fold_coef is not None or self.fold_intercept is not None:
+            k = -1 if self.fold_coef is None or self.fold_coef.ndim != 2 else self.fold_coef.shape[0]
+            shapes["fold_coef"] = (self.fold_coef, (k, n))
+            shapes["fold_intercept"] = (self.fold_intercept, (k,))
+        if self.coef.ndim != 1 or n == 0:
+            raise ValueError(f"coef must be a non-empty vector; it has shape {self.coef.shape}")
+        for name, (values, shape) in shapes.items():
+            have = None if values is None else np.shape(values)
+            if have != shape:
+                raise ValueError(f"coef has {n} values but {name} has shape {have} "
+                                 f"(expected {shape})")
+        arrays = {"coef": self.coef, "intercept": np.asarray(self.intercept),
+                  **{name: values for name, (values, _) in shapes.items()}}
+        for name, values in arrays.items():
+            bad = ~np.isfinite(np.asarray(values, dtype=np.float64))
+            if bad.any():
+                raise ValueError(f"{name} is not finite ({int(bad.sum())} value(s) NaN or "
+                                 "infinite)")
+        return self
+
     @classmethod
     def from_dict(cls, data: dict) -> LinearModel:
+        """The model of ``to_dict``, checked (``check``): shapes agree and values are finite."""
         if data.get("format") != "localsoc.linear_model/1":
             raise ValueError(f"not a localsoc linear model: format {data.get('format')!r}")
         return cls(
@@ -136,4 +162,4 @@ class LinearModel:
             fold_intercept=(None if data.get("fold_intercept") is None
                             else np.asarray(data["fold_intercept"], dtype=np.float64)),
             folds=None if data.get("folds") is None else Folds.from_dict(data["folds"]),
-        )
+        ).check()

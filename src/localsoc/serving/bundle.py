@@ -243,7 +243,13 @@ def read_bundle(
     models = {}
     if load_models:
         for site, entry in manifest["sites"].items():
-            models[site] = _load_model(entry, directory / entry["model_dir"])
+            try:
+                models[site] = _load_model(entry, directory / entry["model_dir"])
+            except (ValueError, KeyError, TypeError, OSError) as error:
+                raise BundleError(
+                    f"bundle site {site!r}: its {entry['model_format']} model cannot be served: "
+                    f"{error}; re-run the package stage"
+                ) from None
     return ServingBundle(manifest=manifest, models=models)
 
 

@@ -5,8 +5,11 @@ request with a ``PredictResponse`` or raises ``RequestError`` with the HTTP stat
 that says what to fix: 400 for a malformed request (empty or ragged arrays, reflectance and
 absorbance both or neither given), 413 for too many spectra, 422 for values the model cannot take
 (unknown site, NaN or infinite values, values out of range or in the wrong units, wavelengths
-that are not increasing nm or do not cover the model's grid). ``localsoc.serving.service`` puts
-it behind BentoML.
+that are not increasing nm or do not cover the model's grid), and 500 for a model that gives a
+non-finite estimate (never answered as a success). A site's model is checked when the bundle is
+loaded: it must take the site's preprocessed spectra and give a finite estimate for the mean
+calibration spectrum (the domain's mean), else the bundle is refused with a ``BundleError``.
+``localsoc.serving.service`` puts it behind BentoML.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ class SitePredictor:
                 raise BundleError(
                     f"bundle site {self.name!r}: the cv_plus interval names outer folds up to "
                     f"{max(self.interval.folds)} but the model has {n_folds} fold models")
+        self._check_model()
         self.halfwidth = self.interval.halfwidth
         self.level = self.interval.level
         self.identity = ModelIdentity(
@@ -98,6 +102,38 @@ class SitePredictor:
         self.limits = DomainLimits(t2_limit=self.domain.t2_limit, q_limit=self.domain.q_limit)
         self._resamplers: OrderedDict[bytes, Resample] = OrderedDict()
         self._lock = threading.Lock()
+
+    def _check_model(self) -> None:
+        """The model takes the site's preprocessed spectra (those the domain was fitted on) and
+        gives finite estimates for their mean; else a ``BundleError`` naming the site."""
+        mean = self.domain.mean
+        arrays = {"mean": mean, "components": self.domain.components,
+                  "variances": self.domain.variances}
+        for name, values in arrays.items():
+            if not np.isfinite(values).all():
+                raise BundleError(f"bundle site {self.name!r}: the domain's {name} is not "
+                                  "finite; re-run the package stage")
+        if self.domain.components.ndim != 2 or self.domain.components.shape[1] != mean.size:
+            raise BundleError(f"bundle site {self.name!r}: the domain's components have shape "
+                              f"{self.domain.components.shape} for {mean.size} bands")
+        try:
+            estimate, spread = self.predictor.predict(mean[None, :], return_std=True)
+            outputs = {"estimate": estimate, "spread": spread}
+            if self.interval.fold_estimates:
+                outputs["fold estimates"] = self.predictor.predict_folds(mean[None, :])
+        except ValueError as error:
+            raise BundleError(
+                f"bundle site {self.name!r}: its {self.entry['family']} model does not take the "
+                f"site's spectra ({mean.size} preprocessed bands): {error}; re-run the package "
+                "stage") from None
+        for name, values in outputs.items():
+            values = np.asarray(values, dtype=np.float64)
+            if values.size == 0 or not np.isfinite(values).all():
+                raise BundleError(
+                    f"bundle site {self.name!r}: its {self.entry['family']} model gives a "
+                    f"{name} that is not finite ({values.ravel()[:3].tolist()}) for the mean "
+                    "calibration spectrum: its coefficients or weights are broken; re-run the "
+                    "package stage")
 
     def describe(self) -> dict[str, Any]:
         entry = self.entry
@@ -163,6 +199,13 @@ class SitePredictor:
         except ValueError as error:  # e.g. a flat spectrum has no SNV
             raise RequestError(422, "reflectance", f"preprocessing failed: {error}") from None
         estimate, spread = self.predictor.predict(spectra, return_std=True)
+        broken = ~np.isfinite(estimate)
+        if broken.any():
+            raise RequestError(
+                500, None,
+                f"the model of site {self.name!r} gave a non-finite estimate for "
+                f"{int(broken.sum())} spectrum(s) (first: {int(np.flatnonzero(broken)[0])}); "
+                "the served bundle is faulty, not the request: re-run the package stage")
         t2, q = self.domain.statistics(spectra)
         inside = (t2 <= self.domain.t2_limit) & (q <= self.domain.q_limit)
         per_fold = (self.predictor.predict_folds(spectra) if self.interval.fold_estimates
