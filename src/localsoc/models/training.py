@@ -22,6 +22,7 @@ side of a search (hypermodel, tuner, oracle, best-trial store) is ``localsoc.mod
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from localsoc.models import fold_stack
 from localsoc.models.cnn1d import make_optimizer
 from localsoc.models.ensemble import PREDICT_CHUNK, Folds, rmse
 
@@ -45,12 +47,20 @@ __all__ = [
     "resolve_budget",
 ]
 
+#: How a trial's K fold models are trained (``TrainingSettings.engine``).
+ENGINES = ("stack", "loop")
+
+logger = logging.getLogger(__name__)
+
 DEFAULT_BUDGET: dict[str, Any] = {
     "trials": 20,
     "max_epochs": 200,
     "patience": 20,
     "folds": 10,
     "validation_fraction": 0.1,
+    # stack: the K fold models of a trial trained side by side in one compiled epoch
+    # (localsoc.models.fold_stack); loop: one after another (FoldTrainer), the reference.
+    "engine": "stack",
     # Bayesian: random trials before the Gaussian process takes over. None: trials // 4, in
     # 2..10 (Keras-Tuner's own default, 3 x the ~60 dimensions, would make any affordable
     # search purely random).
@@ -72,6 +82,8 @@ def resolve_budget(budget: Mapping[str, Any] | None) -> dict[str, Any]:
             raise ValueError(f"budget {key!r} must be >= 1, got {resolved[key]}")
     if int(resolved["patience"]) < 0:
         raise ValueError(f"budget 'patience' must be >= 0, got {resolved['patience']}")
+    if resolved["engine"] not in ENGINES:
+        raise ValueError(f"budget 'engine' must be one of {list(ENGINES)}, got {resolved['engine']!r}")
     if not 0 <= float(resolved["validation_fraction"]) < 1:
         raise ValueError(
             f"budget 'validation_fraction' must be in [0, 1), got {resolved['validation_fraction']}"
@@ -89,6 +101,7 @@ class TrainingSettings:
     max_epochs: int = 200
     patience: int = 20
     validation_fraction: float = 0.1
+    engine: str = "stack"  # stack (fold_stack, all folds at once) or loop (FoldTrainer)
 
 
 @dataclass
@@ -233,19 +246,18 @@ def fit_fold_models(
     each fold's training rows), one (mean, scale) pair for every fold, or a list of pairs, one
     per fold. Returns (models, y means, y scales, epochs, predictions per fold).
     """
-    per_fold_scaling = (y_scaling is not None and len(y_scaling) > 0
-                        and not np.isscalar(y_scaling[0]))
+    fold_data = list(fold_data)
+    scaling = [_fold_scaling(y_scaling, fold, y_train)
+               for fold, (_, y_train, _) in enumerate(fold_data)]
+    if settings.engine == "stack" and fold_stack.available() and fold_data:
+        try:
+            return _fit_stacked(make_model, fold_data, settings, seed, scaling)
+        except fold_stack.UnsupportedLayer as error:
+            logger.debug("fold stack: %s; training the folds one after another", error)
     trainer = None
     models, means, scales, epochs, predictions = [], [], [], [], []
     for fold, (X_train, y_train, to_predict) in enumerate(fold_data):
-        if per_fold_scaling:
-            mean, scale = (float(v) for v in y_scaling[fold])
-        elif y_scaling is None:
-            mean = float(np.mean(y_train))
-            scale = float(np.std(y_train))
-            scale = scale if scale > 0 else 1.0
-        else:
-            mean, scale = (float(v) for v in y_scaling)
+        mean, scale = scaling[fold]
         seed_k = fold_seed(seed, fold)
         keras.utils.set_random_seed(seed_k)
         fresh = make_model(fold)
@@ -260,6 +272,44 @@ def fit_fold_models(
         means.append(mean)
         scales.append(scale)
     return models, np.asarray(means), np.asarray(scales), epochs, predictions
+
+
+def _fold_scaling(y_scaling, fold: int, y_train: np.ndarray) -> tuple[float, float]:
+    """Fold ``fold``'s (mean, scale) of ``y``: its own training rows' (``y_scaling`` None), the
+    one pair given, or its entry of a per-fold list."""
+    if y_scaling is None:
+        scale = float(np.std(y_train))
+        return float(np.mean(y_train)), (scale if scale > 0 else 1.0)
+    if len(y_scaling) > 0 and not np.isscalar(y_scaling[0]):
+        return tuple(float(v) for v in y_scaling[fold])
+    return tuple(float(v) for v in y_scaling)
+
+
+def _fit_stacked(make_model, fold_data, settings, seed, scaling):
+    """``fit_fold_models`` with every fold trained at once (``fold_stack``); same seeds, same
+    fold models and returns."""
+    models, seeds = [], []
+    for fold in range(len(fold_data)):
+        seeds.append(fold_seed(seed, fold))
+        keras.utils.set_random_seed(seeds[-1])
+        models.append(make_model(fold))
+    standardised = [(X, (y - mean) / scale)
+                    for (X, y, _), (mean, scale) in zip(fold_data, scaling, strict=True)]
+    epochs = fold_stack.train_fold_stack(models, standardised, settings, seeds, make_optimizer)
+    n_arrays = max(len(to_predict) for _, _, to_predict in fold_data)
+    columns = []
+    for position in range(n_arrays):
+        arrays = [to_predict[position] if position < len(to_predict) else X[:0]
+                  for X, _, to_predict in fold_data]
+        columns.append(fold_stack.predict_stack(models, arrays, PREDICT_CHUNK))
+    predictions = []
+    for fold, (mean, scale) in enumerate(scaling):
+        n_own = len(fold_data[fold][2])
+        predictions.append([mean + scale * columns[p][fold] if len(columns[p][fold])
+                            else np.empty(0) for p in range(n_own)])
+    means = np.asarray([m for m, _ in scaling])
+    scales = np.asarray([s for _, s in scaling])
+    return models, means, scales, epochs, predictions
 
 
 def cross_validate(

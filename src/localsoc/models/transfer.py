@@ -60,6 +60,7 @@ DEFAULT_FINE_TUNE: dict[str, Any] = {
     "learning_rate_factor": 1.0,
     "batch_size": None,
     "folds": 10,
+    "engine": "stack",  # stack (all folds at once) or loop (one after another): training.ENGINES
 }
 
 
@@ -190,6 +191,7 @@ def transfer_representation(
         max_epochs=int(settings_in["max_epochs"]),
         patience=int(settings_in["patience"]),
         validation_fraction=float(settings_in["validation_fraction"]),
+        engine=str(settings_in["engine"]),
     )
     y_scaling = (float(base.y_mean_[base_fold]), float(base.y_scale_[base_fold]))
 
@@ -259,6 +261,7 @@ def transfer_representation(
                 "max_epochs": settings.max_epochs,
                 "patience": settings.patience,
                 "validation_fraction": settings.validation_fraction,
+                "engine": settings.engine,
             },
             "epochs": list(outcome.epochs),
         },

@@ -103,6 +103,7 @@ def trial_settings(hp: Any, space: Mapping[str, Any], budget: Mapping[str, Any])
         max_epochs=int(values.get("tuner/epochs", budget["max_epochs"])),
         patience=int(budget["patience"]),
         validation_fraction=float(budget["validation_fraction"]),
+        engine=str(budget.get("engine", "stack")),
     )
 
 
