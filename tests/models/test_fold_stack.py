@@ -49,18 +49,26 @@ def _both(hp, n=40, folds=5, **settings):
     return out
 
 
-@pytest.mark.parametrize("hp", [BASE, WIDE], ids=["conv-fc", "bn-pooling-same"])
-def test_stacked_folds_train_as_the_loop_does(hp):
-    """Batches of equal size in every fold (24 fit rows, batch 8): the stack's updates are the
-    loop's, so the same epochs, and predictions equal to float precision."""
-    out = _both(hp, n=30, folds=5, learning_rate=3e-3, batch_size=8, max_epochs=25, patience=4,
+@pytest.mark.parametrize(("hp", "batch", "tolerance"), [(BASE, 8, 1e-3), (WIDE, 64, 1e-2)],
+                         ids=["conv-fc", "bn-pooling-same"])
+def test_stacked_folds_train_as_the_loop_does(hp, batch, tolerance):
+    """Every fold has 22 fit rows (30 rows, 5 folds, 2 early-stopping rows): in mini-batches of
+    8 (8, 8, 6) or one full batch (batch normalisation: no padded rows in its moments), the
+    stack's updates are the loop's, so the same epochs, and predictions equal to float
+    precision (batch normalisation's moments are summed in another order: 25 epochs of
+    training take that to ~5e-3 of the estimates)."""
+    fold_stack._StackedNetwork([build_cnn1d(hp, 60, {})], 0)  # the stack, not its fallback
+    out = _both(hp, n=30, folds=5, learning_rate=3e-3, batch_size=batch, max_epochs=25, patience=4,
                 validation_fraction=0.1)
     loop, stack = out["loop"], out["stack"]
     assert stack.epochs == loop.epochs
-    np.testing.assert_allclose(stack.oof_predictions, loop.oof_predictions, rtol=1e-3, atol=1e-3)
-    for a, b in zip(stack.models, loop.models, strict=True):
-        for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
-            np.testing.assert_allclose(wa, wb, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(stack.oof_predictions, loop.oof_predictions, rtol=tolerance,
+                               atol=tolerance)
+    if hp is BASE:  # (a bias before batch normalisation has no gradient but float noise,
+        # which Adam scales to full steps: equal predictions, not equal weights)
+        for a, b in zip(stack.models, loop.models, strict=True):
+            for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+                np.testing.assert_allclose(wa, wb, rtol=tolerance, atol=tolerance / 10)
     assert all(isinstance(m, keras.Model) for m in stack.models)
 
 
@@ -94,6 +102,24 @@ def test_nested_fold_data_of_different_rows():
         assert [x.shape for x in a] == [x.shape for x in b]
         for pa, pb in zip(a, b, strict=True):
             np.testing.assert_allclose(pa, pb, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("activation", ["relu", "elu", "selu", "leaky_relu", "swish"])
+def test_every_searched_layer_kind_is_stacked(activation):
+    """Every activation and block option of the search space builds a stacked network whose
+    forward pass equals each fold model's own."""
+    import tensorflow as tf
+
+    hp = {**WIDE, "conv_0_activation": activation, "fc_1_activation": activation,
+          "conv_0_dropout": True, "conv_0_dropout_rate": 0.2, "fc_0_dropout": True,
+          "fc_0_dropout_rate": 0.1}
+    models = [build_cnn1d(hp, 60, {}) for _ in range(3)]
+    network = fold_stack._StackedNetwork(models, 0)
+    X = np.random.default_rng(0).normal(size=(3, 7, 60)).astype(np.float32)
+    stacked = network(tf.constant(X), training=False).numpy()
+    for k, model in enumerate(models):
+        np.testing.assert_allclose(stacked[k], model.predict_on_batch(X[k])[:, 0], rtol=1e-5,
+                                   atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["adam", "nadam", "rmsprop", "sgd"])

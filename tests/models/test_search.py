@@ -185,3 +185,56 @@ def test_bad_arguments_are_named(data):
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         search_cnn(bad, y, folds=folds, progress=False)
+
+
+@pytest.mark.parametrize("tuner", ["bayesian", "random"])
+def test_initial_trials_come_first_in_order(data, tmp_path, tuner):
+    """The named network and a given dict are the first two trials (missing values: the
+    space's defaults); the oracle's own proposals follow."""
+    X, y, folds = data
+    given = {"conv_blocks": 1, "fc_blocks": 1, "conv_0_filters": 8, "fc_0_units": 16}
+    budget = {**BUDGET, "trials": 3, "initial_trials": ["tiny", given]}
+    import localsoc.models.cnn1d as cnn1d
+
+    tiny = {"conv_blocks": 1, "fc_blocks": 1, "conv_0_filters": 4, "conv_0_kernel_size": 3,
+            "fc_0_units": 8, "learning_rate": 5e-3}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(cnn1d.KNOWN_NETWORKS, "tiny", {"source": "test", "values": tiny})
+        result = search_cnn(X, y, folds=folds, budget=budget, seed=7, tuner=tuner,
+                            directory=tmp_path, space=SPACE, progress=False)
+    trials = result.trials.sort_values("trial_id")
+    first, second, third = (dict(h) for h in trials["hyperparameters"])
+    assert {k: first[k] for k in tiny} == tiny
+    assert {k: second[k] for k in given} == given
+    assert second["learning_rate"] == pytest.approx(3e-3)  # the space's default (its min)
+    assert third != first and third != second
+
+
+def test_an_initial_trial_outside_the_space_is_named(data, tmp_path):
+    X, y, folds = data
+    budget = {**BUDGET, "initial_trials": [{"conv_0_filters": 4096}]}
+    with pytest.raises(ValueError, match="conv_0_filters = 4096 lies outside"):
+        search_cnn(X, y, folds=folds, budget=budget, seed=7, directory=tmp_path, space=SPACE,
+                   progress=False)
+    with pytest.raises(ValueError, match="not one of"):
+        search_cnn(X, y, folds=folds, budget={**BUDGET, "initial_trials": ["nope"]}, seed=7,
+                   directory=tmp_path, space=SPACE, progress=False)
+
+
+def test_known_networks_build_and_lie_in_the_full_space():
+    """The paper's published networks and the compact one are valid points of the default
+    search space and build on the project's 211-band grid."""
+    import keras_tuner
+
+    from localsoc.models.cnn1d import KNOWN_NETWORKS, build_cnn1d, weight_layers
+    from localsoc.models.keras_tuner_adapter import given_values
+    from localsoc.models.tuner import CNN1DHyperModel
+
+    hp = keras_tuner.HyperParameters()
+    CNN1DHyperModel(211, {}).build(hp)
+    oracle = type("Oracle", (), {"hyperparameters": hp})()
+    for name, entry in KNOWN_NETWORKS.items():
+        values = given_values(oracle, entry["values"], name)
+        model = build_cnn1d(values, 211, {})
+        conv = sum(1 for layer in weight_layers(model) if layer.name.startswith("conv_"))
+        assert conv == entry["values"]["conv_blocks"], name

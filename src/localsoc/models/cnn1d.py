@@ -46,7 +46,7 @@ DEFAULT_SEARCH_SPACE: dict[str, Any] = {
     # Conv-block
     "filters": {"min": 8, "max": 256, "step": 8, "default": 32},
     "kernel_size": {"min": 2, "max": 10, "default": 5},
-    "strides": {"min": 1, "max": 3, "default": 1},
+    "strides": {"min": 1, "max": 8, "default": 1},  # the paper's networks use up to 8
     "padding": ["valid", "same"],
     "activation": list(ACTIVATIONS),
     "batch_normalization": [False, True],
@@ -55,17 +55,77 @@ DEFAULT_SEARCH_SPACE: dict[str, Any] = {
     "pool_size": {"min": 2, "max": 4},
     "pool_strides": {"min": 1, "max": 4, "default": 2},
     "dropout": [False, True],
-    "dropout_rate": {"min": 0.05, "max": 0.5, "step": 0.05, "default": 0.1},
+    "dropout_rate": {"min": 0.0, "max": 0.5, "default": 0.1},
     # FC-block
     "fc_units": {"min": 8, "max": 1024, "sampling": "log", "default": 64},
     "fc_activation": list(ACTIVATIONS),
     "fc_batch_normalization": [False, True],
     "fc_dropout": [False, True],
-    "fc_dropout_rate": {"min": 0.05, "max": 0.5, "step": 0.05, "default": 0.1},
+    "fc_dropout_rate": {"min": 0.0, "max": 0.5, "default": 0.1},
     # training
     "optimizer": list(OPTIMIZERS),
     "learning_rate": {"min": 1e-4, "max": 1e-2, "sampling": "log", "default": 1e-3},
     "batch_size": [8, 16, 32, 64, 128],
+}
+
+def _network(conv: list[tuple], fc: list[tuple], **training: Any) -> dict[str, Any]:
+    """Hyperparameter values of a network: ``conv`` blocks (filters, kernel, stride, padding,
+    activation[, "bn"][, dropout rate]), ``fc`` blocks (units, activation[, "bn"][, rate]);
+    no pooling; ``training``: optimizer / learning_rate / batch_size (else the space's
+    defaults)."""
+    values: dict[str, Any] = {"conv_blocks": len(conv), "fc_blocks": len(fc), **training}
+    for i, (filters, kernel, stride, padding, activation, *extra) in enumerate(conv):
+        rates = [e for e in extra if not isinstance(e, str)]
+        values.update({
+            f"conv_{i}_filters": filters, f"conv_{i}_kernel_size": kernel,
+            f"conv_{i}_strides": stride, f"conv_{i}_padding": padding,
+            f"conv_{i}_activation": activation, f"conv_{i}_batch_normalization": "bn" in extra,
+            f"conv_{i}_pooling": False, f"conv_{i}_dropout": bool(rates)})
+        if rates:
+            values[f"conv_{i}_dropout_rate"] = float(rates[0])
+    for i, (units, activation, *extra) in enumerate(fc):
+        rates = [e for e in extra if not isinstance(e, str)]
+        values.update({
+            f"fc_{i}_units": units, f"fc_{i}_activation": activation,
+            f"fc_{i}_batch_normalization": "bn" in extra, f"fc_{i}_dropout": bool(rates)})
+        if rates:
+            values[f"fc_{i}_dropout_rate"] = float(rates[0])
+    return values
+
+
+#: Networks a search can start from (``initial_trials`` of a budget): the paper's published
+#: library models (its Table 2) and DTL-Ig models (Table 4), as shared/DESIGN.md section 5 lists
+#: them, and ``compact``: one large-kernel Conv-block and one small FC-block after the 2021
+#: framework's finding, sized for 30 spectra on a CPU (measured in BENCHMARKS.md, "CNNs that
+#: learn": test CCC 0.80-0.88 on the demo sites' n = 30, where the searched networks of two
+#: random trials gave 0.01-0.03). The paper's training settings were not published; its
+#: networks take the space's defaults.
+KNOWN_NETWORKS: dict[str, dict[str, Any]] = {
+    "compact": {"source": "LocalSOC (measured; see BENCHMARKS.md)", "values": _network(
+        [(16, 9, 4, "valid", "elu")], [(8, "elu")],
+        optimizer="adam", learning_rate=2e-3, batch_size=32)},
+    "paper_global": {"source": "Shen et al. 2022, Table 2 (global library)", "values": _network(
+        [(148, 10, 4, "valid", "swish")],
+        [(691, "selu"), (891, "elu", "bn", 0.38), (533, "swish", "bn"),
+         (764, "selu", "bn", 0.38), (650, "selu", 0.38)])},
+    "paper_china": {"source": "Shen et al. 2022, Table 2 (China library)", "values": _network(
+        [(25, 7, 7, "valid", "swish"), (248, 8, 3, "valid", "leaky_relu"),
+         (238, 5, 4, "valid", "relu", 0.39)],
+        [(212, "leaky_relu", 0.07), (140, "leaky_relu"), (165, "swish"),
+         (50, "leaky_relu", 0.07)])},
+    "paper_sweden": {"source": "Shen et al. 2022, Table 2 (Sweden library)", "values": _network(
+        [(161, 5, 3, "valid", "elu")], [(896, "swish", "bn", 0.37), (474, "swish", "bn", 0.37)])},
+    "paper_usa": {"source": "Shen et al. 2022, Table 2 (USA library)", "values": _network(
+        [(216, 8, 7, "valid", "selu"), (216, 8, 8, "same", "swish", "bn"),
+         (252, 4, 4, "same", "leaky_relu", 0.03)],
+        [(179, "swish", "bn"), (252, "swish", "bn", 0.29)])},
+    "paper_dtl_china": {"source": "Shen et al. 2022, Table 4 (DTL-Ig, China)", "values": _network(
+        [(232, 3, 2, "valid", "swish", 0.001)], [(22, "elu", 0.38)])},
+    "paper_dtl_sweden": {"source": "Shen et al. 2022, Table 4 (DTL-Ig, Sweden)",
+                         "values": _network([(214, 10, 6, "same", "selu", 0.20)],
+                                            [(446, "leaky_relu", "bn"), (208, "swish", 0.48)])},
+    "paper_dtl_usa": {"source": "Shen et al. 2022, Table 4 (DTL-Ig, USA)", "values": _network(
+        [(212, 7, 3, "same", "swish", 0.16)], [(1005, "swish"), (1015, "selu")])},
 }
 
 _RANGE_KEYS = {"min", "max", "step", "sampling", "default"}

@@ -94,6 +94,7 @@ class _StackedNetwork:
             return kind, None, {}
         if kind in ("Activation", "LeakyReLU"):
             name = "leaky_relu" if kind == "LeakyReLU" else layer.get_config()["activation"]
+            name = {"silu": "swish"}.get(name, name)  # Keras 3 records swish as silu
             if name not in _ACTIVATIONS:
                 raise UnsupportedLayer(f"activation {name!r}")
             return "Activation", None, {"name": name}

@@ -27,6 +27,7 @@ __all__ = [
     "BaseTuner",
     "add_oracle_service",
     "check_consecutive_failures",
+    "given_values",
     "hyperparameter_bounds",
     "is_chief_environment",
     "missing_internals",
@@ -66,6 +67,8 @@ RELIED_ON: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("keras_tuner.oracles", "BayesianOptimizationOracle._get_hp_bounds", ("self",)),
     ("keras_tuner.oracles", "BayesianOptimizationOracle._vector_to_values", ("self", "vector")),
     ("keras_tuner", "Oracle._check_consecutive_failures", ("self",)),
+    ("keras_tuner", "HyperParameters.merge", ("self", "hps")),
+    ("keras_tuner", "HyperParameters.is_active", ("self", "hyperparameter")),
     ("keras_tuner.src.distribute.utils", "has_chief_oracle", ()),
     ("keras_tuner.src.distribute.utils", "is_chief_oracle", ()),
     ("keras_tuner.src.distribute.oracle_chief", "OracleServicer.__init__", ("self", "oracle")),
@@ -130,6 +133,40 @@ def oracle_random_state(oracle) -> np.random.RandomState:
 def running_proposal(values: dict[str, Any]) -> dict[str, Any]:
     """What ``populate_space`` returns to start a trial with ``values``."""
     return {"status": keras_tuner.engine.trial.TrialStatus.RUNNING, "values": values}
+
+
+def given_values(oracle, values: dict[str, Any], label: str) -> dict[str, Any]:
+    """A full set of hyperparameter values for the oracle's space: ``values`` where given, the
+    space's defaults elsewhere, only the active ones (as the oracle's own proposals). Raises
+    ``ValueError`` naming ``label`` and the hyperparameter when a given value lies outside the
+    searched space or names no hyperparameter of it."""
+    hps = keras_tuner.HyperParameters()
+    known = set()
+    for hp in oracle.hyperparameters.space:
+        known.add(hp.name)
+        hps.merge([hp])
+        if not hps.is_active(hp):
+            continue
+        value = values.get(hp.name, hp.default)
+        if hp.name in values and not _in_space(hp, value):
+            raise ValueError(f"initial trial {label!r}: {hp.name} = {value!r} lies outside the "
+                             f"searched space ({hp.get_config()}); widen the space or drop it")
+        hps.values[hp.name] = value
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"initial trial {label!r}: no such hyperparameter(s) {unknown}")
+    return dict(hps.values)
+
+
+def _in_space(hp, value) -> bool:
+    config = hp.get_config()
+    if "values" in config:  # Choice
+        return value in config["values"]
+    if "min_value" in config:  # Int, Float
+        return config["min_value"] <= value <= config["max_value"]
+    if "value" in config:  # Fixed
+        return value == config["value"]
+    return isinstance(value, bool)  # Boolean
 
 
 def check_consecutive_failures(oracle) -> None:

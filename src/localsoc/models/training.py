@@ -66,6 +66,9 @@ DEFAULT_BUDGET: dict[str, Any] = {
     # search purely random).
     "initial_points": None,
     "hyperband_factor": 3,
+    # Networks tried first, in order (names of cnn1d.KNOWN_NETWORKS or dicts of values), so
+    # even a small budget starts from a sensible network; the oracle proposes the rest.
+    "initial_trials": [],
     "max_consecutive_failed_trials": 5,
 }
 

@@ -266,7 +266,29 @@ def load_best_outcome(project_dir: Path, trial_id: str) -> CrossValidationOutcom
 # Oracles
 
 
-class BayesianOracle(keras_tuner.oracles.BayesianOptimizationOracle):
+class InitialTrials:
+    """Oracle mixin: the first trials are given points (``initial_values``: (label, values)),
+    in order, before the oracle's own proposals; a given point's missing hyperparameters take
+    the space's defaults. Trials already in the oracle (a resumed search) count."""
+
+    initial_values: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+    def _initial_proposal(self, trial_id):
+        started = sum(1 for other in self.trials if other != trial_id)
+        if started >= len(self.initial_values):
+            return None
+        label, values = self.initial_values[started]
+        return kt_adapter.running_proposal(kt_adapter.given_values(self, values, label))
+
+
+class RandomOracle(InitialTrials, keras_tuner.oracles.RandomSearchOracle):
+    """Keras-Tuner's random search after the initial trials."""
+
+    def populate_space(self, trial_id):
+        return self._initial_proposal(trial_id) or super().populate_space(trial_id)
+
+
+class BayesianOracle(InitialTrials, keras_tuner.oracles.BayesianOptimizationOracle):
     """Keras-Tuner's Bayesian optimisation (Matern GP, upper confidence bound) with a cheaper
     search for the acquisition optimum.
 
@@ -281,6 +303,9 @@ class BayesianOracle(keras_tuner.oracles.BayesianOptimizationOracle):
     refine = 3
 
     def populate_space(self, trial_id):
+        initial = self._initial_proposal(trial_id)
+        if initial is not None:
+            return initial
         completed = [t for t in self.trials.values() if t.status == "COMPLETED"]
         dimensions = len(self.hyperparameters.space)
         num_initial_points = self.num_initial_points or max(3 * dimensions, 3)
@@ -317,6 +342,25 @@ class BayesianOracle(keras_tuner.oracles.BayesianOptimizationOracle):
         return kt_adapter.running_proposal(kt_adapter.vector_to_values(self, best_x))
 
 
+def initial_trial_values(entries) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """(label, values) of a budget's ``initial_trials``: names of ``cnn1d.KNOWN_NETWORKS`` or
+    ``{name: values}`` / plain value dicts."""
+    from localsoc.models.cnn1d import KNOWN_NETWORKS
+
+    out = []
+    for position, entry in enumerate(entries or []):
+        if isinstance(entry, str):
+            if entry not in KNOWN_NETWORKS:
+                raise ValueError(f"initial trial {entry!r} is not one of {sorted(KNOWN_NETWORKS)}")
+            out.append((entry, dict(KNOWN_NETWORKS[entry]["values"])))
+        elif isinstance(entry, Mapping):
+            out.append((f"initial_trials[{position}]", dict(entry)))
+        else:
+            raise ValueError(f"initial_trials[{position}]: give a network name or a dict of "
+                             f"hyperparameter values, got {entry!r}")
+    return tuple(out)
+
+
 def make_oracle(kind: str, budget: Mapping[str, Any], seed: int):
     """The oracle of a search: ``kind`` one of ``TUNERS``, ``budget`` resolved
     (``localsoc.models.training.resolve_budget``); the same ``seed`` gives the same trials."""
@@ -327,17 +371,24 @@ def make_oracle(kind: str, budget: Mapping[str, Any], seed: int):
         "seed": int(seed) if int(seed) != 0 else _ORACLE_SEED_FOR_ZERO,
         "max_consecutive_failed_trials": int(budget["max_consecutive_failed_trials"]),
     }
+    initial = initial_trial_values(budget.get("initial_trials"))
     if kind == "bayesian":
         initial_points = budget["initial_points"]
         if initial_points is None:
             initial_points = min(10, max(2, int(budget["trials"]) // 4))
-        return BayesianOracle(
+        oracle = BayesianOracle(
             max_trials=int(budget["trials"]),
-            num_initial_points=int(initial_points),
+            num_initial_points=max(int(initial_points), len(initial)),
             **common,
         )
+        oracle.initial_values = initial
+        return oracle
     if kind == "random":
-        return keras_tuner.oracles.RandomSearchOracle(max_trials=int(budget["trials"]), **common)
+        oracle = RandomOracle(max_trials=int(budget["trials"]), **common)
+        oracle.initial_values = initial
+        return oracle
+    if initial:
+        logger.warning("hyperband ignores initial_trials (its brackets draw their own points)")
     if kind == "hyperband":
         oracle = keras_tuner.oracles.HyperbandOracle(
             max_epochs=int(budget["max_epochs"]),
