@@ -81,6 +81,23 @@ def pooled_coverage(metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def cnn_rows(seed: int, metrics: pd.DataFrame) -> list[dict]:
+    """Per site: the Local CNN's test CCC, the best CNN on test against PLSR Local (the CNN
+    issue's figures)."""
+    rows = []
+    for site, group in metrics.groupby("site"):
+        by = group.set_index("method")
+        cnn = group.loc[group["family"] == "cnn"]
+        best = cnn.loc[cnn["rmse"].idxmin()]
+        plsr = float(by.loc["PLSR Local", "rmse"])
+        rows.append({"seed": seed, "site": site, "Local CCC": float(by.loc["Local", "ccc"]),
+                     "Local RMSE": float(by.loc["Local", "rmse"]),
+                     "DTL-Ig CCC": float(by.loc["DTL-Ig", "ccc"]),
+                     "best CNN": best["method"], "best CNN RMSE": float(best["rmse"]),
+                     "PLSR Local RMSE": plsr, "best CNN / PLSR": float(best["rmse"]) / plsr})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
@@ -94,7 +111,7 @@ def main() -> None:
     from localsoc.pipeline_registry import STAGES
 
     print(machine_line())
-    rows, winners_table, all_metrics = [], [], []
+    rows, winners_table, all_metrics, cnn_table = [], [], [], []
     for seed in args.seeds:
         project = args.workdir / f"seed_{seed}"
         seconds = {}
@@ -120,6 +137,7 @@ def main() -> None:
         }
         rows.append(row)
         winners_table += winner_rows(seed, metrics, winners)
+        cnn_table += cnn_rows(seed, metrics)
         all_metrics.append(metrics.assign(seed=seed))
         print(json.dumps(row, default=float), flush=True)
     table = pd.DataFrame(rows)
@@ -130,6 +148,14 @@ def main() -> None:
     print(f"\nDTL-Ig mean dRMSE over sites, {len(values)} seeds: mean {values.mean():+.1f} %, "
           f"s.d. {values.std(ddof=1) if len(values) > 1 else float('nan'):.1f} % "
           f"(paper: +25.8 %); env {args.env}")
+    cnn = pd.DataFrame(cnn_table)
+    print("\nCNNs per seed and site (test set):")
+    print(cnn.to_string(index=False, **fmt))
+    within = (cnn["best CNN / PLSR"] <= 1.10).groupby(cnn["seed"]).sum()
+    print(f"Local CNN CCC: min {cnn['Local CCC'].min():.3f}, mean {cnn['Local CCC'].mean():.3f}; "
+          f"sites per seed with a CNN within 10 % of PLSR Local: {within.to_dict()}; "
+          f"with a CNN at least as good: "
+          f"{(cnn['best CNN / PLSR'] <= 1.0).groupby(cnn['seed']).sum().to_dict()}")
     won = pd.DataFrame(winners_table)
     print("\nWinners per seed and site (served interval: "
           f"{all_metrics[0]['interval'].iloc[0] if 'interval' in all_metrics[0] else 'plain'}):")
