@@ -55,29 +55,46 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(project):
-    """Base URL of ``bentoml serve`` running the service from the project's bundle."""
-    root, home, tag = project
+def start_server(root: Path, home: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """``bentoml serve`` of the service from ``home``'s bundle, in ``root``, on a free port of
+    127.0.0.1, its output to ``log_path``: (process, base URL). Stop it with ``stop_server``."""
     port = free_port()
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true",
            "TF_CPP_MIN_LOG_LEVEL": "2", "LOCALSOC_THREADS": "1",
            "LOCALSOC_WORKERS": "1"}
     env.pop("LOCALSOC_BUNDLE_TAG", None)  # the service must find the tag in the project's file
     env.pop("LOCALSOC_PROJECT", None)
-    log = open(root / "server.log", "w")  # noqa: SIM115 - closed at teardown
-    process = subprocess.Popen(
-        [str(BIN / "bentoml"), "serve", "localsoc.serving.service:LocalSOCService",
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [str(BIN / "bentoml"), "serve", "localsoc.serving.service:LocalSOCService",
+             "--host", "127.0.0.1", "--port", str(port)],
+            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    return process, f"http://127.0.0.1:{port}"
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(project):
+    """Base URL of ``bentoml serve`` running the service from the project's bundle."""
+    root, home, tag = project
+    log_path = root / "server.log"
+    process, url = start_server(root, home, log_path)
     deadline = time.monotonic() + SERVER_START_SECONDS
     try:
         while True:
             if process.poll() is not None:
                 pytest.fail(f"bentoml serve exited ({process.returncode}):\n"
-                            f"{(root / 'server.log').read_text()[-3000:]}")
+                            f"{log_path.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                     break
@@ -85,18 +102,11 @@ def server(project):
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(f"bentoml serve not ready in {SERVER_START_SECONDS} s:\n"
-                            f"{(root / 'server.log').read_text()[-3000:]}")
+                            f"{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
         yield url
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-        log.close()
+        stop_server(process)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,10 @@ method, wavelength grid and test metrics.
 The bundle is one model in the BentoML store (see ``localsoc.serving.bundle``); its tag is taken
 from ``$LOCALSOC_BUNDLE_TAG``, else from ``data/06_models/bento_tag.txt`` (written by the package
 stage; under ``$LOCALSOC_PROJECT`` or the working directory), else ``localsoc_bundle:latest``.
-Every file's SHA-256 is checked before the models are loaded, once per worker.
+Every file's SHA-256 is checked before the models are loaded, once per worker and once in the
+process that starts the server, before any worker: a bundle that cannot be served (missing,
+changed or incomplete files, models that do not fit their sites) stops ``bentoml serve`` at
+start-up with the reason and exit status 1.
 
 Every request problem is answered with a 4xx and ``{"error": <what to fix>, "field": <name>}``:
 400 for a malformed body (wrong JSON types, empty or ragged arrays, reflectance and absorbance
@@ -39,7 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from localsoc.serving.bundle import DEFAULT_SERVING, read_stored_bundle
+from localsoc.serving.bundle import DEFAULT_SERVING, BundleError, read_stored_bundle
 from localsoc.serving.inference import configure_threads
 from localsoc.serving.predictor import BundlePredictor, RequestError
 from localsoc.serving.schemas import PredictRequest, PredictResponse
@@ -153,6 +156,24 @@ def _replay(messages: list[dict], pending: dict | None, receive):
 # --- the service ------------------------------------------------------------------------------
 
 
+#: The served bundle (module level, so the deployment hook reads the same model as the workers).
+BUNDLE_MODEL = bentoml.models.BentoModel(bundle_tag())
+
+
+def load_predictor(bundle_model: Any) -> BundlePredictor:
+    """The verified bundle of a ``bentoml.models.BentoModel``, ready to predict; a
+    ``BundleError`` (``BundleIntegrityError`` for changed or missing files) or a
+    ``RuntimeError`` (no such model in the store) says why it cannot be served."""
+    stored = bundle_model.stored
+    if stored is None:
+        raise RuntimeError(
+            f"the BentoML store has no bundle {str(bundle_model.tag)!r}; run the package stage "
+            "(localsoc run --pipeline package) or point BENTOML_HOME / LOCALSOC_BUNDLE_TAG at one"
+        )
+    configure_threads(int(os.environ.get("LOCALSOC_THREADS", "1")))
+    return BundlePredictor(read_stored_bundle(stored), str(stored.tag))
+
+
 def _workers() -> int:
     return int(os.environ.get("LOCALSOC_WORKERS") or min(os.cpu_count() or 1, 4))
 
@@ -172,21 +193,23 @@ def _workers() -> int:
 class LocalSOCService:
     """SOC % of a site's vis-NIR spectra, with prediction intervals and domain checks."""
 
-    bundle_model = bentoml.models.BentoModel(bundle_tag())
+    bundle_model = BUNDLE_MODEL
+
+    @bentoml.on_deployment
+    def check_bundle() -> None:
+        """Once, in the process that starts the server and before any worker: a bundle that
+        cannot be served (missing, tampered, incomplete, models that do not fit their sites)
+        stops ``bentoml serve`` with the reason and a non-zero status. Without it, each worker
+        would fail at start-up and be restarted while the server never got ready."""
+        try:
+            load_predictor(BUNDLE_MODEL)
+        except (BundleError, RuntimeError) as error:
+            raise SystemExit(f"localsoc: cannot serve: {type(error).__name__}: {error}") from None
 
     def __init__(self) -> None:
-        tag = str(type(self).bundle_model.tag)
-        if type(self).bundle_model.stored is None:
-            raise RuntimeError(
-                f"the BentoML store has no bundle {tag!r}; run the package stage (localsoc run "
-                "--pipeline package) or point BENTOML_HOME / LOCALSOC_BUNDLE_TAG at one"
-            )
-        stored = self.bundle_model
-        configure_threads(int(os.environ.get("LOCALSOC_THREADS", "1")))
-        bundle = read_stored_bundle(stored)
-        self.predictor = BundlePredictor(bundle, str(stored.tag))
+        self.predictor = load_predictor(type(self).bundle_model)
         self.limits = self.predictor.limits
-        logger.info("serving bundle %s: sites %s", stored.tag, sorted(self.predictor.sites))
+        logger.info("serving bundle %s: sites %s", self.predictor.tag, sorted(self.predictor.sites))
 
     def sites_document(self) -> dict[str, Any]:
         return self.predictor.sites_document()
