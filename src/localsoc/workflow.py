@@ -161,6 +161,7 @@ def predict_table(predictor, site: str, table: pd.DataFrame) -> pd.DataFrame:
                 "in_domain": prediction.in_domain,
                 "t2": prediction.t2,
                 "q": prediction.q,
+                "flags": ";".join(prediction.flags),
             })
     out = pd.DataFrame(rows)
     out.insert(0, "sample_id", table["sample_id"].astype(str).to_numpy())

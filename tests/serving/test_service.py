@@ -110,6 +110,44 @@ def test_a_grid_that_does_not_cover_the_model_names_the_missing_range(client, st
     assert "missing 2000-2500 nm" in error["error"]
 
 
+@pytest.mark.parametrize("grid", [np.arange(400.0, 2501.0, 100.0), np.array([400.0, 2500.0])],
+                         ids=["every 100 nm", "two points"])
+def test_spectra_sampled_coarser_than_the_model_grid_are_refused(client, study, grid):
+    table = study["sites_ssl"]
+    wavelengths = wavelengths_of(table)
+    spectra = spectra_of(table.loc[table["site"] == "china_site"].head(2))
+    coarse = np.stack([np.interp(grid, wavelengths, row) for row in spectra])
+    response = client.post("/predict", json=body(study, "china_site", coarse,
+                                                  wavelengths_nm=grid.tolist()))
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert error["field"] == "wavelengths_nm"
+    assert f"{np.diff(grid).max():g} nm apart" in error["error"]
+    assert "every 10 nm" in error["error"]
+
+
+def test_a_negative_estimate_is_flagged(client, study):
+    # spectra pushed past the site's lowest-SOC spectrum, away from its highest: the PLSR
+    # extrapolates below 0 % (reflectance stays in (0, 1])
+    table = study["sites_ssl"].loc[study["sites_ssl"]["site"] == "sweden_site"]
+    spectra = spectra_of(table)
+    first = client.post("/predict", json=body(study, "sweden_site", spectra)).json()
+    estimate = np.array([p["soc_percent"] for p in first["predictions"]])
+    low, high = spectra[estimate.argmin()], spectra[estimate.argmax()]
+    pushed = np.stack([low + k * (low - high) for k in (0.0, 0.3, 0.6, 0.9)])
+    assert ((pushed > 0) & (pushed <= 1)).all()
+    response = client.post("/predict", json=body(study, "sweden_site", pushed))
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    negative = [p["soc_percent"] < 0 for p in predictions]
+    assert any(negative) and not all(negative)
+    for prediction, below in zip(predictions, negative, strict=True):
+        assert ("negative_estimate" in prediction["flags"]) == below, prediction
+        if below:
+            assert prediction["interval"]["lower"] == 0.0
+    assert all(p["flags"] == [] for p in first["predictions"] if p["soc_percent"] >= 0)
+
+
 def _bad_requests(study) -> dict[str, tuple[dict | bytes, int, str]]:
     """Every class of bad input: (body, expected status, words the message must hold)."""
     good = body(study, "china_site")

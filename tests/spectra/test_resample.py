@@ -9,7 +9,7 @@ from sklearn.exceptions import NotFittedError
 
 from localsoc.data.schema import Grid
 from localsoc.spectra import Resample
-from localsoc.spectra.resample import band_windows, missing_ranges
+from localsoc.spectra.resample import band_windows, missing_ranges, widest_spacing
 
 SOURCE_1NM = np.arange(350.0, 2501.0)
 GRID = Grid()
@@ -159,3 +159,14 @@ def test_estimator_contract_on_spectral_data(spectra_1nm):
         resample.transform(spectra_1nm[:, :-1])
     with pytest.raises(ValueError, match="infinity"):
         resample.transform(np.where(spectra_1nm > 0.5, np.inf, spectra_1nm))
+
+
+def test_widest_spacing_is_measured_over_the_target_range_only():
+    target = np.arange(400.0, 2501.0, 10.0)
+    assert widest_spacing(np.arange(350.0, 2601.0, 1.0), target) == (1.0, 400.0, 401.0)
+    # a 100 nm gap outside the target range does not count; one inside does
+    outside = np.concatenate((np.arange(200.0, 301.0, 100.0), np.arange(301.0, 2600.0, 1.0)))
+    assert widest_spacing(outside, target)[0] == 1.0
+    inside = np.concatenate((np.arange(350.0, 1400.0, 1.0), np.arange(1500.0, 2600.0, 1.0)))
+    assert widest_spacing(inside, target) == (101.0, 1399.0, 1500.0)
+    assert widest_spacing([400.0, 2500.0], target) == (2100.0, 400.0, 2500.0)

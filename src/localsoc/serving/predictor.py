@@ -5,8 +5,9 @@ request with a ``PredictResponse`` or raises ``RequestError`` with the HTTP stat
 that says what to fix: 400 for a malformed request (empty or ragged arrays, reflectance and
 absorbance both or neither given), 413 for too many spectra, 422 for values the model cannot take
 (unknown site, NaN or infinite values, values out of range or in the wrong units, wavelengths
-that are not increasing nm or do not cover the model's grid), and 500 for a model that gives a
-non-finite estimate (never answered as a success). A site's model is checked when the bundle is
+that are not increasing nm, do not cover the model's grid or are sampled coarser than it), and 500 for a model that gives a
+non-finite estimate (never answered as a success). A negative estimate is answered as it is
+(its interval's lower bound is clipped at 0) with the flag ``negative_estimate``. A site's model is checked when the bundle is
 loaded: it must take the site's preprocessed spectra and give a finite estimate for the mean
 calibration spectrum (the domain's mean), else the bundle is refused with a ``BundleError``.
 ``localsoc.serving.service`` puts it behind BentoML.
@@ -32,7 +33,7 @@ from localsoc.serving.schemas import (
     SpectrumPrediction,
 )
 from localsoc.spectra import units
-from localsoc.spectra.resample import Resample, missing_ranges
+from localsoc.spectra.resample import Resample, missing_ranges, widest_spacing
 from localsoc.spectra.steps import apply_steps, check_steps
 from localsoc.uncertainty import ApplicabilityDomain, domain_difficulty
 
@@ -181,6 +182,7 @@ class SitePredictor:
             if resampler is not None:
                 self._resamplers.move_to_end(key)
         if resampler is None:
+            self._check_sampling(wavelengths)
             try:
                 resampler = Resample(source_nm=wavelengths, target_nm=grid).fit(reflectance[:1])
             except ValueError as error:
@@ -190,6 +192,20 @@ class SitePredictor:
                 while len(self._resamplers) > RESAMPLER_CACHE_SIZE:
                     self._resamplers.popitem(last=False)
         return resampler.transform(reflectance), True
+
+    def _check_sampling(self, wavelengths: np.ndarray) -> None:
+        """A 422 for spectra sampled coarser than the model's grid over its range: resampling
+        would invent the bands between their samples (by interpolation)."""
+        grid = self.wavelengths_nm
+        step = float(np.diff(grid).max())
+        spacing, low, high = widest_spacing(wavelengths, grid)
+        if spacing > step * (1 + 1e-6):
+            raise RequestError(
+                422, "wavelengths_nm",
+                f"wavelengths_nm are {spacing:g} nm apart at {low:g}-{high:g} nm, coarser than "
+                f"the model of site {self.name!r}, which has a band every {step:g} nm over "
+                f"{grid[0]:g}-{grid[-1]:g} nm; the bands in between would be invented by "
+                f"interpolation. Send spectra sampled at least every {step:g} nm over that range")
 
     def predict(self, wavelengths: np.ndarray, reflectance: np.ndarray) -> PredictResponse:
         values, resampled = self.on_grid(wavelengths, reflectance)
@@ -225,6 +241,7 @@ class SitePredictor:
                 in_domain=bool(inside[i]),
                 t2=float(t2[i]),
                 q=float(q[i]),
+                flags=["negative_estimate"] if estimate[i] < 0 else [],
             )
             for i in range(estimate.shape[0])
         ]

@@ -20,7 +20,8 @@ class PredictRequest(BaseModel):
     site: str = Field(description="served site id (GET /sites lists them)")
     wavelengths_nm: list[float] = Field(
         description="wavelength of each value of a spectrum, in nm, strictly increasing; spectra "
-        "on another grid than the model's are resampled when they cover it"
+        "on another grid than the model's are resampled when they cover its range and are "
+        "sampled at least as finely as its grid (GET /sites gives its step)"
     )
     reflectance: list[list[float]] | None = Field(
         default=None,
@@ -53,6 +54,12 @@ class SpectrumPrediction(BaseModel):
     )
     t2: float = Field(description="Hotelling's T2 in the domain's principal components")
     q: float = Field(description="Q residual (squared reconstruction error)")
+    flags: list[str] = Field(
+        default_factory=list,
+        description="warnings about this estimate; negative_estimate: soc_percent is below 0 % "
+        "(not physical; reported unclipped, the interval's lower bound is clipped at 0): the "
+        "spectrum is probably unlike the model's training spectra, whatever in_domain says",
+    )
 
 
 class ModelIdentity(BaseModel):

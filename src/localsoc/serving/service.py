@@ -17,9 +17,10 @@ Every request problem is answered with a 4xx and ``{"error": <what to fix>, "fie
 400 for a malformed body (wrong JSON types, empty or ragged arrays, reflectance and absorbance
 both or neither given), 413 for too many spectra or too large a body, 415 for a body that is not
 JSON, 422 for values the model cannot take (unknown site, NaN or infinite values, values out of
-range or in the wrong units, a wavelength range that does not cover the model's grid). A model
-that gives a non-finite estimate is answered with a 500 (never as a success); a bundle whose
-models do not fit their sites or hold non-finite values is refused when the service starts.
+range or in the wrong units, a wavelength range that does not cover the model's grid or is
+sampled coarser than it). A model that gives a non-finite estimate is answered with a 500 (never
+as a success); a negative estimate is answered with the flag ``negative_estimate``; a bundle
+whose models do not fit their sites or hold non-finite values is refused when the service starts.
 
 Environment: ``LOCALSOC_WORKERS`` (worker processes, default: the cores, at most 4),
 ``LOCALSOC_ACCESS_LOG=1`` (a log line per request), ``LOCALSOC_THREADS`` (compute

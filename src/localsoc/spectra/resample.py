@@ -100,6 +100,23 @@ def missing_ranges(source_nm, target_nm) -> list[tuple[float, float]]:
     return gaps
 
 
+def widest_spacing(source_nm, target_nm) -> tuple[float, float, float]:
+    """The widest spacing of the source bands over the target range: (nm, from nm, to nm).
+
+    Band averaging cannot recover target bands finer than the source samples (they would be
+    interpolated, see the module notes); callers that must not invent bands compare this with
+    the target's step.
+    """
+    source = _as_wavelengths(source_nm, "source_nm")
+    target = _as_wavelengths(target_nm, "target_nm")
+    steps = np.diff(source)
+    overlapping = (source[1:] > target[0]) & (source[:-1] < target[-1])
+    if not overlapping.any():
+        return float(steps.max()), float(source[0]), float(source[-1])
+    where = int(np.flatnonzero(overlapping)[np.argmax(steps[overlapping])])
+    return float(steps[where]), float(source[where]), float(source[where + 1])
+
+
 def coverage_message(source_nm, target_nm) -> str | None:
     """The error text for a source that does not cover the target grid, or None when it does."""
     source = _as_wavelengths(source_nm, "source_nm")
