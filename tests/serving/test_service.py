@@ -9,6 +9,7 @@ PLSR path is float64 throughout).
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -260,25 +261,62 @@ def test_sites_answers_get_only(client):
     assert client.get("/no-such-page").status_code == 404
 
 
-def test_the_openapi_schema_describes_predict(client):
+def test_the_openapi_schema_describes_predict_its_error_replies_and_sites(client):
     schema = client.get("/docs.json").json()
-    assert "/predict" in schema["paths"]
-    assert "post" in schema["paths"]["/predict"]
+    responses = schema["paths"]["/predict"]["post"]["responses"]
+    for status in ("400", "413", "415", "422", "500"):
+        reference = responses[status]["content"]["application/json"]["schema"]["$ref"]
+        assert reference.endswith("/ErrorResponse"), (status, reference)
+    assert set(schema["components"]["schemas"]["ErrorResponse"]["properties"]) == {"error",
+                                                                                   "field"}
+    sites = schema["paths"]["/sites"]["get"]["responses"]["200"]["content"]
+    assert sites["application/json"]["schema"]["$ref"].endswith("/SitesResponse")
 
 
-def test_schemathesis_finds_no_server_error(server, tmp_path):
-    import subprocess
+MARKER = "not-a-number-7f3a"
+MAX_ERROR_BYTES = 4096
 
-    from tests.serving.conftest import BIN
 
-    done = subprocess.run(
-        [str(BIN / "schemathesis"), "run", f"{server}/docs.json", "--checks",
-         "not_a_server_error", "--max-examples", "40", "--workers", "1", "--seed", "1",
-         "--request-timeout", "30"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert "passed" in done.stdout
+@pytest.mark.parametrize("rows", [1, 240])
+def test_a_body_of_strings_gets_a_small_400_and_leaves_no_trace_in_the_log(client, study,
+                                                                         project, rows):
+    root, _, _ = project
+    log = root / "server.log"
+    good = body(study, "china_site")
+    payload = json.dumps({**good, "reflectance": [[MARKER] * len(good["wavelengths_nm"])] * rows})
+    assert rows == 1 or len(payload) > 1_000_000
+    before = log.stat().st_size
+    response = client.post("/predict", content=payload,
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert len(response.content) < MAX_ERROR_BYTES, len(response.content)
+    error = response.json()
+    assert set(error) == {"error", "field"} and error["field"] == "reflectance", error
+    assert "reflectance[0][0]" in error["error"] and "number" in error["error"]
+    client.get("/sites")  # the worker has finished with the bad request
+    time.sleep(1.0)
+    written = log.read_text()[before:]
+    assert MARKER not in written and len(written) < MAX_ERROR_BYTES, written[:2000]
+
+
+def test_every_4xx_body_is_small_and_in_the_documented_shape(bad_answers):
+    for name, response in bad_answers.items():
+        assert 400 <= response.status_code < 500, name
+        assert len(response.content) < MAX_ERROR_BYTES, (name, len(response.content))
+        error = response.json()
+        assert isinstance(error, dict) and set(error) == {"error", "field"}, (name, error)
+        assert isinstance(error["error"], str) and error["error"], name
+
+
+def test_schemathesis_finds_no_server_error_and_every_reply_fits_the_schema(server, study):
+    from tests.serving.schema_fuzz import fuzz
+
+    good = [body(study, site) for site in SITES]
+    outcome = fuzz(server, max_examples=200, good_bodies=good)
+    print(f"schemathesis: {outcome}")
+    assert outcome.cases >= 200 and outcome.statuses[200] >= len(good)
+    assert outcome.failures == [], outcome.failures[:5]
+    assert outcome.largest_4xx_bytes < 64 * 1024
 
 
 def test_recorded_predictions_are_the_evaluate_outputs(study, recorded_predictions):

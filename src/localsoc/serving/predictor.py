@@ -22,6 +22,7 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from localsoc.methods import family
 from localsoc.serving.bundle import DEFAULT_SERVING, BundleError, ServingBundle, interval_rule
@@ -30,6 +31,7 @@ from localsoc.serving.schemas import (
     Interval,
     ModelIdentity,
     PredictResponse,
+    SitesResponse,
     SpectrumPrediction,
 )
 from localsoc.spectra import units
@@ -39,6 +41,9 @@ from localsoc.uncertainty import ApplicabilityDomain, domain_difficulty
 
 #: Grids a site keeps fitted resamplers for (clients usually send one or two grids).
 RESAMPLER_CACHE_SIZE = 32
+#: An error reply's message is at most this long, and names at most this many schema problems.
+MAX_MESSAGE_CHARS = 2000
+MAX_PROBLEMS = 3
 
 
 class RequestError(Exception):
@@ -51,12 +56,38 @@ class RequestError(Exception):
         self.message = message
 
     def body(self) -> dict[str, Any]:
-        return {"error": self.message, "field": self.field}
+        """``{"error", "field"}``, bounded in size whatever the request held."""
+        return {"error": _clip(self.message, MAX_MESSAGE_CHARS),
+                "field": None if self.field is None else _clip(self.field, 100)}
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def schema_error(error: ValidationError) -> RequestError:
+    """The 400 for a body that does not fit ``PredictRequest``: its first few problems, each
+    with its place (``reflectance[0][3]``) and pydantic's message; never the values sent."""
+    problems = error.errors(include_url=False, include_context=False, include_input=False)
+    if problems and problems[0]["type"] == "json_invalid":
+        detail = str(problems[0]["msg"]).removeprefix("Invalid JSON: ")
+        return RequestError(400, None, f"the body is not valid JSON ({_clip(detail, 200)}); send "
+                            "a JSON object like the example in /docs.json")
+    places = []
+    for problem in problems[:MAX_PROBLEMS]:
+        place = ""
+        for part in problem["loc"]:
+            place += f"[{part}]" if isinstance(part, int) else f".{_clip(str(part), 40)}"
+        places.append(f"{place.lstrip('.') or 'the body'}: {_clip(str(problem['msg']), 200)}")
+    more = len(problems) - len(places)
+    first = problems[0]["loc"] if problems else ()
+    field = str(first[0]) if first and isinstance(first[0], str) else None
+    return RequestError(400, field, "the body does not fit the request schema (/docs.json): "
+                        + "; ".join(places) + (f"; and {more} more" if more > 0 else ""))
 
 
 def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return _clip(repr(value), limit)
 
 
 def _first_position(mask: np.ndarray) -> tuple[int, int]:
@@ -382,6 +413,11 @@ class BundlePredictor:
                                                          "max_body_bytes")},
             "sites": [served.describe() for _, served in sorted(self.sites.items())],
         }
+        try:
+            SitesResponse.model_validate(self._document)  # what /docs.json promises
+        except ValidationError as error:
+            raise BundleError(f"the bundle's sites do not fit the /sites schema: {error}; "
+                              "re-run the package stage") from None
 
     def sites_document(self) -> dict[str, Any]:
         """What GET /sites returns: the bundle, its limits, and each site's model and metrics."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
 
 #: The shape of a request, cut to three bands (a real one covers the model's whole range).
@@ -12,6 +14,11 @@ EXAMPLE_REQUEST = {
 }
 
 
+#: A spectrum's values; validation stops at the first value that is not a number (one error per
+#: array, not one per value: a large body of strings must not make a large error).
+Spectrum = Annotated[list[float], Field(fail_fast=True)]
+
+
 class PredictRequest(BaseModel):
     """Spectra of one site: reflectance fractions (or absorbance) on the given wavelengths."""
 
@@ -19,16 +26,19 @@ class PredictRequest(BaseModel):
 
     site: str = Field(description="served site id (GET /sites lists them)")
     wavelengths_nm: list[float] = Field(
+        fail_fast=True,
         description="wavelength of each value of a spectrum, in nm, strictly increasing; spectra "
         "on another grid than the model's are resampled when they cover its range and are "
         "sampled at least as finely as its grid (GET /sites gives its step)"
     )
-    reflectance: list[list[float]] | None = Field(
+    reflectance: list[Spectrum] | None = Field(
         default=None,
+        fail_fast=True,
         description="one spectrum per row, reflectance as a fraction in (0, 1] (not percent)",
     )
-    absorbance: list[list[float]] | None = Field(
+    absorbance: list[Spectrum] | None = Field(
         default=None,
+        fail_fast=True,
         description="instead of reflectance: one spectrum per row, absorbance log10(1/R)",
     )
 
@@ -95,3 +105,52 @@ class PredictResponse(BaseModel):
 class ErrorResponse(BaseModel):
     error: str = Field(description="what is wrong and what to do about it")
     field: str | None = Field(default=None, description="the request field at fault")
+
+
+class SiteGrid(BaseModel):
+    n_bands: int
+    first_nm: float
+    last_nm: float
+    step_nm: float | None = Field(default=None, description="band spacing of the model's grid")
+
+
+class SiteInterval(BaseModel):
+    level: float
+    method: str
+    description: str | None
+    difficulty: str | None
+    halfwidth: float | None = Field(description="null when the width varies per spectrum")
+
+
+class SiteDescription(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    site: str
+    country: str | None
+    method: str
+    model_key: str
+    family: str
+    trained_on: str
+    trained_at: str
+    grid: SiteGrid
+    preprocessing: list[str]
+    interval: SiteInterval
+    domain_limits: DomainLimits
+    cal_rmse: float | None
+    test_metrics: dict[str, float | None]
+
+
+class ServingLimits(BaseModel):
+    max_spectra_per_request: int
+    max_body_bytes: int
+
+
+class SitesResponse(BaseModel):
+    """What GET /sites returns: the bundle, its limits, and each site's model and metrics."""
+
+    bundle: str = Field(description="bundle tag in the BentoML store (name:version)")
+    packaged_at: str | None
+    data_version: str | None
+    code_version: str | None
+    limits: ServingLimits
+    sites: list[SiteDescription]

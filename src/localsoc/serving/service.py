@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -45,14 +46,28 @@ from starlette.routing import Route
 
 from localsoc.serving.bundle import DEFAULT_SERVING, BundleError, read_stored_bundle
 from localsoc.serving.inference import configure_threads
-from localsoc.serving.predictor import BundlePredictor, RequestError
-from localsoc.serving.schemas import PredictRequest, PredictResponse
+from localsoc.serving.predictor import BundlePredictor, RequestError, schema_error
+from localsoc.serving.schemas import ErrorResponse, PredictRequest, PredictResponse, SitesResponse
 
 logger = logging.getLogger(__name__)
 
 TAG_FILE = Path("data/06_models/bento_tag.txt")
 DEFAULT_TAG = "localsoc_bundle:latest"
 PREDICT_ROUTE = "/predict"
+SITES_ROUTE = "/sites"
+OPENAPI_ROUTE = "/docs.json"
+#: The error replies of /predict (all ``ErrorResponse``), as documented in /docs.json.
+ERROR_STATUSES = {
+    400: "malformed body: not JSON, wrong types or fields, empty or ragged arrays, reflectance "
+         "and absorbance both or neither given",
+    413: "too many spectra or too large a body",
+    415: "the body is not JSON (Content-Type)",
+    422: "values the model cannot take: unknown site, NaN or infinite values, values out of "
+         "range or in the wrong units, wavelengths that do not cover the model's grid or are "
+         "sampled coarser than it",
+    500: "the served model gave a non-finite estimate (the bundle is faulty), or another "
+         "server error",
+}
 
 
 def bundle_tag() -> str:
@@ -76,7 +91,44 @@ async def sites_endpoint(request: Request) -> JSONResponse:
     return JSONResponse(service.sites_document())
 
 
-sites_app = Starlette(routes=[Route("/sites", sites_endpoint, methods=["GET"])])
+sites_app = Starlette(routes=[Route(SITES_ROUTE, sites_endpoint, methods=["GET"])])
+
+
+# --- the OpenAPI document: BentoML's, with the replies this service really gives -------------
+
+_openapi: dict[str, Any] = {}
+
+
+def _component(schemas: dict[str, Any], model: type[BaseModel]) -> dict[str, str]:
+    """Add a pydantic model (and the models it uses) to the components; its reference."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(schema.pop("$defs", {}))
+    schemas[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def openapi_document() -> dict[str, Any]:
+    """BentoML's OpenAPI document of the service with /predict's error replies (400, 413, 415,
+    422, 500: ``ErrorResponse``, which BentoML does not know) and GET /sites (a mounted app,
+    which BentoML does not document). Built once per worker."""
+    if not _openapi:
+        document = json.loads(json.dumps(LocalSOCService.openapi_spec.asdict()))
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        error = {"content": {"application/json": {"schema": _component(schemas, ErrorResponse)}}}
+        predict = document["paths"][PREDICT_ROUTE]["post"]
+        predict["responses"] = {
+            "200": predict["responses"]["200"],
+            **{str(status): {"description": text, **error}
+               for status, text in ERROR_STATUSES.items()},
+        }
+        document["paths"][SITES_ROUTE] = {"get": {
+            "summary": "The served sites with their method, wavelength grid and test metrics",
+            "tags": predict.get("tags", []),
+            "responses": {"200": {"description": "Successful Response", "content": {
+                "application/json": {"schema": _component(schemas, SitesResponse)}}}},
+        }}
+        _openapi.update(document)
+    return _openapi
 
 
 # --- request limits: body size and content type, before BentoML reads the body ----------------
@@ -99,23 +151,35 @@ class RequestLimits:
                        or DEFAULT_SERVING["max_body_bytes"])
 
     @staticmethod
-    async def _reply(send, status: int, message: str, field: str | None = None) -> None:
-        body = json.dumps({"error": message, "field": field}).encode()
+    async def _send_json(send, status: int, document: Any) -> None:
+        body = json.dumps(document).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
+    async def _reply(self, send, status: int, message: str, field: str | None = None) -> None:
+        await self._send_json(send, status, RequestError(status, field, message).body())
+
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "").rstrip("/")
+        if scope["method"] == "GET" and path == OPENAPI_ROUTE:
+            await self._send_json(send, 200, openapi_document())
+            return
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
         headers = {key.lower(): value for key, value in scope.get("headers", [])}
-        if scope.get("path", "").rstrip("/") == PREDICT_ROUTE:
+        predict = path == PREDICT_ROUTE
+        if predict:
             media = headers.get(b"content-type", b"application/json").split(b";")[0].strip()
             if media and media.lower() != b"application/json":
-                await self._reply(send, 415, f"the body is {media.decode(errors='replace')}; "
-                                  "send JSON with Content-Type: application/json")
+                shown = media.decode(errors="replace")[:80]
+                await self._reply(send, 415, f"the body is {shown}; send JSON with "
+                                  "Content-Type: application/json")
                 return
         limit = self._limit()
         declared = headers.get(b"content-length")
@@ -139,6 +203,15 @@ class RequestLimits:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        if predict:
+            # checked here, not by BentoML: its replies and logs for a body that does not fit
+            # the schema grow with the body (every bad value, with request data, at ERROR)
+            try:
+                PredictRequest.model_validate_json(body)
+            except ValidationError as error:
+                problem = schema_error(error)
+                await self._reply(send, problem.status, problem.message, problem.field)
+                return
         await self.app(scope, _replay([{"type": "http.request", "body": body,
                                         "more_body": False}], None, receive), send)
 
