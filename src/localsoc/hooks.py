@@ -9,6 +9,8 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
+from localsoc.datasets.atomic import write_text
+
 STAGE_SECONDS_FILE = Path("data/08_reporting/stage_seconds.json")
 
 
@@ -35,7 +37,9 @@ class StageTimerHooks:
         if started is None:
             return
         path = Path(run_params.get("project_path") or ".") / STAGE_SECONDS_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        seconds = json.loads(path.read_text()) if path.exists() else {}
+        try:
+            seconds = json.loads(path.read_text()) if path.exists() else {}
+        except ValueError:  # not JSON: start afresh rather than fail the run
+            seconds = {}
         seconds[stage] = round(time.perf_counter() - started, 2)
-        path.write_text(json.dumps(seconds, indent=2))
+        write_text(path, json.dumps(seconds, indent=2))  # whole, or the previous file

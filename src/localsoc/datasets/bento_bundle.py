@@ -25,6 +25,7 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
+from localsoc.datasets.atomic import write_text
 from localsoc.datasets.bentoml_store import store_options
 from localsoc.serving.bundle import ServingBundle, read_stored_bundle, write_bundle
 
@@ -129,5 +130,4 @@ class BentoBundleDataset(AbstractDataset):
             ) as model:
                 shutil.copytree(staging, model.path, dirs_exist_ok=True)
             tag = str(model.tag)
-        self._filepath.parent.mkdir(parents=True, exist_ok=True)
-        self._filepath.write_text(tag + "\n")
+        write_text(self._filepath, tag + "\n")

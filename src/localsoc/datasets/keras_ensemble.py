@@ -20,6 +20,7 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
+from localsoc.datasets.atomic import replace_path
 from localsoc.models import fold_files
 
 
@@ -85,11 +86,7 @@ class KerasEnsembleDataset(AbstractDataset):
         staging.mkdir()
         try:
             fold_files.save_ensemble(data, staging, **self._save_args)
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            if target.exists():
-                target.rename(old)
-            staging.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
+            replace_path(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

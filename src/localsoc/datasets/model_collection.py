@@ -15,6 +15,8 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
+from localsoc.datasets.atomic import replace_path
+
 
 class ModelCollectionDataset(AbstractDataset):
     def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
@@ -74,8 +76,7 @@ class ModelCollectionDataset(AbstractDataset):
                 except TypeError as error:
                     raise DatasetError(f"model {key!r}: {error}") from None
                 store.save(model, staging / key)
-            shutil.rmtree(self._filepath, ignore_errors=True)
-            staging.rename(self._filepath)
+            replace_path(staging, self._filepath)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kedro_datasets.json import JSONDataset
+from localsoc.datasets.atomic import JSONDataset
 
 
 class OptionalJSONDataset(JSONDataset):

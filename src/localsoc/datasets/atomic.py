@@ -1,0 +1,116 @@
+"""Atomic saves: a killed run leaves every output file either whole and new or as it was.
+
+``AtomicSave`` makes a Kedro file dataset write to a hidden staging path beside its target
+(``.<name>.saving-<pid>-<random>``), flush it to disk and then put it in place with
+``os.replace`` (a directory: the old one renamed aside, the new one renamed in, the old one
+removed). A run killed during a save leaves at most a hidden staging leftover, never a 0-byte or
+half-written output; ``replace_path`` is the same step for the project's own datasets.
+
+The catalog's file datasets are these subclasses of kedro-datasets' (``CSVDataset``,
+``ParquetDataset``, ``JSONDataset``, ``TextDataset``, ``MatplotlibDataset``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from kedro_datasets.json import JSONDataset as _JSONDataset
+from kedro_datasets.matplotlib import MatplotlibDataset as _MatplotlibDataset
+from kedro_datasets.pandas import CSVDataset as _CSVDataset
+from kedro_datasets.pandas import ParquetDataset as _ParquetDataset
+from kedro_datasets.text import TextDataset as _TextDataset
+
+
+def staging_path(target: str | Path) -> Path:
+    """A hidden path beside ``target`` for writing it (never taken for the output itself)."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.saving-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _fsync(path: Path) -> None:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    for name in (*files, path.parent):
+        descriptor = os.open(name, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def replace_path(staged: Path, target: Path) -> None:
+    """Put ``staged`` (a file or a directory, written completely) at ``target``."""
+    _fsync(staged)
+    if staged.is_dir() and target.exists():
+        old = staging_path(target).with_suffix(".old")
+        target.rename(old)
+        staged.rename(target)
+        remove_path(old)
+    else:
+        os.replace(staged, target)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """``Path.write_text``, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = staging_path(path)
+    try:
+        staged.write_text(text)
+        replace_path(staged, path)
+    finally:
+        remove_path(staged)
+
+
+class AtomicSave:
+    """Mixin for a kedro-datasets file dataset (``_filepath`` on the local file system)."""
+
+    _filepath: PurePosixPath
+
+    def save(self, data: Any) -> None:
+        target = Path(str(self._filepath))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in target.parent.glob(f".{target.name}.saving-*"):  # of a killed run
+            remove_path(leftover)
+        staged = staging_path(target)
+        self._filepath = PurePosixPath(str(staged))
+        try:
+            super().save(data)
+            replace_path(staged, target)
+        finally:
+            self._filepath = PurePosixPath(str(target))
+            remove_path(staged)  # only left by a failed save
+            invalidate = getattr(self, "_invalidate_cache", None)
+            if invalidate is not None:
+                invalidate()
+
+
+class CSVDataset(AtomicSave, _CSVDataset):
+    """``pandas.CSVDataset``, saved atomically."""
+
+
+class ParquetDataset(AtomicSave, _ParquetDataset):
+    """``pandas.ParquetDataset``, saved atomically."""
+
+
+class JSONDataset(AtomicSave, _JSONDataset):
+    """``json.JSONDataset``, saved atomically."""
+
+
+class TextDataset(AtomicSave, _TextDataset):
+    """``text.TextDataset``, saved atomically."""
+
+
+class MatplotlibDataset(AtomicSave, _MatplotlibDataset):
+    """``matplotlib.MatplotlibDataset`` (a figure, or a dict of them as a directory), saved
+    atomically: a dict replaces the whole directory."""
