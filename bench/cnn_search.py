@@ -29,6 +29,8 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 
+from pathlib import Path  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 from _common import measure, peak_rss_mib, print_header, row  # noqa: E402
@@ -38,6 +40,8 @@ from localsoc.models.ensemble import make_folds  # noqa: E402
 from localsoc.models.runtime import configure_tensorflow  # noqa: E402
 from localsoc.models.search import search_cnn  # noqa: E402
 from localsoc.spectra import Absorbance, StandardNormalVariate  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def preprocess(table) -> np.ndarray:
@@ -71,19 +75,18 @@ def make_cases(library_size: int, seed: int) -> dict[str, tuple[np.ndarray, np.n
     }
 
 
-#: The demo's search space (conf/demo/parameters_train.yml) and the start of every search.
-DEMO_SPACE = {
-    "conv_blocks": {"min": 1, "max": 2},
-    "fc_blocks": {"min": 1, "max": 2},
-    "filters": {"min": 8, "max": 32, "step": 8, "default": 16},
-    "fc_units": {"min": 8, "max": 64, "sampling": "log", "default": 32},
-}
+def demo_space() -> dict:
+    """The demo's search space, as conf/demo/parameters_train.yml gives it."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "conf/demo/parameters_train.yml").read_text())
+    return config["train"]["space"]
 
 
 def run_engine(X, y, folds, budget, engine, seed):
     with tempfile.TemporaryDirectory() as directory, measure() as used:
         result = search_cnn(X, y, folds=folds, budget={**budget, "engine": engine}, seed=seed,
-                            directory=directory, tuner="random", space=DEMO_SPACE,
+                            directory=directory, tuner="random", space=demo_space(),
                             progress=False)
     return result.trials.sort_values("trial_id"), used
 
@@ -118,7 +121,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 trials of 20 epochs")
     parser.add_argument("--trials", type=int, default=None, help="search trials (default 3)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per fold (default 100)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs per fold (default 300, the demo site budget)")
     parser.add_argument("--folds", default="5,10")
     parser.add_argument("--cases", default="local,k+n")
     parser.add_argument("--library-size", type=int, default=2_000)
@@ -126,7 +130,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     trials = args.trials or (2 if args.quick else 3)
-    epochs = args.epochs or (20 if args.quick else 100)
+    epochs = args.epochs or (20 if args.quick else 300)
     logging.basicConfig(level=logging.WARNING)
 
     print_header("1D-CNN search: trials per minute, fold loop vs fold stack")
