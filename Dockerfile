@@ -3,7 +3,15 @@
 #   Train (demo):   docker run --rm -v localsoc-data:/app/data -v localsoc-bento:/app/bentoml \
 #                     localsoc localsoc run --env demo
 #   Serve:          docker run --rm -p 3000:3000 -v localsoc-data:/app/data \
-#                     -v localsoc-bento:/app/bentoml localsoc
+#                     -v localsoc-bento:/app/bentoml --env-file localsoc.env localsoc
+# The service listens on 0.0.0.0:3000. Deployed, give it an API key: localsoc.env holds
+# LOCALSOC_API_KEY=<at least 16 characters, e.g. `openssl rand -hex 32`>; every route but the
+# health probes (/livez, /readyz, /healthz; the HEALTHCHECK below) then needs
+# `Authorization: Bearer <key>` or `X-API-Key: <key>`, /metrics and /docs.json included.
+# Without it nothing is asked. LOCALSOC_MAX_CONCURRENCY (default 128 requests in flight, beyond
+# them 429), LOCALSOC_REQUEST_TIMEOUT_S (60, then 504) and LOCALSOC_BODY_TIMEOUT_S (30, then
+# 408) bound the traffic; slow headers are not timed by the server (uvicorn has no header
+# timeout), so clients that are not trusted reach it through a reverse proxy (see the README).
 # The training run's package stage writes the bundle to the BentoML store (/app/bentoml) and its
 # tag to data/06_models/bento_tag.txt, which the service reads at start.
 # (No Docker engine runs on the development machines; this file is linted with hadolint.)

@@ -34,7 +34,7 @@ run: setup ## the whole demo study on the embedded simulated data
 test: setup ## the test suite
 	$(BIN)/python -m pytest
 
-serve: setup ## the prediction service on $(HOST):$(PORT), serving the bundle in data/06_models/bento_tag.txt
+serve: setup ## the prediction service on $(HOST):$(PORT), serving the bundle in data/06_models/bento_tag.txt; no API key unless LOCALSOC_API_KEY is set
 	$(BIN)/bentoml serve localsoc.serving.service:LocalSOCService --host $(HOST) --port $(PORT)
 
 bench: setup ## the benchmark scripts under bench/ (figures go to BENCHMARKS.md)

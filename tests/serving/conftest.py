@@ -6,12 +6,14 @@ The BentoML store lives in a temporary BENTOML_HOME, never the user's. The serve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -55,13 +57,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(root: Path, home: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+#: Settings of the service's HTTP edges that a test server never inherits from the caller.
+EDGE_SETTINGS = ("LOCALSOC_API_KEY", "LOCALSOC_MAX_CONCURRENCY", "LOCALSOC_REQUEST_TIMEOUT_S",
+                 "LOCALSOC_BODY_TIMEOUT_S")
+
+
+def start_server(root: Path, home: Path, log_path: Path,
+                 settings: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """``bentoml serve`` of the service from ``home``'s bundle, in ``root``, on a free port of
-    127.0.0.1, its output to ``log_path``: (process, base URL). Stop it with ``stop_server``."""
+    127.0.0.1, its output to ``log_path``, with the environment ``settings`` on top of the
+    defaults: (process, base URL). Stop it with ``stop_server``."""
     port = free_port()
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true",
-           "TF_CPP_MIN_LOG_LEVEL": "2", "LOCALSOC_THREADS": "1",
-           "LOCALSOC_WORKERS": "1"}
+    env = {key: value for key, value in os.environ.items() if key not in EDGE_SETTINGS}
+    env.update({"BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true",
+                "TF_CPP_MIN_LOG_LEVEL": "2", "LOCALSOC_THREADS": "1", "LOCALSOC_WORKERS": "1",
+                **(settings or {})})
     env.pop("LOCALSOC_BUNDLE_TAG", None)  # the service must find the tag in the project's file
     env.pop("LOCALSOC_PROJECT", None)
     with open(log_path, "w") as log:
@@ -83,30 +93,42 @@ def stop_server(process: subprocess.Popen) -> None:
             process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def server(project):
-    """Base URL of ``bentoml serve`` running the service from the project's bundle."""
-    root, home, tag = project
-    log_path = root / "server.log"
-    process, url = start_server(root, home, log_path)
+def wait_until_ready(process: subprocess.Popen, url: str, log_path: Path) -> None:
+    """Return once the server answers /readyz; fail the test if it exits or takes too long."""
     deadline = time.monotonic() + SERVER_START_SECONDS
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"bentoml serve exited ({process.returncode}):\n"
+                        f"{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"bentoml serve not ready in {SERVER_START_SECONDS} s:\n"
+                        f"{log_path.read_text()[-3000:]}")
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def running_server(root: Path, home: Path, log_path: Path,
+                   settings: dict[str, str] | None = None) -> Iterator[str]:
+    """The base URL of a ready ``start_server`` server, stopped on leaving the block."""
+    process, url = start_server(root, home, log_path, settings)
     try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"bentoml serve exited ({process.returncode}):\n"
-                            f"{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"bentoml serve not ready in {SERVER_START_SECONDS} s:\n"
-                            f"{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_until_ready(process, url, log_path)
         yield url
     finally:
         stop_server(process)
+
+
+@pytest.fixture(scope="session")
+def server(project):
+    """Base URL of ``bentoml serve`` running the service from the project's bundle."""
+    root, home, _ = project
+    with running_server(root, home, root / "server.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -26,11 +26,16 @@ Environment: ``LOCALSOC_WORKERS`` (worker processes, default: the cores, at most
 ``LOCALSOC_ACCESS_LOG=1`` (a log line per request), ``LOCALSOC_THREADS`` (compute
 threads per worker for TensorFlow and BLAS, default 1), ``LOCALSOC_CNN_BACKEND`` (auto, numpy
 or tensorflow; see ``localsoc.serving.inference``), ``LOCALSOC_MAX_SPECTRA`` and
-``LOCALSOC_MAX_BODY_BYTES`` (override the bundle's serving limits).
+``LOCALSOC_MAX_BODY_BYTES`` (override the bundle's serving limits); the HTTP edges
+(``LOCALSOC_API_KEY``, ``LOCALSOC_MAX_CONCURRENCY``, ``LOCALSOC_REQUEST_TIMEOUT_S``,
+``LOCALSOC_BODY_TIMEOUT_S``) are described in ``localsoc.serving.edge``. Paths are matched
+without a trailing slash (``/predict/`` is ``/predict``), so Starlette never answers with a
+redirect built from the request's Host header.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -45,6 +50,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from localsoc.serving.bundle import DEFAULT_SERVING, BundleError, read_stored_bundle
+from localsoc.serving.edge import OPEN_ROUTES, EdgeSettings, edge_settings, offers_key
 from localsoc.serving.inference import configure_threads
 from localsoc.serving.predictor import BundlePredictor, RequestError, schema_error
 from localsoc.serving.schemas import ErrorResponse, PredictRequest, PredictResponse, SitesResponse
@@ -60,14 +66,22 @@ OPENAPI_ROUTE = "/docs.json"
 ERROR_STATUSES = {
     400: "malformed body: not JSON, wrong types or fields, empty or ragged arrays, reflectance "
          "and absorbance both or neither given",
+    401: "no or wrong API key (only when the server has one: LOCALSOC_API_KEY); send "
+         "Authorization: Bearer <key> or X-API-Key: <key>",
+    408: "the body did not arrive in full within LOCALSOC_BODY_TIMEOUT_S",
     413: "too many spectra or too large a body",
     415: "the body is not JSON (Content-Type)",
     422: "values the model cannot take: unknown site, NaN or infinite values, values out of "
          "range or in the wrong units, wavelengths that do not cover the model's grid or are "
          "sampled coarser than it",
+    429: "more requests in flight than LOCALSOC_MAX_CONCURRENCY allows (BentoML's reply, "
+         "without field): retry later",
     500: "the served model gave a non-finite estimate (the bundle is faulty), or another "
          "server error",
+    504: "no answer within LOCALSOC_REQUEST_TIMEOUT_S (BentoML's reply, without field)",
 }
+#: The service's HTTP edges, read once per process (a bad value stops the server at start-up).
+EDGES = edge_settings()
 
 
 def bundle_tag() -> str:
@@ -131,15 +145,19 @@ def openapi_document() -> dict[str, Any]:
     return _openapi
 
 
-# --- request limits: body size and content type, before BentoML reads the body ----------------
+# --- request limits: API key, body size, type and time, before BentoML reads the body ---------
 
 
 class RequestLimits:
-    """ASGI middleware: 413 for bodies above the limit, 415 for non-JSON bodies to /predict."""
+    """ASGI middleware: 401 without the API key (when the server has one), 408 for a body that
+    does not arrive in time, 413 for bodies above the limit, 415 for non-JSON bodies to
+    /predict; paths lose their trailing slash."""
 
-    def __init__(self, app, max_body_bytes: int | None = None) -> None:
+    def __init__(self, app, max_body_bytes: int | None = None,
+                 edges: EdgeSettings | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.edges = EDGES if edges is None else edges
 
     def _limit(self) -> int:
         if self.max_body_bytes:
@@ -151,28 +169,41 @@ class RequestLimits:
                        or DEFAULT_SERVING["max_body_bytes"])
 
     @staticmethod
-    async def _send_json(send, status: int, document: Any) -> None:
+    async def _send_json(send, status: int, document: Any,
+                         headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         body = json.dumps(document).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+                                (b"content-length", str(len(body)).encode()), *headers]})
         await send({"type": "http.response.body", "body": body})
 
-    async def _reply(self, send, status: int, message: str, field: str | None = None) -> None:
-        await self._send_json(send, status, RequestError(status, field, message).body())
+    async def _reply(self, send, status: int, message: str, field: str | None = None,
+                     headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        await self._send_json(send, status, RequestError(status, field, message).body(),
+                              headers)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "").rstrip("/")
+        path = scope.get("path", "").rstrip("/") or "/"
+        if path != scope.get("path"):
+            # matched without the slash: Starlette's slash redirect would name the Host header
+            scope = {**scope, "path": path,
+                     "raw_path": (scope.get("raw_path") or b"").rstrip(b"/") or b"/"}
+        headers = {key.lower(): value for key, value in scope.get("headers", [])}
+        key = self.edges.api_key
+        if key is not None and path not in OPEN_ROUTES and not offers_key(headers, key):
+            await self._reply(send, 401, "this server needs an API key: send Authorization: "
+                              "Bearer <key> or X-API-Key: <key>", "Authorization",
+                              ((b"www-authenticate", b"Bearer"),))
+            return
         if scope["method"] == "GET" and path == OPENAPI_ROUTE:
             await self._send_json(send, 200, openapi_document())
             return
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
-        headers = {key.lower(): value for key, value in scope.get("headers", [])}
         predict = path == PREDICT_ROUTE
         if predict:
             media = headers.get(b"content-type", b"application/json").split(b";")[0].strip()
@@ -188,8 +219,16 @@ class RequestLimits:
                               f"{limit}: send fewer spectra per call")
             return
         chunks, size = [], 0
+        timeout_s = self.edges.body_timeout_s
+        deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(
+                    receive(), deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
+                await self._reply(send, 408, f"the body did not arrive in {timeout_s:g} s; "
+                                  "send it at once", None, ((b"connection", b"close"),))
+                return
             if message["type"] != "http.request":
                 await self.app(scope, _replay([], message, receive), send)
                 return
@@ -255,7 +294,8 @@ def _workers() -> int:
 @bentoml.service(
     name="localsoc",
     workers=_workers(),
-    traffic={"timeout": 60},
+    # per server, shared out over the workers; beyond the cap BentoML answers 429 at once
+    traffic=EDGES.traffic(),
     # one log line per request costs ~20 % of the single-spectrum throughput; opt in
     logging={"access": {"enabled": os.environ.get("LOCALSOC_ACCESS_LOG", "0") == "1"}},
     # OpenTelemetry spans cost ~0.5 ms a request even when none is sampled (BentoML's default);

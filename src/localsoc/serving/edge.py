@@ -1,0 +1,95 @@
+"""The settings of the service's HTTP edges (API key, concurrency cap, timeouts) and the key check.
+
+Read from the environment when the service module is imported (in the process that starts the
+server and in every worker); a value that cannot be used stops ``bentoml serve`` at start-up:
+
+- ``LOCALSOC_API_KEY``: when set, every route except the health probes (``OPEN_ROUTES``) needs
+  ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; at least 16 printable ASCII
+  characters without spaces (``openssl rand -hex 32``). Unset or empty: no key is asked for.
+- ``LOCALSOC_MAX_CONCURRENCY``: requests in flight per server (BentoML's
+  ``traffic.max_concurrency``, shared out over the workers); one more is answered 429 at once.
+  The health probes and ``/metrics`` are never capped. 0: no cap. Default 128: above
+  ``bench/serve_load.py``'s 32 clients even when they all land on one worker (BentoML gives
+  each worker ``ceil(cap / workers)``), yet a bound on the queue.
+- ``LOCALSOC_REQUEST_TIMEOUT_S``: a request not answered within it, body included, gets
+  BentoML's 504 (``traffic.timeout``). Default 60.
+- ``LOCALSOC_BODY_TIMEOUT_S``: a body not received in full within it (from the end of the
+  headers) gets a 408 and the connection is closed. Below the request timeout. Default 30.
+
+Slow headers are not timed: uvicorn, which BentoML runs, has no header timeout (its
+keep-alive timeout starts only after a response). A deployment that faces clients it does not
+trust puts a reverse proxy in front (nginx ``client_header_timeout``, ``client_body_timeout``,
+``limit_conn``), see the README.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+#: Routes that answer without the API key: the health probes (an empty body, nothing served).
+OPEN_ROUTES = frozenset({"/livez", "/readyz", "/healthz"})
+DEFAULT_MAX_CONCURRENCY = 128
+DEFAULT_REQUEST_TIMEOUT_S = 60.0
+DEFAULT_BODY_TIMEOUT_S = 30.0
+MIN_KEY_CHARS = 16
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    """How the service meets HTTP clients (see the module notes)."""
+
+    api_key: str | None = None
+    max_concurrency: int | None = DEFAULT_MAX_CONCURRENCY
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+
+    def traffic(self) -> dict[str, float | int | None]:
+        """BentoML's ``traffic`` service configuration."""
+        return {"timeout": self.request_timeout_s, "max_concurrency": self.max_concurrency}
+
+
+def _number(environ: Mapping[str, str], name: str, default: float) -> float:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a number") from None
+
+
+def edge_settings(environ: Mapping[str, str] | None = None) -> EdgeSettings:
+    """The settings in ``environ`` (default ``os.environ``); ``ValueError`` names a bad one."""
+    environ = os.environ if environ is None else environ
+    key = environ.get("LOCALSOC_API_KEY", "").strip() or None
+    if key is not None and (len(key) < MIN_KEY_CHARS or not key.isascii()
+                            or not key.isprintable() or " " in key):
+        raise ValueError(f"LOCALSOC_API_KEY must be at least {MIN_KEY_CHARS} printable ASCII "
+                         "characters without spaces (e.g. `openssl rand -hex 32`)")
+    cap = _number(environ, "LOCALSOC_MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY)
+    if cap < 0 or cap != int(cap):
+        raise ValueError(f"LOCALSOC_MAX_CONCURRENCY must be a whole number >= 0, not {cap:g}")
+    request_s = _number(environ, "LOCALSOC_REQUEST_TIMEOUT_S", DEFAULT_REQUEST_TIMEOUT_S)
+    body_s = _number(environ, "LOCALSOC_BODY_TIMEOUT_S", DEFAULT_BODY_TIMEOUT_S)
+    if not 0 < body_s < request_s:
+        raise ValueError(f"LOCALSOC_BODY_TIMEOUT_S ({body_s:g}) must be above 0 and below "
+                         f"LOCALSOC_REQUEST_TIMEOUT_S ({request_s:g}), else slow bodies get "
+                         "the request timeout's 504 instead of a 408")
+    return EdgeSettings(api_key=key, max_concurrency=int(cap) or None,
+                        request_timeout_s=request_s, body_timeout_s=body_s)
+
+
+def offers_key(headers: Mapping[bytes, bytes], key: str) -> bool:
+    """Whether the request headers (lower-case names, as ASGI gives them) hold ``key`` as
+    ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; compared in constant time."""
+    expected = key.encode()
+    offered = [headers.get(b"x-api-key", b"")]
+    scheme, _, token = headers.get(b"authorization", b"").strip().partition(b" ")
+    if scheme.lower() == b"bearer":
+        offered.append(token)
+    # every candidate is compared, so the time does not tell which header was tried
+    matches = [hmac.compare_digest(value.strip(), expected) for value in offered]
+    return any(matches)
