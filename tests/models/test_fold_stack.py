@@ -72,6 +72,16 @@ def test_stacked_folds_train_as_the_loop_does(hp, batch, tolerance):
     assert all(isinstance(m, keras.Model) for m in stack.models)
 
 
+def test_without_early_stopping_all_epochs_run_in_one_call_as_the_loop_runs_them():
+    """validation_fraction 0 (the site budgets): every epoch's batches in one compiled call;
+    the same fold models as the loop's, epoch by epoch."""
+    out = _both(BASE, n=30, folds=5, learning_rate=3e-3, batch_size=8, max_epochs=12,
+                validation_fraction=0.0)
+    assert out["stack"].epochs == out["loop"].epochs == [12] * 5
+    np.testing.assert_allclose(out["stack"].oof_predictions, out["loop"].oof_predictions,
+                               rtol=1e-3, atol=1e-3)
+
+
 def test_uneven_folds_and_dropout_are_comparable():
     """Folds of different sizes (a zero-row step for some) and dropout (other random draws):
     not the same numbers, a comparable fit."""

@@ -425,19 +425,32 @@ def train_fold_stack(
                                                                      w_stop))
     stack = _Stack(network, make_optimizer(settings.optimizer, settings.learning_rate),
                    settings.patience)
-    epochs = np.zeros(k_folds, int)
-    for _ in range(int(settings.max_epochs)):
+    def epoch_batches():
         index = np.zeros((steps, k_folds, width), np.int32)
         weight = np.zeros((steps, k_folds, width), np.float32)
         for k, rng in enumerate(rngs):
             order = rng.permutation(fit_sizes[k])
             for s in range(steps):
                 index[s, k], weight[s, k] = _pad(order[s * batch[k]: (s + 1) * batch[k]], width)
-        was_active = np.asarray(stack.epoch(x_fit, z_fit, tf.constant(index), tf.constant(weight),
-                                            x_stop, z_stop, w_stop))
-        epochs += was_active
-        if not np.asarray(stack.active.numpy()).any():
-            break
+        return index, weight
+
+    max_epochs = int(settings.max_epochs)
+    if not any(stop.size for _, stop in splits):
+        # No early stopping: every fold runs every epoch, so all epochs' steps go in one call
+        # (the same batches, drawn in the same order; no Python between epochs).
+        batches = [epoch_batches() for _ in range(max_epochs)]
+        stack.epoch(x_fit, z_fit, tf.constant(np.concatenate([i for i, _ in batches])),
+                    tf.constant(np.concatenate([w for _, w in batches])), x_stop, z_stop, w_stop)
+        epochs = np.full(k_folds, max_epochs)  # (a diverged fold: non-finite estimates)
+    else:
+        epochs = np.zeros(k_folds, int)
+        for _ in range(max_epochs):
+            index, weight = epoch_batches()
+            was_active = np.asarray(stack.epoch(x_fit, z_fit, tf.constant(index),
+                                                tf.constant(weight), x_stop, z_stop, w_stop))
+            epochs += was_active
+            if not np.asarray(stack.active.numpy()).any():
+                break
     stack.restore_best()
     network.write_back()
     return epochs.tolist()
