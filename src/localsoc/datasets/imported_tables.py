@@ -13,9 +13,7 @@ and the fix.
 from __future__ import annotations
 
 import json
-import os
 import re
-import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -24,6 +22,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from kedro.io import AbstractDataset, DatasetError
+
+from localsoc.datasets.atomic import remove_path, replace_path, staging_path
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: Longest name: it becomes a file name (with a suffix and a temporary prefix) and a column value.
@@ -71,22 +71,13 @@ def write_table(path: str | Path, table: pd.DataFrame, grid: Mapping | None = No
     if grid is not None:
         metadata = {**(arrow.schema.metadata or {}), GRID_KEY: json.dumps(dict(grid)).encode()}
         arrow = arrow.replace_schema_metadata(metadata)
-    # a hidden name that does not end in .parquet: a leftover is never taken for a table
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    # staged under a hidden name that does not end in .parquet: a leftover is never a table
+    staged = staging_path(path)
     try:
-        with open(temporary, "xb") as sink:
-            pq.write_table(arrow, sink)
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself survives a crash
+        pq.write_table(arrow, staged)
+        replace_path(staged, path)
     finally:
-        os.close(directory)
+        remove_path(staged)
     path.with_name(path.name[: -len(SUFFIX)] + LEGACY_GRID_SUFFIX).unlink(missing_ok=True)
 
 

@@ -42,8 +42,10 @@ def available() -> bool:
     return keras.backend.backend() == "tensorflow"
 
 
-def _stop_split(n: int, validation_fraction: float, rng: np.random.Generator):
-    """(fit rows, early-stopping rows), as ``training._split_for_stopping`` draws them."""
+def stop_split(n: int, validation_fraction: float, rng: np.random.Generator):
+    """(fit rows, early-stopping rows) of ``n`` training rows: a random ``validation_fraction``
+    (>= 1 row, only when there are >= 4 rows, and always leaving >= 2 rows to fit). The one
+    rule of the stack and of ``training.FoldTrainer``."""
     if validation_fraction > 0 and n >= 4:
         n_stop = min(max(int(round(validation_fraction * n)), 1), n - 2)
     else:
@@ -405,7 +407,7 @@ def train_fold_stack(
         return [0] * k_folds
     network = _StackedNetwork(models, seeds[0])
     rngs = [np.random.default_rng(int(s)) for s in seeds]
-    splits = [_stop_split(X.shape[0], float(settings.validation_fraction), rng)
+    splits = [stop_split(X.shape[0], float(settings.validation_fraction), rng)
               for (X, _), rng in zip(fold_data, rngs, strict=True)]
     fit_sizes = [fit.size for fit, _ in splits]
     batch = [int(max(1, min(int(settings.batch_size), n))) for n in fit_sizes]

@@ -129,17 +129,6 @@ def fold_seed(seed: int, fold: int) -> int:
     return (int(seed) * 1_000_003 + 7919 * int(fold) + 17) % (2**31 - 1)
 
 
-def _split_for_stopping(n: int, settings: TrainingSettings, rng: np.random.Generator):
-    """(fit rows, early-stopping rows): a random ``validation_fraction`` (>= 1 row, only when
-    there are >= 4 rows, and always leaving >= 2 rows to fit)."""
-    if settings.validation_fraction > 0 and n >= 4:
-        n_stop = min(max(int(round(settings.validation_fraction * n)), 1), n - 2)
-    else:
-        n_stop = 0
-    order = rng.permutation(n)
-    return order[n_stop:], order[:n_stop]
-
-
 class FoldTrainer:
     """One compiled Keras model reused for every fold of a trial.
 
@@ -187,7 +176,7 @@ class FoldTrainer:
         if not self.trainable:
             return 0
         rng = np.random.default_rng(seed)
-        fit_rows, stop_rows = _split_for_stopping(X.shape[0], settings, rng)
+        fit_rows, stop_rows = fold_stack.stop_split(X.shape[0], settings.validation_fraction, rng)
         X_fit, z_fit = X[fit_rows], z[fit_rows].astype(np.float32)
         X_stop, z_stop = X[stop_rows], z[stop_rows]
         batch_size = int(max(1, min(settings.batch_size, fit_rows.size)))

@@ -344,7 +344,7 @@ class BayesianOracle(InitialTrials, keras_tuner.oracles.BayesianOptimizationOrac
 
 def initial_trial_values(entries) -> tuple[tuple[str, dict[str, Any]], ...]:
     """(label, values) of a budget's ``initial_trials``: names of ``cnn1d.KNOWN_NETWORKS`` or
-    ``{name: values}`` / plain value dicts."""
+    dicts of hyperparameter values."""
     from localsoc.models.cnn1d import KNOWN_NETWORKS
 
     out = []
