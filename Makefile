@@ -18,8 +18,14 @@ export PYTHONHASHSEED := 0
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# uv installs the pinned set in well under a minute (pip: ~5 minutes on 2 cores); pip is the
+# fallback when uv cannot reach an index (uv does not read pip.conf's find-links)
+UV_PIN := $(shell grep -m1 '^uv==' requirements.lock)
+
 $(VENV)/.deps: requirements.lock | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check "$(UV_PIN)"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock \
+	  || $(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps pyproject.toml setup.py $(wildcard native/*.pyx)
@@ -28,7 +34,7 @@ $(VENV)/.built: $(VENV)/.deps pyproject.toml setup.py $(wildcard native/*.pyx)
 
 setup: $(VENV)/.built ## virtualenv, pinned dependencies, Cython kernels
 
-run: setup ## the whole demo study on the embedded simulated data
+run: setup ## the whole demo study on the embedded simulated data, through `dvc repro` (only what changed runs)
 	$(BIN)/python -m localsoc.command_line run --env $(ENV)
 
 test: setup ## the test suite

@@ -18,6 +18,7 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BENTOML_HOME_FILE = ".bentoml_home"  # in the study project: the BentoML store its bundle went to
 
 # A small CNN search space: trials of a few folds run in seconds on two cores.
 TINY_CNN_SPACE = {
@@ -117,4 +118,5 @@ def study_project(tmp_path_factory):
         patch.chdir(root)
         patch.setenv("BENTOML_HOME", str(bentoml_home))
         seconds = run_stages(list(STAGES), "test", project=root)
+    (root / BENTOML_HOME_FILE).write_text(str(bentoml_home))
     return root, seconds

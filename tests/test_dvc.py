@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import PROJECT_ROOT, make_ssl
+from tests.conftest import PROJECT_ROOT, load_params, make_ssl
 
 BIN = Path(sys.executable).parent
 
@@ -33,37 +33,103 @@ def _out_path(out) -> str:
     return next(iter(out)) if isinstance(out, dict) else out
 
 
+def test_committed_dvc_yaml_is_what_the_pipelines_generate():
+    from localsoc.dvc_stages import dvc_yaml
+
+    assert (PROJECT_ROOT / "dvc.yaml").read_text() == dvc_yaml(PROJECT_ROOT), (
+        "dvc.yaml is stale: run `localsoc dvc-yaml` and commit it")
+
+
+def _project_copy(root: Path) -> Path:
+    for part in ("src", "native", "conf"):
+        shutil.copytree(PROJECT_ROOT / part, root / part,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.c", "local"))
+    return root
+
+
+def test_generated_dvc_yaml_follows_an_added_import(tmp_path):
+    """An import added to a node module (even inside a function) becomes a dependency of that
+    stage and of no other; a dataset class's module counts for the stages using it."""
+    from localsoc.dvc_stages import dvc_yaml
+
+    root = _project_copy(tmp_path / "project")
+    before = yaml.safe_load(dvc_yaml(root))["stages"]
+    assert "src/localsoc/selection/rslocal.py" not in before["report"]["deps"]
+    nodes = root / "src/localsoc/pipelines/report/nodes.py"
+    nodes.write_text(nodes.read_text() + "\n\ndef _later():\n"
+                     "    from localsoc.selection import rslocal  # noqa: F401\n")
+    after = yaml.safe_load(dvc_yaml(root))["stages"]
+    added = set(after["report"]["deps"]) - set(before["report"]["deps"])
+    assert "src/localsoc/selection/rslocal.py" in added
+    assert "native/rslocal.pyx" in added  # the Cython kernel rslocal imports
+    for name in set(before) - {"report"}:
+        assert after[name] == before[name], name
+    # every stage writing a model collection depends on its dataset module
+    assert "src/localsoc/datasets/model_collection.py" in after["train_sites"]["deps"]
+
+
 def test_dvc_outs_are_exactly_the_catalog_files_each_pipeline_writes():
     from localsoc.pipeline_registry import register_pipelines
 
     pipelines = register_pipelines()
     paths = catalog_paths()
     for name, stage in dvc_stages().items():
-        assert stage["cmd"].endswith(f"--pipelines {name}"), stage["cmd"]
-        outs = {_out_path(o) for key in ("outs", "metrics", "plots") for o in stage.get(key, [])}
+        assert stage["cmd"] == f"localsoc stage {name}", stage["cmd"]
+        outs = {_out_path(o) for key in ("outs", "metrics") for o in stage.get(key, [])}
         written = {paths[d] for d in pipelines[name].all_outputs() if d in paths}
         assert outs == written, f"stage {name}: dvc outs {outs ^ written} disagree with catalog"
         # stage_seconds.json is written by a hook as stages finish: informational, not a dep;
-        # library_models_previous is the stage's own output read for reuse (DVC forbids a loop)
+        # library_models_previous is the stage's own output read for reuse (DVC forbids a loop:
+        # the output is kept with persist instead)
         inputs = {paths[d] for d in pipelines[name].inputs()
                   if d in paths and d not in ("stage_seconds", "library_models_previous")}
         deps = set(stage["deps"])
         assert inputs <= deps, f"stage {name}: inputs {inputs - deps} missing from deps"
+        node_files = {f"src/{n.func.__module__.replace('.', '/')}.py"
+                      for n in pipelines[name].nodes}
+        assert node_files <= deps, f"stage {name}: its node modules are not deps"
+    persisted = [o for o in dvc_stages()["train_library"]["outs"] if isinstance(o, dict)]
+    assert {"data/06_models/library_models": {"persist": True}} in persisted
 
 
 def test_dvc_params_and_deps_exist():
+    """Every stage's parameter key is in params.yaml (the demo's, committed) and in the
+    parameters Kedro resolves for any environment; every code dependency exists."""
+    from localsoc.dvc_stages import params_document
+
+    committed = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    assert committed == params_document(PROJECT_ROOT, "demo"), (
+        "params.yaml differs from conf/demo: run `make run` (or `localsoc run`) and commit it")
+    for env in ("base", "demo", "test"):
+        document = params_document(PROJECT_ROOT, env)
+        for name, stage in dvc_stages().items():
+            for key in stage["params"]:
+                node = document
+                for part in key.split("."):
+                    assert part in node, f"stage {name}: env {env} has no parameter {key}"
+                    node = node[part]
     for name, stage in dvc_stages().items():
-        for entry in stage["params"]:
-            for file, keys in entry.items():
-                params = yaml.safe_load((PROJECT_ROOT / file).read_text())
-                for key in keys:
-                    node = params
-                    for part in key.split("."):
-                        assert part in node, f"stage {name}: {file} has no key {key}"
-                        node = node[part]
         for dep in stage["deps"]:
             if not dep.startswith("data/") or dep.startswith("data/01_raw/imports"):
                 assert (PROJECT_ROOT / dep).exists(), f"stage {name}: dep {dep} does not exist"
+
+
+def test_params_file_round_trips_to_the_stage(tmp_path):
+    """What `localsoc run/study` writes is what `localsoc stage` reads: the environment and the
+    resolved parameters with the run's own choices merged."""
+    from localsoc.dvc_stages import read_params, write_params
+
+    root = _project_copy(tmp_path / "project")
+    runtime = {"split": {"n_calibration": 12}, "ingest": {"source": "files", "sites": ["f"]}}
+    write_params(root, "test", runtime)
+    env, params = read_params(root)
+    assert env == "test"
+    assert params["split"]["n_calibration"] == 12
+    assert params["ingest"]["sites"] == ["f"]
+    assert params["split"]["min_test"] == load_params("test")["split"]["min_test"]
+    (root / "params.yaml").write_text("grid: {}\n")
+    with pytest.raises(ValueError, match="run.env"):
+        read_params(root)
 
 
 def _free_port() -> int:

@@ -58,7 +58,7 @@ def run_stages(
     return seconds
 
 
-def print_summary(project: Path, seconds: dict[str, float]) -> None:
+def print_summary(project: Path, seconds: dict[str, float], study: bool = True) -> None:
     """The data summary, the study table and winners (when the study ran), and where to look."""
     import pandas as pd
     from rich.console import Console
@@ -81,7 +81,7 @@ def print_summary(project: Path, seconds: dict[str, float]) -> None:
             table.add_row(*[_cell(row.get(column)) for column in columns])
         console.print(table)
     study_table = reporting / "study_table.md"
-    if study_table.exists() and "evaluate" in seconds:
+    if study_table.exists() and study:
         console.rule("[bold]Models on each site's untouched test set (paper's Table 3 layout)")
         console.print(Markdown(study_table.read_text()))
         winners = json.loads((reporting / "study_winners.json").read_text())
@@ -99,8 +99,9 @@ def print_summary(project: Path, seconds: dict[str, float]) -> None:
                           "" if test["mean_width"] is None else f"{test['mean_width']:.3f}",
                           winner["best_on_test"] or "")
         console.print(table)
-    timing = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
-    console.print(f"Stage times: {timing}; total {sum(seconds.values()):.1f} s")
+    if seconds:
+        timing = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
+        console.print(f"Stages run now: {timing}; total {sum(seconds.values()):.1f} s")
     for label, path in (("Report", reporting / "report.md"),
                         ("Report (HTML)", reporting / "report.html"),
                         ("Validation report", reporting / "validation_report.json"),
@@ -120,25 +121,150 @@ def main() -> None:
     """LocalSOC: localise a large soil spectral library to one field's SOC."""
 
 
+STAGE_LOG_VARIABLE = "LOCALSOC_STAGE_LOG"  # where `localsoc stage` notes what ran, for run/study
+
+
+def run_through_dvc(project: Path, env: str, params: dict | None = None,
+                    stages: list[str] | None = None, force: bool = False) -> dict[str, float]:
+    """Run the study's stages with `dvc repro`: write params.yaml (the resolved parameters of
+    ``env`` with ``params`` merged), regenerate dvc.yaml from the pipelines if it is stale, and
+    let DVC run the stages whose code, data or parameters changed (all of ``stages`` with
+    ``force``); dvc.lock records each. Returns seconds per stage that ran (empty: up to date).
+
+    A project that is not a DVC repository (no .dvc/) runs the stages in this process instead,
+    and says so: nothing is recorded."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from rich.console import Console
+
+    from localsoc.dvc_stages import DVC_FILE, dvc_yaml, write_params
+    from localsoc.pipeline_registry import STAGES
+
+    console = Console(stderr=True)
+    if not (project / ".dvc").is_dir():
+        console.print(f"[yellow]{project} is not a DVC repository (no .dvc/): the stages run in "
+                      "this process and no dvc.lock records them (`dvc init` to record runs)")
+        return run_stages(list(stages or STAGES), env, params=params, project=project)
+    if not (project / "src" / "localsoc").is_dir():
+        raise click.ClickException(
+            f"{project}/src/localsoc: the package source is not in this project; the DVC "
+            "stages depend on it. Run from a clone of the project")
+    write_params(project, env, params)
+    text = dvc_yaml(project)
+    dvc_file = project / DVC_FILE
+    if not dvc_file.exists() or dvc_file.read_text() != text:
+        from localsoc.datasets.atomic import write_text
+
+        write_text(dvc_file, text)
+        console.print(f"{DVC_FILE} written from the pipelines (`localsoc dvc-yaml`)")
+    command = [sys.executable, "-m", "dvc", "repro"]
+    if force:
+        command.append("--force")
+    if stages:
+        command += ["--single-item", *stages]
+    with tempfile.TemporaryDirectory() as scratch:
+        log = Path(scratch) / "stages.log"
+        environment = {**os.environ, STAGE_LOG_VARIABLE: str(log),
+                       "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        console.rule("[bold]dvc repro")
+        done = subprocess.run(command, cwd=project, env=environment)
+        seconds = {}
+        if log.exists():
+            for line in log.read_text().splitlines():
+                name, value = line.rsplit(" ", 1)
+                seconds[name] = float(value)
+    if done.returncode != 0:
+        raise click.ClickException(
+            f"`dvc repro` failed (exit {done.returncode}); the message above names the stage. "
+            "Fix it and run again: the stages that finished are recorded and are not rerun")
+    if not seconds:
+        console.print("[green]Nothing changed since the last run: every stage is up to date "
+                      "(dvc.lock); the results below are that run's")
+    if (not stages or "package" in stages) and not _bundle_in_store(project):
+        # dvc.lock knows the tag file, not the BentoML store it points into (another machine,
+        # a cleared $BENTOML_HOME): package again so the served model exists
+        console.print("[yellow]the BentoML store has no model of data/06_models/bento_tag.txt: "
+                      "running the package stage again")
+        seconds.update(run_through_dvc(project, env, params, stages=["package"], force=True))
+    return seconds
+
+
+def _bundle_in_store(project: Path) -> bool:
+    tag_file = project / "data/06_models/bento_tag.txt"
+    if not tag_file.exists():
+        return True  # no package stage has run (or it failed): nothing to restore
+    import bentoml
+
+    try:
+        bentoml.models.get(tag_file.read_text().strip())
+    except bentoml.exceptions.NotFound:
+        return False
+    return True
+
+
 @main.command()
 @click.option("--env", default="demo", show_default=True, help="Kedro environment under conf/")
 @click.option(
-    "--pipeline", "pipelines", multiple=True, help="run only these stages (default: all, in order)"
+    "--pipeline", "pipelines", multiple=True,
+    help="only these stages, if changed (default: every stage, in order)"
 )
-def run(env: str, pipelines: tuple[str, ...]) -> None:
-    """Run the study stages and print the summary."""
+@click.option("--force", is_flag=True, help="run the stages even if nothing changed")
+def run(env: str, pipelines: tuple[str, ...], force: bool) -> None:
+    """Run the study stages through DVC (only what changed) and print the summary."""
     from localsoc.pipeline_registry import STAGES
 
-    stages = list(pipelines) or list(STAGES)
-    unknown = [s for s in stages if s not in STAGES]
+    unknown = [s for s in pipelines if s not in STAGES]
     if unknown:
         raise click.BadParameter(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
     project = project_root()
-    times = project / "data/08_reporting/stage_seconds.json"
-    if not pipelines:
-        times.unlink(missing_ok=True)  # a full run records its own stage times afresh
-    seconds = run_stages(stages, env, project=project)
-    print_summary(project, seconds)
+    seconds = run_through_dvc(project, env, stages=list(pipelines) or None, force=force)
+    print_summary(project, seconds, study=not pipelines)
+
+
+@main.command()
+@click.argument("name")
+def stage(name: str) -> None:
+    """Run one stage with the parameters of params.yaml (what each dvc.yaml stage calls)."""
+    from localsoc.dvc_stages import read_params
+    from localsoc.pipeline_registry import STAGES
+
+    if name not in STAGES:
+        raise click.BadParameter(f"unknown stage {name!r}; stages are {list(STAGES)}")
+    project = project_root()
+    try:
+        env, params = read_params(project)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        seconds = run_stages([name], env, params=params, project=project)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    if os.environ.get(STAGE_LOG_VARIABLE):
+        with open(os.environ[STAGE_LOG_VARIABLE], "a") as log:
+            log.write(f"{name} {seconds[name]}\n")
+
+
+@main.command(name="dvc-yaml")
+@click.option("--check", is_flag=True, help="exit 1 if dvc.yaml differs instead of writing it")
+def write_dvc_yaml(check: bool) -> None:
+    """Write dvc.yaml from the pipeline registry, the catalog and the source imports."""
+    from localsoc.datasets.atomic import write_text
+    from localsoc.dvc_stages import DVC_FILE, dvc_yaml
+
+    project = project_root()
+    text = dvc_yaml(project)
+    path = project / DVC_FILE
+    current = path.read_text() if path.exists() else None
+    if check:
+        if current != text:
+            raise click.ClickException(f"{path} is stale: run `localsoc dvc-yaml`")
+        click.echo(f"{path} is current")
+        return
+    if current != text:
+        write_text(path, text)
+    click.echo(f"{path}: {'written' if current != text else 'unchanged'}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,7 +410,6 @@ PROFILES = {"demo": "demo", "full": "base"}
 @click.option("--env", default=None, help="a Kedro environment instead of the profile's")
 def study(site, libraries, n, profile, no_test, env) -> None:
     """Split, localise, train, transfer, evaluate and package for one imported site."""
-    from localsoc.pipeline_registry import STAGES
     from localsoc.workflow import study_runtime_params
 
     project = project_root()
@@ -292,10 +417,8 @@ def study(site, libraries, n, profile, no_test, env) -> None:
         params = study_runtime_params(project, site, list(libraries), n, no_test)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
-    (project / "data/08_reporting/stage_seconds.json").unlink(missing_ok=True)
     try:
-        seconds = run_stages(list(STAGES), env or PROFILES[profile], params=params,
-                             project=project)
+        seconds = run_through_dvc(project, env or PROFILES[profile], params=params)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     print_summary(project, seconds)

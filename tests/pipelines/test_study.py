@@ -1,24 +1,20 @@
-"""The study end to end on conf/test: no leakage, the winner rule, tables, report, DVC graph."""
+"""The study end to end on conf/test: no leakage, the winner rule, tables, report (the DVC
+runs of the same study: tests/pipelines/test_dvc_runs.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from localsoc.datasets.model_collection import ModelCollectionDataset
 from localsoc.methods import method_order
 from localsoc.models.linear import LinearModel
 from localsoc.pipelines.evaluate.nodes import evaluate_sites
-from tests.conftest import PROJECT_ROOT, SMALL_GRID, make_ssl
+from tests.conftest import SMALL_GRID, make_ssl
 
 pytestmark = pytest.mark.slow
 
@@ -132,47 +128,3 @@ def test_winner_rule_ignores_the_test_set():
     assert winners["s1"]["best_on_test"] == "PLSR Local"
     assert winners["s1"]["winner_was_best_on_test"] is False
     assert metrics.set_index("method").loc["PLSR Local", "rmse"] == pytest.approx(0.0)
-
-
-def test_dvc_repro_after_one_parameter_change_reruns_only_dependent_stages(study_project,
-                                                                         tmp_path):
-    """Record the finished test study in DVC, change evaluate.interval_level, repro."""
-    root, _ = study_project
-    repo = tmp_path / "repo"
-    shutil.copytree(root, repo, symlinks=True)
-    shutil.rmtree(repo / "src")
-    shutil.copytree(PROJECT_ROOT / "src", repo / "src",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(PROJECT_ROOT / "native", repo / "native",
-                    ignore=shutil.ignore_patterns("*.c", "*.html"))
-    dvc_yaml = (PROJECT_ROOT / "dvc.yaml").read_text().replace("- env: demo", "- env: test")
-    (repo / "dvc.yaml").write_text(dvc_yaml)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "KEDRO_DISABLE_TELEMETRY": "true",
-           "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
-
-    def run(*args):
-        done = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
-        assert done.returncode == 0, f"{args}:\n{done.stdout}\n{done.stderr}"
-        return done.stdout
-
-    run("git", "init", "-q")
-    run("dvc", "init", "-q")
-    run("dvc", "commit", "--force", "--quiet")
-    assert "up to date" in run("dvc", "status").lower()
-
-    params_file = repo / "conf/base/parameters_evaluate.yml"
-    params = yaml.safe_load(params_file.read_text())
-    params["evaluate"]["interval_level"] = 0.8
-    params_file.write_text(yaml.safe_dump(params))
-    changed = yaml.safe_load(run("dvc", "status", "--json") or "{}")
-    assert set(changed) == {"evaluate"}
-
-    output = run("dvc", "repro")
-    ran = {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
-    # evaluate, and what reads its outputs (report, package); nothing upstream
-    assert ran == {"evaluate", "report", "package"}
-    metrics = pd.read_csv(repo / "data/08_reporting/study_metrics.csv")
-    assert (metrics["interval_level"] == 0.8).all()
-    shown = run("dvc", "metrics", "show", "--json")
-    assert "mean_drmse_DTL-Ig" in shown
