@@ -1,9 +1,15 @@
-# LocalSOC: the prediction service (default) and the study pipeline, in one image.
-#   Build:          docker build -t localsoc .
-#   Train (demo):   docker run --rm -v localsoc-data:/app/data -v localsoc-bento:/app/bentoml \
-#                     localsoc localsoc run --env demo
-#   Serve:          docker run --rm -p 3000:3000 -v localsoc-data:/app/data \
-#                     -v localsoc-bento:/app/bentoml --env-file localsoc.env localsoc
+# LocalSOC: the prediction service (the default target) and the trainer, from one Dockerfile.
+#   Build:   docker build -t localsoc .                             (the service)
+#            docker build --target trainer -t localsoc-trainer .    (dvc pull / repro / push)
+#   Train:   docker run --rm -v localsoc-data:/app/data -v localsoc-bento:/app/bentoml \
+#              localsoc-trainer                  (runs `dvc repro`; compose.yaml adds the remote)
+#   Serve:   docker run --rm -p 3000:3000 -v localsoc-data:/app/data:ro \
+#              -v localsoc-bento:/app/bentoml --env-file localsoc.env localsoc
+#   Both:    docker compose up   (compose.yaml: S3-compatible store, trainer, service)
+# Neither image holds data/ outputs or dev tools: the packages are requirements-runtime.lock
+# (the runtime part of requirements.lock, see tools/runtime_lock.py) and .dockerignore keeps
+# data/ out but for its git-tracked skeleton (empty folders, `localsoc import` .dvc files), which
+# only the trainer carries, so that a fresh data volume starts as a fresh clone's data/.
 # The service listens on 0.0.0.0:3000. Deployed, give it an API key: localsoc.env holds
 # LOCALSOC_API_KEY=<at least 16 characters, e.g. `openssl rand -hex 32`>; every route but the
 # health probes (/livez, /readyz, /healthz; the HEALTHCHECK below) then needs
@@ -12,9 +18,10 @@
 # them 429), LOCALSOC_REQUEST_TIMEOUT_S (60, then 504) and LOCALSOC_BODY_TIMEOUT_S (30, then
 # 408) bound the traffic; slow headers are not timed by the server (uvicorn has no header
 # timeout), so clients that are not trusted reach it through a reverse proxy (see the README).
-# The training run's package stage writes the bundle to the BentoML store (/app/bentoml) and its
-# tag to data/06_models/bento_tag.txt, which the service reads at start.
-# (No Docker engine runs on the development machines; this file is linted with hadolint.)
+# The trainer's package stage writes the bundle to the BentoML store (/app/bentoml) and its tag
+# to data/06_models/bento_tag.txt, which the service reads at start: both volumes go together.
+# (No Docker engine runs on the development machines; this file is linted with hadolint and
+# tests/serving/test_packaging_files.py checks it against compose.yaml and .dockerignore.)
 
 FROM python:3.11.7-slim-bookworm AS build
 # hadolint ignore=DL3008
@@ -22,15 +29,20 @@ RUN apt-get update \
     && apt-get install --no-install-recommends -y gcc g++ \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY requirements.lock ./
+COPY requirements-runtime.lock requirements.lock ./
+# Cython compiles the kernels here only: it is pinned in requirements.lock, installed for the
+# build and uninstalled before the virtualenv is copied on.
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir -r requirements.lock
+    && /opt/venv/bin/pip install --no-cache-dir -r requirements-runtime.lock \
+    && grep -E '^Cython==' requirements.lock > build-tools.lock \
+    && /opt/venv/bin/pip install --no-cache-dir -r build-tools.lock
 COPY pyproject.toml setup.py README.md ./
 COPY native ./native
 COPY src ./src
-RUN /opt/venv/bin/pip install --no-cache-dir --no-build-isolation --no-deps .
+RUN /opt/venv/bin/pip install --no-cache-dir --no-build-isolation --no-deps . \
+    && /opt/venv/bin/pip uninstall --yes Cython
 
-FROM python:3.11.7-slim-bookworm
+FROM python:3.11.7-slim-bookworm AS runtime
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install --no-install-recommends -y libgomp1 \
@@ -45,15 +57,27 @@ ENV PATH=/opt/venv/bin:$PATH \
     LOCALSOC_PROJECT=/app
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-COPY --chown=10001:10001 pyproject.toml dvc.yaml ./
+RUN mkdir -p /app/bentoml /app/data && chown 10001:10001 /app /app/bentoml /app/data
+
+# The trainer: a DVC workspace without git (core.no_scm). The stages run the installed package;
+# src/ and native/ are here because dvc.yaml lists them as the stages' dependencies.
+FROM runtime AS trainer
+COPY --chown=10001:10001 pyproject.toml setup.py dvc.yaml dvc.lock* .dvcignore ./
+COPY --chown=10001:10001 .dvc ./.dvc
 COPY --chown=10001:10001 conf ./conf
+COPY --chown=10001:10001 src ./src
+COPY --chown=10001:10001 native ./native
 COPY --chown=10001:10001 data ./data
-RUN mkdir -p /app/bentoml && chown 10001:10001 /app/bentoml
+USER 10001
+RUN dvc config --local core.no_scm true && mkdir -p /app/.dvc/cache
+VOLUME ["/app/data", "/app/bentoml"]
+CMD ["dvc", "repro"]
+
+# The service (last, so the default target): the installed package and nothing of data/.
+FROM runtime AS serve
 USER 10001
 VOLUME ["/app/data", "/app/bentoml"]
 EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:3000/readyz', timeout=4).status != 200)"]
-# The service is the default command; any other command (e.g. `localsoc run --env demo`) runs it
-# instead.
 CMD ["bentoml", "serve", "localsoc.serving.service:LocalSOCService", "--host", "0.0.0.0", "--port", "3000"]

@@ -48,12 +48,13 @@ bench: setup ## the benchmark scripts under bench/ (figures go to BENCHMARKS.md)
 	  $(BIN)/python $$script || exit 1; done
 
 lint: setup
-	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff check src tests bench examples tools
 	$(BIN)/hadolint Dockerfile
 
-lock: ## refresh requirements.lock from the current virtualenv
+lock: ## refresh requirements.lock from the current virtualenv, and its runtime part (the image's pins)
 	(echo "# Full pin set (pip freeze of a working install, Python 3.11, CPU). Regenerate with: make lock"; \
 	 $(BIN)/pip freeze --exclude-editable | grep -v '^localsoc') > requirements.lock
+	$(BIN)/python tools/runtime_lock.py
 
 clean:
 	rm -rf $(VENV) build src/localsoc/_native/*.so src/localsoc/_native/*.c native/*.c
