@@ -15,9 +15,9 @@
 # health probes (/livez, /readyz, /healthz; the HEALTHCHECK below) then needs
 # `Authorization: Bearer <key>` or `X-API-Key: <key>`, /metrics and /docs.json included.
 # Without it nothing is asked. LOCALSOC_MAX_CONCURRENCY (default 128 requests in flight, beyond
-# them 429), LOCALSOC_REQUEST_TIMEOUT_S (60, then 504) and LOCALSOC_BODY_TIMEOUT_S (30, then
-# 408) bound the traffic; slow headers are not timed by the server (uvicorn has no header
-# timeout), so clients that are not trusted reach it through a reverse proxy (see the README).
+# them 429), LOCALSOC_REQUEST_TIMEOUT_S (60, then 504), LOCALSOC_BODY_TIMEOUT_S (30, then 408)
+# and LOCALSOC_HEADER_TIMEOUT_S (10, then 408) bound the traffic; clients that are not trusted
+# reach it through a reverse proxy for TLS and per-client limits (see the README).
 # The trainer's package stage writes the bundle to the BentoML store (/app/bentoml) and its tag
 # to data/06_models/bento_tag.txt, which the service reads at start: both volumes go together.
 # (No Docker engine runs on the development machines; this file is linted with hadolint and

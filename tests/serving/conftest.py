@@ -59,7 +59,7 @@ def free_port() -> int:
 
 #: Settings of the service's HTTP edges that a test server never inherits from the caller.
 EDGE_SETTINGS = ("LOCALSOC_API_KEY", "LOCALSOC_MAX_CONCURRENCY", "LOCALSOC_REQUEST_TIMEOUT_S",
-                 "LOCALSOC_BODY_TIMEOUT_S")
+                 "LOCALSOC_BODY_TIMEOUT_S", "LOCALSOC_HEADER_TIMEOUT_S")
 
 
 def start_server(root: Path, home: Path, log_path: Path,

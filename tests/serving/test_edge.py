@@ -15,14 +15,17 @@ def test_the_defaults_ask_no_key_and_cap_and_time_requests():
     assert settings.api_key is None
     assert settings.traffic() == {"timeout": 60.0, "max_concurrency": 128}
     assert settings.body_timeout_s < settings.request_timeout_s
+    assert settings.header_timeout_s == 10.0
 
 
 def test_the_environment_sets_every_edge():
     settings = edge_settings({"LOCALSOC_API_KEY": f" {KEY} ", "LOCALSOC_MAX_CONCURRENCY": "4",
-                              "LOCALSOC_REQUEST_TIMEOUT_S": "20", "LOCALSOC_BODY_TIMEOUT_S": "5"})
+                              "LOCALSOC_REQUEST_TIMEOUT_S": "20", "LOCALSOC_BODY_TIMEOUT_S": "5",
+                              "LOCALSOC_HEADER_TIMEOUT_S": "2.5"})
     assert settings.api_key == KEY
     assert settings.traffic() == {"timeout": 20.0, "max_concurrency": 4}
     assert settings.body_timeout_s == 5.0
+    assert settings.header_timeout_s == 2.5
     assert edge_settings({"LOCALSOC_MAX_CONCURRENCY": "0"}).max_concurrency is None
     assert edge_settings({"LOCALSOC_API_KEY": ""}).api_key is None
 
@@ -36,9 +39,11 @@ def test_the_environment_sets_every_edge():
     ({"LOCALSOC_BODY_TIMEOUT_S": "60"}, "below LOCALSOC_REQUEST_TIMEOUT_S"),
     ({"LOCALSOC_REQUEST_TIMEOUT_S": "10"}, "below LOCALSOC_REQUEST_TIMEOUT_S"),
     ({"LOCALSOC_BODY_TIMEOUT_S": "0"}, "above 0"),
+    ({"LOCALSOC_HEADER_TIMEOUT_S": "0"}, "LOCALSOC_HEADER_TIMEOUT_S .* above 0"),
+    ({"LOCALSOC_HEADER_TIMEOUT_S": "inf"}, "LOCALSOC_HEADER_TIMEOUT_S .* above 0"),
 ], ids=["short key", "key with spaces", "negative cap", "fractional cap", "not a number",
         "body timeout = request timeout", "request timeout below the body timeout",
-        "no body timeout"])
+        "no body timeout", "no header timeout", "infinite header timeout"])
 def test_a_setting_that_cannot_be_used_is_refused_with_its_name(environ, words):
     with pytest.raises(ValueError, match=words):
         edge_settings(environ)

@@ -1,5 +1,5 @@
 """The service's HTTP edges through a real `bentoml serve` on 127.0.0.1: the API key, the
-concurrency cap, the body timeout and the trailing-slash redirect.
+concurrency cap, the body and header timeouts and the trailing-slash redirect.
 
 A second server runs with a key, a cap of one request in flight and short timeouts; the
 session's server (no settings) shows the defaults.
@@ -22,9 +22,11 @@ pytestmark = pytest.mark.slow
 KEY = "test-key-3b9f0c27"
 BODY_TIMEOUT_S = 2
 REQUEST_TIMEOUT_S = 6
+HEADER_TIMEOUT_S = 2
 EDGE_SETTINGS = {"LOCALSOC_API_KEY": KEY, "LOCALSOC_MAX_CONCURRENCY": "1",
                  "LOCALSOC_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
-                 "LOCALSOC_REQUEST_TIMEOUT_S": str(REQUEST_TIMEOUT_S)}
+                 "LOCALSOC_REQUEST_TIMEOUT_S": str(REQUEST_TIMEOUT_S),
+                 "LOCALSOC_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S)}
 PROBES = ("/livez", "/readyz", "/healthz")
 GUARDED = [("GET", "/sites"), ("GET", "/metrics"), ("GET", "/docs.json"), ("GET", "/"),
            ("POST", "/predict"), ("POST", "/predict/"), ("GET", "/no-such-page")]
@@ -168,6 +170,54 @@ def test_a_body_that_arrives_in_time_is_answered(edge_server, study):
         assert status == 200, content
     finally:
         connection.close()
+
+
+def test_headers_dribbled_a_byte_every_half_second_get_408_within_the_header_timeout(
+        edge_server):
+    address = urlsplit(edge_server)
+    head = (f"GET /sites HTTP/1.1\r\nHost: localhost\r\nX-API-Key: {KEY}\r\n\r\n").encode()
+    connection = socket.create_connection((address.hostname, address.port), timeout=30)
+    started, sent = time.monotonic(), 0
+    try:
+        connection.settimeout(0.5)
+        received = b""
+        while sent < len(head) and time.monotonic() - started < 4 * HEADER_TIMEOUT_S:
+            try:
+                connection.send(head[sent:sent + 1])
+                sent += 1
+            except OSError:  # closed by the server
+                break
+            try:
+                chunk = connection.recv(4096)  # waits up to 0.5 s: the dribble's pace
+            except TimeoutError:
+                continue
+            received += chunk
+            if not chunk or b"\r\n\r\n" in received:
+                break
+        elapsed = time.monotonic() - started
+        assert received.startswith(b"HTTP/1.1 408 "), (received, sent, elapsed)
+        assert HEADER_TIMEOUT_S - 0.5 < elapsed < HEADER_TIMEOUT_S + 1.5, elapsed
+        assert sent < len(head)  # cut off before the headers were complete
+        connection.settimeout(5)
+        rest = received.partition(b"\r\n\r\n")[2]
+        while (chunk := connection.recv(4096)):
+            rest += chunk
+        error = json.loads(rest)  # then the server closed the connection
+        assert set(error) == {"error", "field"}
+        assert f"within {HEADER_TIMEOUT_S} s" in error["error"], error
+    finally:
+        connection.close()
+
+
+def test_headers_that_arrive_in_time_in_pieces_are_answered(edge_server):
+    address = urlsplit(edge_server)
+    head = (f"GET /sites HTTP/1.1\r\nHost: localhost\r\nX-API-Key: {KEY}\r\n\r\n").encode()
+    with socket.create_connection((address.hostname, address.port), timeout=30) as connection:
+        for piece in (head[:12], head[12:30], head[30:]):
+            connection.sendall(piece)
+            time.sleep(HEADER_TIMEOUT_S / 5)
+        status, _, content = read_reply(connection, timeout=10)
+    assert status == 200, content
 
 
 # --- d. the trailing-slash redirect -----------------------------------------------------------

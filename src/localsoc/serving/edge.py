@@ -15,11 +15,14 @@ server and in every worker); a value that cannot be used stops ``bentoml serve``
   BentoML's 504 (``traffic.timeout``). Default 60.
 - ``LOCALSOC_BODY_TIMEOUT_S``: a body not received in full within it (from the end of the
   headers) gets a 408 and the connection is closed. Below the request timeout. Default 30.
+- ``LOCALSOC_HEADER_TIMEOUT_S``: request headers not received in full within it (from the
+  connection's opening, or from the first byte of a later request on a kept-alive connection)
+  get a 408 and the connection is closed, so that a client sending a byte now and then holds
+  no connection for long; uvicorn, which BentoML runs, has no such timeout of its own
+  (``localsoc.serving.header_timeout`` adds it). Default 10.
 
-Slow headers are not timed: uvicorn, which BentoML runs, has no header timeout (its
-keep-alive timeout starts only after a response). A deployment that faces clients it does not
-trust puts a reverse proxy in front (nginx ``client_header_timeout``, ``client_body_timeout``,
-``limit_conn``), see the README.
+A deployment that faces clients it does not trust still puts a reverse proxy in front for TLS
+and per-client connection limits (nginx ``limit_conn``), see the README.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ OPEN_ROUTES = frozenset({"/livez", "/readyz", "/healthz"})
 DEFAULT_MAX_CONCURRENCY = 128
 DEFAULT_REQUEST_TIMEOUT_S = 60.0
 DEFAULT_BODY_TIMEOUT_S = 30.0
+DEFAULT_HEADER_TIMEOUT_S = 10.0
 MIN_KEY_CHARS = 16
 
 
@@ -45,6 +49,7 @@ class EdgeSettings:
     max_concurrency: int | None = DEFAULT_MAX_CONCURRENCY
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
 
     def traffic(self) -> dict[str, float | int | None]:
         """BentoML's ``traffic`` service configuration."""
@@ -78,8 +83,13 @@ def edge_settings(environ: Mapping[str, str] | None = None) -> EdgeSettings:
         raise ValueError(f"LOCALSOC_BODY_TIMEOUT_S ({body_s:g}) must be above 0 and below "
                          f"LOCALSOC_REQUEST_TIMEOUT_S ({request_s:g}), else slow bodies get "
                          "the request timeout's 504 instead of a 408")
+    header_s = _number(environ, "LOCALSOC_HEADER_TIMEOUT_S", DEFAULT_HEADER_TIMEOUT_S)
+    if not 0 < header_s < float("inf"):
+        raise ValueError(f"LOCALSOC_HEADER_TIMEOUT_S ({header_s:g}) must be a number of "
+                         "seconds above 0")
     return EdgeSettings(api_key=key, max_concurrency=int(cap) or None,
-                        request_timeout_s=request_s, body_timeout_s=body_s)
+                        request_timeout_s=request_s, body_timeout_s=body_s,
+                        header_timeout_s=header_s)
 
 
 def offers_key(headers: Mapping[bytes, bytes], key: str) -> bool:

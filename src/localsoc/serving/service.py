@@ -28,7 +28,8 @@ threads per worker for TensorFlow and BLAS, default 1), ``LOCALSOC_CNN_BACKEND``
 or tensorflow; see ``localsoc.serving.inference``), ``LOCALSOC_MAX_SPECTRA`` and
 ``LOCALSOC_MAX_BODY_BYTES`` (override the bundle's serving limits); the HTTP edges
 (``LOCALSOC_API_KEY``, ``LOCALSOC_MAX_CONCURRENCY``, ``LOCALSOC_REQUEST_TIMEOUT_S``,
-``LOCALSOC_BODY_TIMEOUT_S``) are described in ``localsoc.serving.edge``. Paths are matched
+``LOCALSOC_BODY_TIMEOUT_S``, ``LOCALSOC_HEADER_TIMEOUT_S``) are described in
+``localsoc.serving.edge``. Paths are matched
 without a trailing slash (``/predict/`` is ``/predict``), so Starlette never answers with a
 redirect built from the request's Host header.
 """
@@ -49,6 +50,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from localsoc.serving import header_timeout
 from localsoc.serving.bundle import DEFAULT_SERVING, BundleError, read_stored_bundle
 from localsoc.serving.edge import OPEN_ROUTES, EdgeSettings, edge_settings, offers_key
 from localsoc.serving.inference import configure_threads
@@ -68,7 +70,8 @@ ERROR_STATUSES = {
          "and absorbance both or neither given",
     401: "no or wrong API key (only when the server has one: LOCALSOC_API_KEY); send "
          "Authorization: Bearer <key> or X-API-Key: <key>",
-    408: "the body did not arrive in full within LOCALSOC_BODY_TIMEOUT_S",
+    408: "the body did not arrive in full within LOCALSOC_BODY_TIMEOUT_S (or the headers "
+         "within LOCALSOC_HEADER_TIMEOUT_S: answered before routing, on any path)",
     413: "too many spectra or too large a body",
     415: "the body is not JSON (Content-Type)",
     422: "values the model cannot take: unknown site, NaN or infinite values, values out of "
@@ -82,6 +85,8 @@ ERROR_STATUSES = {
 }
 #: The service's HTTP edges, read once per process (a bad value stops the server at start-up).
 EDGES = edge_settings()
+# uvicorn has no header timeout; the worker's server is created after this module is imported
+header_timeout.install(EDGES.header_timeout_s)
 
 
 def bundle_tag() -> str:
