@@ -59,8 +59,9 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 RUN mkdir -p /app/bentoml /app/data && chown 10001:10001 /app /app/bentoml /app/data
 
-# The trainer: a DVC workspace without git (core.no_scm). The stages run the installed package;
-# src/ and native/ are here because dvc.yaml lists them as the stages' dependencies.
+# The trainer: a DVC workspace without git (core.no_scm), laid out as a checkout: src/ and
+# native/ are the stages' dependencies in dvc.yaml, and `kedro run` imports the package from
+# src/ (Kedro puts it first on the path), so the kernels built above are placed beside it.
 FROM runtime AS trainer
 COPY --chown=10001:10001 pyproject.toml setup.py dvc.yaml dvc.lock* .dvcignore ./
 COPY --chown=10001:10001 .dvc ./.dvc
@@ -68,6 +69,7 @@ COPY --chown=10001:10001 conf ./conf
 COPY --chown=10001:10001 src ./src
 COPY --chown=10001:10001 native ./native
 COPY --chown=10001:10001 data ./data
+COPY --from=build --chown=10001:10001 /opt/venv/lib/python3.11/site-packages/localsoc/_native/*.so ./src/localsoc/_native/
 USER 10001
 RUN dvc config --local core.no_scm true && mkdir -p /app/.dvc/cache
 VOLUME ["/app/data", "/app/bentoml"]

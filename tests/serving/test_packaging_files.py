@@ -276,6 +276,10 @@ def test_images_install_the_runtime_pins_and_carry_no_data_outputs():
         copies = [line for line in stage if line.startswith("COPY")]
         assert (name == "trainer") == any(" data " in f"{line} " for line in copies), name
     assert not [line for line in stages["serve"] if line.startswith("COPY")]
+    # Kedro imports the package from the trainer's src/: the built kernels must be there
+    kernels = [line for line in stages["trainer"] if line.startswith("COPY --from=build")]
+    assert kernels and kernels[0].split()[-1] == "./src/localsoc/_native/"
+    assert "/site-packages/localsoc/_native/*.so" in kernels[0]
     assert "USER 10001" in stages["serve"] and "USER 10001" in stages["trainer"]
     bentofile = yaml.safe_load((PROJECT_ROOT / "bentofile.yaml").read_text())
     assert bentofile["python"]["requirements_txt"] == "requirements-runtime.lock"
