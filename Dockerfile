@@ -62,8 +62,9 @@ RUN mkdir -p /app/bentoml /app/data && chown 10001:10001 /app /app/bentoml /app/
 # The trainer: a DVC workspace without git (core.no_scm), laid out as a checkout: src/ and
 # native/ are the stages' dependencies in dvc.yaml, and `kedro run` imports the package from
 # src/ (Kedro puts it first on the path), so the kernels built above are placed beside it.
+# `localsoc run` writes params.yaml from conf/ and runs `dvc repro` (the stages read params.yaml).
 FROM runtime AS trainer
-COPY --chown=10001:10001 pyproject.toml setup.py dvc.yaml dvc.lock* .dvcignore ./
+COPY --chown=10001:10001 pyproject.toml setup.py dvc.yaml dvc.lock* params.yaml .dvcignore ./
 COPY --chown=10001:10001 .dvc ./.dvc
 COPY --chown=10001:10001 conf ./conf
 COPY --chown=10001:10001 src ./src
@@ -73,7 +74,7 @@ COPY --from=build --chown=10001:10001 /opt/venv/lib/python3.11/site-packages/loc
 USER 10001
 RUN dvc config --local core.no_scm true && mkdir -p /app/.dvc/cache
 VOLUME ["/app/data", "/app/bentoml"]
-CMD ["dvc", "repro"]
+CMD ["localsoc", "run", "--env", "demo"]
 
 # The service (last, so the default target): the installed package and nothing of data/.
 FROM runtime AS serve

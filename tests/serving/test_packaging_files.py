@@ -185,7 +185,7 @@ def test_compose_trainer_uses_the_ssl_s3_remote_of_the_dvc_config():
     assert trainer["command"][:2] == ["sh", "-euc"]
     assert script == ['dvc remote modify --local ssl_s3 endpointurl "$$DVC_S3_ENDPOINT"',
                       "dvc remote default --local ssl_s3", "dvc pull --allow-missing",
-                      "dvc repro", "dvc push"]
+                      "localsoc run --env demo", "dvc push"]
     # one secret for the store and its clients; no default for it in the file
     secret = "${LOCALSOC_S3_SECRET_KEY:?"
     assert services["store"]["environment"]["MINIO_ROOT_PASSWORD"].startswith(secret)
