@@ -157,7 +157,8 @@ def test_the_manifest_holds_data_not_pickles(study, tmp_path):
     suffixes = {path.suffix for path in tmp_path.rglob("*") if path.is_file()}
     assert suffixes <= {".json", ".keras"}
     site = json.loads((tmp_path / MANIFEST_FILE).read_text())["sites"]["china_site"]
-    assert site["preprocessing"] == ["absorbance", "snv"]
+    assert [step["name"] for step in site["preprocessing"]] == ["absorbance", "snv"]
+    assert site["preprocessing"][0]["params"] == {"base": 10.0, "floor": 1e-6, "clip_zero": False}
     assert len(site["wavelengths_nm"]) == 211
     assert len(site["interval"]["calibration_residuals"]) == 30
     assert {"mean", "components", "variances", "t2_limit", "q_limit"} <= set(site["domain"])

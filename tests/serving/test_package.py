@@ -15,7 +15,7 @@ def _package(study, **changes):
         "study_winners": study["winners"], "study_predictions": study["predictions"],
         "library_models": {}, "site_models": study["models"], "transfer_models": {},
         "library_ssl": study["calibration"].iloc[0:0], "sites_ssl": study["sites_ssl"],
-        "grid": GRID, "preprocess": PREPROCESS, "validate": VALIDATE, "package": {},
+        "grid": GRID, "preprocessing": PREPROCESS, "validate": VALIDATE, "package": {},
     }
     arguments.update(changes)
     return package_winners(**arguments)
@@ -84,7 +84,7 @@ def test_pipeline_saves_the_bundle_through_the_catalog(study, tmp_path):
         "library_models": {}, "site_models": study["models"], "transfer_models": {},
         "nested_models": {},
         "library_ssl": study["calibration"].iloc[0:0], "sites_ssl": study["sites_ssl"],
-        "params:grid": GRID, "params:preprocess": PREPROCESS, "params:validate": VALIDATE,
+        "params:grid": GRID, "preprocessing": PREPROCESS, "params:validate": VALIDATE,
         "params:package": {"serving": {"max_spectra_per_request": 7}},
     }
     tag_file = tmp_path / "data/06_models/bento_tag.txt"

@@ -5,10 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from localsoc.spectra import Absorbance, StandardNormalVariate
+from localsoc.spectra import (
+    Absorbance,
+    Detrend,
+    MultiplicativeScatterCorrection,
+    SavitzkyGolay,
+    StandardNormalVariate,
+)
 from localsoc.spectra.steps import STEP_NAMES, apply_steps, check_steps
 
-TRANSFORMERS = {"absorbance": Absorbance, "snv": StandardNormalVariate}
+TRANSFORMERS = {"absorbance": Absorbance, "snv": StandardNormalVariate, "savgol": SavitzkyGolay,
+                "detrend": Detrend, "msc": MultiplicativeScatterCorrection}
 
 
 @pytest.mark.parametrize("steps", [["absorbance", "snv"], ["snv"], ["absorbance"], []])
@@ -30,8 +37,8 @@ def test_every_step_has_a_transformer():
 
 
 def test_unknown_steps_and_bad_input_are_named():
-    with pytest.raises(ValueError, match=r"unknown preprocessing step 'msc'; known steps are"):
-        check_steps(["absorbance", "msc"])
+    with pytest.raises(ValueError, match=r"unknown preprocessing step 'mcs' \(step 1\); known "):
+        check_steps(["absorbance", "mcs"])
     with pytest.raises(ValueError, match="row 0, column 2"):
         apply_steps(np.array([[0.5, 0.4, -0.1]]), ["absorbance"])
     with pytest.raises(ValueError, match="flat spectrum"):

@@ -5,7 +5,8 @@ store (``localsoc.methods``: a 1D-CNN fold ensemble in the layout of
 ``localsoc.models.fold_files``, a PLSR model as ``linear_model.json``), plus, as plain data in
 ``bundle.json`` (no pickles):
 
-- the wavelength grid (nm) and the preprocessing steps (``localsoc.spectra.steps`` names);
+- the wavelength grid (nm) and the fitted preprocessing chain (``localsoc.spectra.steps``: each
+  step's name, parameters and fitted state, e.g. MSC's reference spectrum);
 - the interval: its method (``normalised``: half-width q * sigma(x), sigma the spectrum's
   domain distance; ``plain``: one conformal half-width), level, and the nested out-of-fold
   calibration residuals and difficulties it came from (checked when read);

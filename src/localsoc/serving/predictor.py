@@ -36,7 +36,7 @@ from localsoc.serving.schemas import (
 )
 from localsoc.spectra import units
 from localsoc.spectra.resample import Resample, missing_ranges, widest_spacing
-from localsoc.spectra.steps import apply_steps, check_steps
+from localsoc.spectra.steps import apply_steps, check_fitted, describe_steps
 from localsoc.uncertainty import ApplicabilityDomain, domain_difficulty
 
 #: Grids a site keeps fitted resamplers for (clients usually send one or two grids).
@@ -102,7 +102,11 @@ class SitePredictor:
         self.entry = entry
         self.name = entry["site"]
         self.wavelengths_nm = np.asarray(entry["wavelengths_nm"], dtype=np.float64)
-        self.steps = check_steps(entry["preprocessing"])
+        try:  # exactly the model's chain, with its fitted state (MSC's reference)
+            self.steps = check_fitted(entry["preprocessing"], self.wavelengths_nm.size)
+        except ValueError as error:
+            raise BundleError(f"bundle site {self.name!r}: {error}; re-run the package "
+                              "stage") from None
         # the family's serving path (localsoc.methods): the same model, a fast forward pass
         self.predictor = family(entry["family"]).implementation().serving_predictor(model)
         self.domain = ApplicabilityDomain.from_dict(entry["domain"])
@@ -183,7 +187,7 @@ class SitePredictor:
                 "first_nm": float(self.wavelengths_nm[0]),
                 "last_nm": float(self.wavelengths_nm[-1]),
             },
-            "preprocessing": self.steps,
+            "preprocessing": describe_steps(self.steps),
             "interval": {"level": self.level, "method": self.interval.method,
                          "description": self.entry["interval"].get("description"),
                          "difficulty": self.entry["interval"].get("difficulty_description"),

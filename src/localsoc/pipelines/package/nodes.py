@@ -29,7 +29,7 @@ from localsoc.serving.bundle import (
     model_format,
     site_directory,
 )
-from localsoc.spectra.steps import check_steps
+from localsoc.spectra.steps import check_fitted
 
 
 def _interval_entry(winner: dict, rows: pd.DataFrame, residuals: np.ndarray) -> dict[str, Any]:
@@ -113,21 +113,26 @@ def package_winners(
     library_ssl: pd.DataFrame,
     sites_ssl: pd.DataFrame,
     grid: dict,
-    preprocess: dict,
+    preprocessing: dict,
     validate: dict,
     package: dict,
     nested_models: dict | None = None,
 ) -> ServingBundle:
     """One serving bundle holding every site's winner and what serving it needs
     (``nested_models``: the outer-fold ensembles of the ``nested`` stage, which represent the
-    methods with a nested procedure)."""
+    methods with a nested procedure). ``preprocessing`` is the preprocess stage's fitted chain
+    (``{"steps": [...]}``, MSC's reference included); every site entry ships exactly it."""
     if not study_winners:
         raise ValueError("study_winners is empty: run the evaluate stage before package")
     collections = {"library": library_models, "site": site_models, "transfer": transfer_models,
                    "nested": nested_models or {}}
     wavelengths = Grid.from_params(grid).wavelengths_nm
     grid_record = {key: float(grid[key]) for key in ("start_nm", "stop_nm", "step_nm")}
-    steps = check_steps(preprocess["steps"])
+    try:
+        steps = check_fitted(preprocessing["steps"], wavelengths.size)
+    except ValueError as error:
+        raise ValueError(f"the preprocessing chain cannot be shipped: {error}; re-run the "
+                         "preprocess stage") from None
     packaged_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     calibration = study_predictions.loc[study_predictions["role"] == "calibration"]
     sites: dict[str, Any] = {}

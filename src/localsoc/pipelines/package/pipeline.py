@@ -10,7 +10,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 package_winners,
                 inputs=["study_winners", "study_predictions", "library_models", "site_models",
                         "transfer_models", "library_ssl", "sites_ssl", "params:grid",
-                        "params:preprocess", "params:validate", "params:package",
+                        "preprocessing", "params:validate", "params:package",
                         "nested_models"],
                 outputs="serving_bundle",
                 name="package_winners",

@@ -1,4 +1,5 @@
-"""Preprocess spectra (log10(1/R), SNV) and fit the PCA of the library for plots and domain checks."""
+"""Preprocess spectra (the chain of ``preprocess.steps``, fitted on the library) and fit the PCA of
+the library for plots and domain checks."""
 
 from __future__ import annotations
 
@@ -7,12 +8,28 @@ import pandas as pd
 from sklearn.decomposition import PCA
 
 from localsoc.data.schema import META_COLUMNS, band_columns, spectra_of, wavelengths_of
-from localsoc.spectra.steps import apply_steps
+from localsoc.spectra.steps import apply_steps, describe_steps, fit_steps
 
 
-def preprocess_table(table: pd.DataFrame, params: dict) -> pd.DataFrame:
-    """The same table with its spectra replaced by the preprocessed ones."""
-    values = apply_steps(spectra_of(table), params["steps"])
+def fit_preprocessing(library_ssl: pd.DataFrame, params: dict) -> dict:
+    """The chain of ``params["steps"]`` with its fitted state (MSC's reference spectrum) fitted
+    on the validated library rows only: the library is training data of every model, and no
+    site row (calibration or test) is used. Stored as plain data; the package stage ships it in
+    the bundle and serving applies exactly it."""
+    steps = fit_steps(params["steps"], spectra_of(library_ssl))
+    return {
+        "steps": steps,
+        "description": describe_steps(steps),
+        "fitted_on": "library_ssl",
+        "fitted_on_rows": int(len(library_ssl)),
+    }
+
+
+def preprocess_table(table: pd.DataFrame, preprocessing: dict) -> pd.DataFrame:
+    """The same table with its spectra replaced by those of the chain ``preprocessing["steps"]``
+    (the fitted chain of :func:`fit_preprocessing`; a configuration without stateful steps works
+    too)."""
+    values = apply_steps(spectra_of(table), preprocessing["steps"])
     bands = band_columns(table)
     head = table[list(META_COLUMNS)].reset_index(drop=True)
     body = pd.DataFrame(values, columns=bands, index=head.index)

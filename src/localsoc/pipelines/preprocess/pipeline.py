@@ -1,20 +1,26 @@
 from kedro.pipeline import Pipeline, node
 
-from .nodes import fit_library_pca, preprocess_table, project_on_pca
+from .nodes import fit_library_pca, fit_preprocessing, preprocess_table, project_on_pca
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             node(
-                preprocess_table,
+                fit_preprocessing,
                 inputs=["library_ssl", "params:preprocess"],
+                outputs="preprocessing",
+                name="fit_preprocessing",
+            ),
+            node(
+                preprocess_table,
+                inputs=["library_ssl", "preprocessing"],
                 outputs="library_spectra",
                 name="preprocess_library",
             ),
             node(
                 preprocess_table,
-                inputs=["sites_ssl", "params:preprocess"],
+                inputs=["sites_ssl", "preprocessing"],
                 outputs="sites_spectra",
                 name="preprocess_sites",
             ),
