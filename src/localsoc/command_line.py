@@ -289,8 +289,9 @@ def import_options(function):
                                                      "absorbance", "auto"]),
                      default="auto", show_default=True,
                      help="what the spectral columns hold (absorbance must be declared)"),
-        click.option("--carbon-column", default="soc", show_default=True,
-                     help="column with the lab carbon values ('' for none)"),
+        click.option("--carbon-column", default="auto", show_default=True,
+                     help="column with the lab carbon values ('' for none; auto: soc, else "
+                          "OSSL's organic carbon column, named in the report)"),
         click.option("--carbon-units", type=click.Choice(["percent", "g_per_kg",
                                                           "organic_matter_percent",
                                                           "organic_matter_g_per_kg"]),
@@ -317,9 +318,18 @@ def import_options(function):
     return function
 
 
+def ossl_options(function):
+    """`import` and `site`: the OSSL level-0/1 tables joined to FILE (its vis-NIR table)."""
+    function = click.option("--ossl-site", type=click.Path(dir_okay=False), default=None,
+                            help="OSSL soil site table to join on the layer id (depths, "
+                                 "coordinates)")(function)
+    return click.option("--ossl-lab", type=click.Path(dir_okay=False), default=None,
+                        help="OSSL soil lab table to join on the layer id (carbon)")(function)
+
+
 def _do_import(kind, file, name, spectra, carbon_column, carbon_units, om_factor, id_column,
                country, country_column, lat_column, lon_column, grid_start, grid_stop,
-               grid_step, narrow_grid_ok, no_dvc, env):
+               grid_step, narrow_grid_ok, no_dvc, env, ossl_lab=None, ossl_site=None):
     from rich.console import Console
 
     from localsoc.workflow import grid_from_options, import_table, project_parameters
@@ -331,7 +341,7 @@ def _do_import(kind, file, name, spectra, carbon_column, carbon_units, om_factor
     try:
         outcome = import_table(
             project, file, name=name, kind=kind, grid=grid, validate_params=params["validate"],
-            track=not no_dvc,
+            track=not no_dvc, ossl_tables={"soillab": ossl_lab, "soilsite": ossl_site},
             **_import_options(spectra, carbon_column, carbon_units, om_factor, id_column,
                               country, country_column, lat_column, lon_column, narrow_grid_ok),
         )
@@ -349,6 +359,11 @@ def _do_import(kind, file, name, spectra, carbon_column, carbon_units, om_factor
                   else f"  sample ids: generated ({outcome.name}-<row>; no id column found)")
     for line in report.get("conversions", []):
         console.print(f"  converted: {line}")
+    console.print(f"  carbon: column {report['carbon_column']!r} ({report['carbon_units']})"
+                  if report["carbon_column"] else "  carbon: none (unlabelled spectra)")
+    for line in report.get("notes", []):
+        if line.startswith(("OSSL", "joined", "kept", "carbon from")):
+            console.print(f"  {line}")
     if kind == "site":
         console.print(f"  {labelled} labelled rows (candidates for calibration and test), "
                       f"{len(outcome.table) - labelled} unlabelled rows (spectra to predict)")
@@ -380,6 +395,7 @@ def band_columns_of(table):
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--as", "name", required=True, help="the library's name")
 @import_options
+@ossl_options
 def import_library(file, name, **options) -> None:
     """Validate and add a spectral library (wide CSV / Parquet, OSSL naming too)."""
     _do_import("library", file, name, **options)
@@ -389,6 +405,7 @@ def import_library(file, name, **options) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--name", "name", required=True, help="the site's name")
 @import_options
+@ossl_options
 def add_site(file, name, **options) -> None:
     """Add a local site: rows with carbon calibrate and test, rows without are predicted."""
     _do_import("site", file, name, **options)

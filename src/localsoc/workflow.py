@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from localsoc.data.importers import import_wide
+from localsoc.data.importers import import_ossl, import_wide
 from localsoc.data.schema import Grid, spectra_of, wavelengths_of
 from localsoc.datasets.imported_tables import check_name, read_grid, read_table, write_table
 from localsoc.pipelines.validate.nodes import validate_table
@@ -71,20 +71,30 @@ def import_table(
     validate_params: dict,
     split_params: dict | None = None,
     track: bool = True,
+    ossl_tables: dict | None = None,
     **options,
 ) -> ImportOutcome:
-    """Import a library or site file to the canonical table, check it, and store it."""
+    """Import a library or site file to the canonical table, check it, and store it.
+
+    ``ossl_tables`` (``{"soillab": path, "soilsite": path}``, either may be None): OSSL tables
+    joined to ``source``, its vis-NIR table, on the layer id (``import_ossl``)."""
     name = check_name(name, f"{kind} name")
     source = Path(source)
-    if not source.exists():
-        raise FileNotFoundError(f"{source}: no such file")
-    if kind == "site":
-        table, report = import_wide(source, grid=grid, library=name, site=name, **options)
-        table["library"] = pd.array([None] * len(table), dtype="string")
-    elif kind == "library":
-        table, report = import_wide(source, grid=grid, library=name, **options)
-    else:
+    tables = {key: Path(value) for key, value in (ossl_tables or {}).items() if value}
+    for path in (source, *tables.values()):
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file")
+    if kind not in ("site", "library"):
         raise ValueError(f"kind must be 'library' or 'site'; got {kind!r}")
+    if kind == "site":
+        options["site"] = name
+    if tables:
+        table, report = import_ossl(source, tables.get("soillab"), tables.get("soilsite"),
+                                    grid=grid, library=name, **options)
+    else:
+        table, report = import_wide(source, grid=grid, library=name, **options)
+    if kind == "site":
+        table["library"] = pd.array([None] * len(table), dtype="string")
     _, quarantine, validation = validate_table(table, validate_params, grid, role=kind,
                                                name=f"{kind} {name}")
     folder = project / IMPORTS / ("libraries" if kind == "library" else "sites")

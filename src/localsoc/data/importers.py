@@ -43,7 +43,16 @@ WAVELENGTH_RANGE_NM = (200.0, 3000.0)
 
 #: Columns taken as sample ids when ``id_column`` is not given, in this order of preference
 #: (matched ignoring case): the canonical name, a plain id, OSSL's layer ids.
-ID_COLUMNS = ("sample_id", "id", "id.layer_uuid_txt", "id.layer_local_c")
+ID_COLUMNS = ("sample_id", "id", "id.layer_uuid_txt", "id.layer_uuid_c", "id.layer_local_c")
+
+#: OSSL's organic carbon columns (weight %, i.e. % SOC), in order of preference, found by
+#: ``carbon_column="auto"`` when there is no ``soc`` column: v1.2 ``oc_usda.c729_w.pct`` (KSSL
+#: "estimated OC", total C minus inorganic C), v1.2 ``oc_usda.c1059_w.pct`` and
+#: ``oc_iso.10694_w.pct`` (dry combustion), v1.0 ``oc_usda.calc_wpct`` (as c729) and
+#: ``oc_usda.4h2_wpct``. Each names its own method; the report names the one used.
+OSSL_CARBON_COLUMNS = ("oc_usda.c729_w.pct", "oc_usda.c1059_w.pct", "oc_iso.10694_w.pct",
+                       "oc_usda.calc_wpct", "oc_usda.4h2_wpct", "oc_iso.10694.1995_wpct")
+CARBON_AUTO = "auto"
 
 _NUMBER = r"(\d+(?:\.\d+)?)"
 # (convention shown to users, pattern); the bare number comes last.
@@ -52,10 +61,14 @@ SPECTRAL_CONVENTIONS: tuple[tuple[str, re.Pattern], ...] = (
     ("wl_<wavelength>", re.compile(rf"^wl_{_NUMBER}$", re.IGNORECASE)),
     ("r<wavelength>", re.compile(rf"^r{_NUMBER}$", re.IGNORECASE)),
     ("scan_visnir.<wavelength>_ref", re.compile(rf"^scan_visnir\.{_NUMBER}_ref$", re.IGNORECASE)),
+    ("scan_visnir.<wavelength>_pcnt",
+     re.compile(rf"^scan_visnir\.{_NUMBER}_pcnt$", re.IGNORECASE)),
     ("<wavelength>", re.compile(rf"^{_NUMBER}$")),
 )
+#: OSSL's mid-infrared columns (wavenumbers in cm-1, absorbance): refused with their own error.
+_MIR_PATTERN = re.compile(rf"^scan_mir\.{_NUMBER}_abs$", re.IGNORECASE)
 _ACCEPTED = (
-    "'350', 'nm_350', 'wl_350', 'r350' or 'scan_visnir.350_ref' "
+    "'350', 'nm_350', 'wl_350', 'r350', 'scan_visnir.350_ref' or 'scan_visnir.350_pcnt' "
     "(one convention per file; decimals such as '350.5' are allowed)"
 )
 
@@ -213,6 +226,13 @@ def detect_spectral_columns(columns, exclude=()) -> _Spectra:
             if match:
                 found.setdefault(convention, []).append((column, float(match.group(1))))
                 break
+    mir = [str(c) for c in columns if _MIR_PATTERN.match(str(c))]
+    if mir and not found:
+        raise ValueError(
+            f"{len(mir)} OSSL mid-infrared column(s) ({_preview(mir, 3)}: absorbance at "
+            "wavenumbers in cm-1) and no vis-NIR columns: LocalSOC handles vis-NIR spectra "
+            "(wavelengths 350-2500 nm) only; import the OSSL vis-NIR table (scan_visnir.<nm>_ref "
+            "columns) instead")
     if not found:
         raise ValueError(
             f"no spectral columns found among {len(list(columns))} columns "
@@ -289,6 +309,20 @@ def find_id_column(columns) -> str | None:
     """The first column named as one of ``ID_COLUMNS`` (ignoring case), or None."""
     by_name = {str(c).lower(): c for c in reversed(list(columns))}
     return next((by_name[name] for name in ID_COLUMNS if name in by_name), None)
+
+
+def find_carbon_column(columns) -> str:
+    """``soc`` if it is a column, else the first of ``OSSL_CARBON_COLUMNS`` that is (names
+    matched exactly, as OSSL spells them); ``ValueError`` listing what was looked for."""
+    names = [str(c) for c in columns]
+    for name in ("soc", *OSSL_CARBON_COLUMNS):
+        if name in names:
+            return name
+    raise ValueError(
+        f"carbon_column='auto' found no carbon column: none of 'soc' or OSSL's "
+        f"{list(OSSL_CARBON_COLUMNS)} among the columns ({_preview(names)}); name the column "
+        "with carbon_column (--carbon-column), or pass None ('' on the command line) for "
+        "unlabelled spectra")
 
 
 def _first_where(values: np.ndarray, mask: np.ndarray, columns: list) -> str:
@@ -459,6 +493,7 @@ def import_wide(
     notes: tuple[str, ...] = (),
     percent_reflectance_above: float = units_rules.PERCENT_REFLECTANCE_ABOVE,
     absorbance_max: float = units_rules.ABSORBANCE_MAX,
+    keep_columns: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, ImportReport]:
     """Import a wide table (one column per wavelength) to the canonical table on ``grid``.
 
@@ -475,7 +510,9 @@ def import_wide(
         be declared, because soil absorbance also lies mostly within 0-1 and cannot be told from
         reflectance by its values.
     carbon_column : str or None
-        Column holding carbon; None imports unlabelled spectra (``soc`` null).
+        Column holding carbon; None imports unlabelled spectra (``soc`` null); ``"auto"``
+        takes ``soc`` if there is one, else the first of OSSL's organic carbon columns
+        (``OSSL_CARBON_COLUMNS``) present, and names it in the report.
     carbon_units : {"percent", "g_per_kg", "organic_matter_percent", "organic_matter_g_per_kg"}
         Percent is g/100 g. Organic matter is converted with ``om_factor``.
     om_factor : float, default 1.724
@@ -502,6 +539,14 @@ def import_wide(
         ``"percent_reflectance"`` (``localsoc.spectra.units``).
     absorbance_max : float, default 5
         Declared absorbance above this is refused (reflectance below 0.001 % for 5).
+
+    keep_columns : mapping of source column to table column, optional
+        Source columns copied as they are into the table (between the metadata and the bands),
+        e.g. OSSL's layer depths.
+
+    Spectral columns whose names say their units (OSSL ``scan_visnir.<nm>_ref``: fractions,
+    ``scan_visnir.<nm>_pcnt``: percent; ``localsoc.spectra.units.CONVENTION_UNITS``) are read
+    in those units under ``spectra="auto"``; declaring other units raises.
 
     Returns
     -------
@@ -553,6 +598,15 @@ def import_wide(
     else:
         report_notes.append(f"sample ids from column {str(id_column)!r} ({how})")
 
+    if carbon_column == CARBON_AUTO:
+        carbon_column = find_carbon_column(frame.columns)
+        report_notes.append(
+            f"carbon from column {carbon_column!r} (found by name"
+            + ("" if carbon_column == "soc" else
+               ": OSSL organic carbon, weight % = % SOC") + "; carbon_column chooses another)")
+    keep = dict(keep_columns or {})
+    for column in keep:
+        _column(frame, column, "keep_columns")
     named = [carbon_column, id_column, country_column, site_column, lat_column, lon_column]
     arguments = [
         "carbon_column",
@@ -569,10 +623,22 @@ def import_wide(
     }
     found = detect_spectral_columns(frame.columns, exclude=named)
 
+    named_units = units_rules.units_of_convention(found.convention)
+    declared = spectra
+    if named_units is not None and spectra == "auto":
+        declared = named_units
+    elif named_units is not None and spectra != named_units:
+        raise ValueError(
+            f"spectra={spectra!r} but the spectral columns are named {found.convention} "
+            f"({found.columns[0]!r}, ...), which holds {named_units.replace('_', ' ')}; "
+            f"declare spectra={named_units!r} or 'auto'")
     raw = _numeric_block(frame, found.columns, "spectral")
     reflectance, units, conversions = _to_reflectance(
-        raw, spectra, found.columns, percent_reflectance_above, absorbance_max
+        raw, declared, found.columns, percent_reflectance_above, absorbance_max
     )
+    if declared != spectra:
+        conversions.insert(0, f"units from the column names: {found.convention} holds "
+                              f"{named_units.replace('_', ' ')}")
     problems = _rows_in_other_units(raw, units, percent_reflectance_above)
 
     target = grid.wavelengths_nm
@@ -616,6 +682,11 @@ def import_wide(
         report_notes.append("no carbon column: all rows are unlabelled")
 
     table = schema.make_table(meta, on_grid, target)
+    for position, (column, name) in enumerate(keep.items()):
+        table.insert(len(schema.META_COLUMNS) + position, name, frame[column].to_numpy())
+    if keep:
+        report_notes.append("kept as columns: " + ", ".join(
+            f"{column!r} as {name!r}" for column, name in keep.items()))
     if problems is not None:
         table.insert(len(schema.META_COLUMNS), schema.IMPORT_PROBLEM, problems)
         flagged = np.flatnonzero(problems.notna().to_numpy())
@@ -625,7 +696,7 @@ def import_wide(
             f"fractions (largest value <= {percent_reflectance_above:g}) in a file of percent "
             "reflectance: marked in column 'import_problem'; validation quarantines them"
         )
-    used = set(found.columns) | {c for c in named if c is not None}
+    used = set(found.columns) | {c for c in named if c is not None} | set(keep)
     report = ImportReport(
         library=library,
         source=source,
@@ -705,5 +776,121 @@ def import_nirsoil(
             "Ciso (ISO 14235; described by the source as total carbon) taken as SOC; carbonate "
             "carbon, if any was measured, would count as SOC",
         ),
+        **options,
+    )
+
+
+#: OSSL's layer id (v1.2, v1.0): the key of its site, lab and spectra tables.
+OSSL_LAYER_IDS = ("id.layer_uuid_txt", "id.layer_uuid_c")
+#: OSSL site columns kept as table columns (source name -> table name).
+OSSL_DEPTH_COLUMNS = {"layer.upper.depth_usda_cm": "depth_upper_cm",
+                      "layer.lower.depth_usda_cm": "depth_lower_cm"}
+#: OSSL coordinates (v1.2, v1.0): (latitude, longitude) in WGS84 decimal degrees.
+OSSL_COORDINATES = (("latitude.point_wgs84_dd", "longitude.point_wgs84_dd"),
+                    ("latitude_wgs84_dd", "longitude_wgs84_dd"))
+
+
+def _ossl_table(source: pd.DataFrame | str | Path, what: str) -> tuple[pd.DataFrame, str]:
+    if isinstance(source, pd.DataFrame):
+        return source, f"the {what} table"
+    return _read_table(source), f"{what} table {source}"
+
+
+def _layer_id(frame: pd.DataFrame, where: str) -> str:
+    for name in OSSL_LAYER_IDS:
+        if name in frame.columns:
+            return name
+    raise ValueError(f"{where} has no OSSL layer id column ({' or '.join(OSSL_LAYER_IDS)}); "
+                     f"columns seen: {_preview(list(frame.columns))}")
+
+
+def _one_row_per_layer(frame: pd.DataFrame, key: str, where: str) -> None:
+    ids = frame[key]
+    if ids.isna().any():
+        row = int(np.flatnonzero(ids.isna().to_numpy())[0])
+        raise ValueError(f"{where}: row {row} has no {key}; every row needs its layer id")
+    duplicated = ids.duplicated(keep=False)
+    if duplicated.any():
+        first = ids[duplicated].iloc[0]
+        rows = np.flatnonzero((ids == first).to_numpy())[:5].tolist()
+        raise ValueError(f"{where}: layer id {first!r} appears in rows {rows} "
+                         f"({int(ids[duplicated].nunique())} duplicated id(s)); the table must "
+                         "hold one row per layer. Deduplicate it before the join")
+
+
+def import_ossl(
+    visnir: pd.DataFrame | str | Path,
+    soillab: pd.DataFrame | str | Path | None = None,
+    soilsite: pd.DataFrame | str | Path | None = None,
+    *,
+    grid: Grid | Mapping | None = None,
+    library: str = "ossl",
+    carbon_column: str | None = CARBON_AUTO,
+    spectra: str = "auto",
+    **options,
+) -> tuple[pd.DataFrame, ImportReport]:
+    """Import OSSL tables as published: the vis-NIR table (level 0 or 1, v1.2 ``_ref`` or v1.0
+    ``_pcnt`` columns) joined with the soil lab and soil site tables on the layer id.
+
+    The join is ``pandas.merge`` on ``id.layer_uuid_txt`` (v1.2; ``id.layer_uuid_c`` in v1.0):
+    every vis-NIR row is kept (a left join; a scan whose layer has no lab row is an unlabelled
+    row), and the lab and site tables must hold one row per layer (else ``ValueError`` naming
+    the id). From the lab table only the carbon column is taken (``carbon_column``; ``"auto"``:
+    the first of ``OSSL_CARBON_COLUMNS`` present, named in the report); from the site table the
+    layer depths (kept as ``depth_upper_cm`` / ``depth_lower_cm``) and the WGS84 coordinates
+    (as ``lat`` / ``lon``). Without ``soillab`` / ``soilsite`` the vis-NIR table is read alone
+    (the level-1 ``ossl_all`` table already holds everything). ``options`` go to
+    :func:`import_wide`.
+
+    The maintained loader ``soilspecdata`` (0.2.3) was considered and is not used: it reads only
+    the pre-joined whole-database CSV, which it downloads from the OSSL bucket itself, knows
+    only ``_ref`` columns, and does not join the level-0 site, lab and spectra tables; the join
+    here is two ``merge`` calls.
+    """
+    frame, where = _ossl_table(visnir, "vis-NIR")
+    key = _layer_id(frame, where)
+    notes = [f"OSSL: vis-NIR rows from {where}"]
+    if soillab is not None:
+        lab, lab_where = _ossl_table(soillab, "soil lab")
+        lab_key = _layer_id(lab, lab_where)
+        _one_row_per_layer(lab, lab_key, lab_where)
+        wanted = (find_carbon_column(lab.columns) if carbon_column == CARBON_AUTO
+                  else carbon_column)
+        if wanted is not None:
+            _column(lab, wanted, "carbon_column")
+            lab = lab[[lab_key, wanted]].rename(columns={lab_key: key})
+            frame = frame.drop(columns=[wanted], errors="ignore").merge(
+                lab, on=key, how="left", validate="many_to_one")
+            matched = int(frame[key].isin(lab[key]).sum())
+            notes.append(f"joined {lab_where} on {key}: {matched} of {len(frame)} scans have a "
+                         f"lab row; carbon from its column {wanted!r}")
+            carbon_column = wanted
+    if soilsite is not None:
+        site_frame, site_where = _ossl_table(soilsite, "soil site")
+        site_key = _layer_id(site_frame, site_where)
+        _one_row_per_layer(site_frame, site_key, site_where)
+        taken = [c for c in (*OSSL_DEPTH_COLUMNS, *(c for pair in OSSL_COORDINATES for c in pair))
+                 if c in site_frame.columns]
+        site_frame = site_frame[[site_key, *taken]].rename(columns={site_key: key})
+        frame = frame.drop(columns=taken, errors="ignore").merge(
+            site_frame, on=key, how="left", validate="many_to_one")
+        matched = int(frame[key].isin(site_frame[key]).sum())
+        notes.append(f"joined {site_where} on {key}: {matched} of {len(frame)} scans have a site "
+                     f"row; taken: {', '.join(taken) or 'nothing'}")
+    keep = {c: name for c, name in OSSL_DEPTH_COLUMNS.items() if c in frame.columns}
+    coordinates = next(((lat, lon) for lat, lon in OSSL_COORDINATES
+                        if lat in frame.columns and lon in frame.columns), (None, None))
+    for option, default in (("lat_column", coordinates[0]), ("lon_column", coordinates[1]),
+                            ("id_column", key)):
+        if options.get(option) is None:
+            options[option] = default
+    return import_wide(
+        frame,
+        grid=Grid() if grid is None else grid,
+        library=library,
+        spectra=spectra,
+        carbon_column=carbon_column,
+        keep_columns=keep,
+        notes=tuple(notes) + tuple(options.pop("notes", ())),
         **options,
     )

@@ -12,6 +12,10 @@ the constants below are their defaults.
 - Per row: in a file of percent reflectance, a spectrum whose own largest value is at most
   ``percent_reflectance_above`` is not percent (it looks like fractions, or absorbance); such
   rows are in other units than their file (``rows_in_other_units``).
+- Units named by the columns: OSSL's vis-NIR columns carry their units in the suffix,
+  ``scan_visnir.<nm>_ref`` reflectance fractions (v1.2) and ``scan_visnir.<nm>_pcnt`` percent
+  reflectance (v1.0); ``units_of_convention`` gives them, and the importers take them for
+  ``spectra="auto"`` (the values must still agree: the rules above apply).
 - Absorbance: at most ``absorbance_max`` (5 means reflectance 1e-5, 0.001 %, darker than any
   soil); the lowest absorbance a reflectance at most ``reflectance_max`` gives is
   ``-log10(reflectance_max)``.
@@ -84,6 +88,19 @@ def lowest_absorbance(reflectance_max: float = FRACTION_MAX) -> float:
     """The smallest absorbance of a reflectance at most ``reflectance_max``:
     ``-log10(reflectance_max)``."""
     return -math.log10(reflectance_max)
+
+
+#: Spectral column conventions whose names say the units (``localsoc.data.importers``).
+CONVENTION_UNITS = {
+    "scan_visnir.<wavelength>_ref": "reflectance",
+    "scan_visnir.<wavelength>_pcnt": "percent_reflectance",
+}
+
+
+def units_of_convention(convention: str) -> str | None:
+    """The units a spectral column convention names (``CONVENTION_UNITS``), or None when the
+    names say nothing about them."""
+    return CONVENTION_UNITS.get(convention)
 
 
 def to_fractions(values: np.ndarray, units: str) -> np.ndarray:
