@@ -319,7 +319,11 @@ def import_options(function):
 
 
 def ossl_options(function):
-    """`import` and `site`: the OSSL level-0/1 tables joined to FILE (its vis-NIR table)."""
+    """`import` and `site`: the OSSL level-0/1 tables joined to FILE (its vis-NIR table), and
+    the carbon of .asd spectra."""
+    function = click.option("--labels", type=click.Path(dir_okay=False), default=None,
+                            help="for .asd spectra: a table with sample_id (the file names) "
+                                 "and the carbon column")(function)
     function = click.option("--ossl-site", type=click.Path(dir_okay=False), default=None,
                             help="OSSL soil site table to join on the layer id (depths, "
                                  "coordinates)")(function)
@@ -329,7 +333,8 @@ def ossl_options(function):
 
 def _do_import(kind, file, name, spectra, carbon_column, carbon_units, om_factor, id_column,
                country, country_column, lat_column, lon_column, grid_start, grid_stop,
-               grid_step, narrow_grid_ok, no_dvc, env, ossl_lab=None, ossl_site=None):
+               grid_step, narrow_grid_ok, no_dvc, env, ossl_lab=None, ossl_site=None,
+               labels=None):
     from rich.console import Console
 
     from localsoc.workflow import grid_from_options, import_table, project_parameters
@@ -341,7 +346,7 @@ def _do_import(kind, file, name, spectra, carbon_column, carbon_units, om_factor
     try:
         outcome = import_table(
             project, file, name=name, kind=kind, grid=grid, validate_params=params["validate"],
-            track=not no_dvc, ossl_tables={"soillab": ossl_lab, "soilsite": ossl_site},
+            track=not no_dvc, ossl_tables={"soillab": ossl_lab, "soilsite": ossl_site, "labels": labels},
             **_import_options(spectra, carbon_column, carbon_units, om_factor, id_column,
                               country, country_column, lat_column, lon_column, narrow_grid_ok),
         )
@@ -392,7 +397,7 @@ def band_columns_of(table):
 
 
 @main.command(name="import")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())  # a directory of .asd files too
 @click.option("--as", "name", required=True, help="the library's name")
 @import_options
 @ossl_options
@@ -402,7 +407,7 @@ def import_library(file, name, **options) -> None:
 
 
 @main.command(name="site")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())  # a directory of .asd files too
 @click.option("--name", "name", required=True, help="the site's name")
 @import_options
 @ossl_options

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from localsoc.data.importers import import_ossl, import_wide
+from localsoc.data.importers import import_asd, import_ossl, import_wide
 from localsoc.data.schema import Grid, spectra_of, wavelengths_of
 from localsoc.datasets.imported_tables import check_name, read_grid, read_table, write_table
 from localsoc.pipelines.validate.nodes import validate_table
@@ -77,7 +77,9 @@ def import_table(
     """Import a library or site file to the canonical table, check it, and store it.
 
     ``ossl_tables`` (``{"soillab": path, "soilsite": path}``, either may be None): OSSL tables
-    joined to ``source``, its vis-NIR table, on the layer id (``import_ossl``)."""
+    joined to ``source``, its vis-NIR table, on the layer id (``import_ossl``). A ``source``
+    that is an ``.asd`` file or a directory is read as ASD FieldSpec spectra (``import_asd``),
+    with the carbon of ``ossl_tables["labels"]`` when given."""
     name = check_name(name, f"{kind} name")
     source = Path(source)
     tables = {key: Path(value) for key, value in (ossl_tables or {}).items() if value}
@@ -88,7 +90,12 @@ def import_table(
         raise ValueError(f"kind must be 'library' or 'site'; got {kind!r}")
     if kind == "site":
         options["site"] = name
-    if tables:
+    labels = tables.pop("labels", None)
+    if source.is_dir() or source.suffix.lower() == ".asd":
+        table, report = import_asd(source, grid=grid, library=name, labels=labels, **options)
+    elif labels is not None:
+        raise ValueError("--labels is for .asd spectra; a table's carbon is its --carbon-column")
+    elif tables:
         table, report = import_ossl(source, tables.get("soillab"), tables.get("soilsite"),
                                     grid=grid, library=name, **options)
     else:

@@ -894,3 +894,106 @@ def import_ossl(
         notes=tuple(notes) + tuple(options.pop("notes", ())),
         **options,
     )
+
+
+def asd_files(source: str | Path | list) -> list[Path]:
+    """The ``.asd`` files of ``source``: a file, a directory (its ``*.asd`` files, sorted by
+    name) or a list of files; ``ValueError`` when there are none."""
+    if isinstance(source, list | tuple):
+        files = [Path(p) for p in source]
+    else:
+        source = Path(source)
+        files = (sorted(p for p in source.iterdir() if p.suffix.lower() == ".asd")
+                 if source.is_dir() else [source])
+    if not files:
+        raise ValueError(f"{source}: no .asd files in this directory")
+    return files
+
+
+def import_asd(
+    source: str | Path | list,
+    *,
+    grid: Grid | Mapping | None = None,
+    library: str,
+    labels: pd.DataFrame | str | Path | None = None,
+    carbon_column: str | None = CARBON_AUTO,
+    spectra: str = "auto",
+    **options,
+) -> tuple[pd.DataFrame, ImportReport]:
+    """Import ASD FieldSpec ``.asd`` files (``localsoc.data.asd``) to the canonical table: one
+    row per file, its sample id the file name without ``.asd``.
+
+    Reflectance files are read as they are, raw (DN) files divided by the white reference they
+    hold, absorbance files as absorbance; other data types (radiance, ...) raise. All files must
+    share one wavelength scale. ``labels`` (a table with ``sample_id`` and the carbon column,
+    ``carbon_column="auto"`` as in :func:`import_wide`) gives the carbon, joined on the sample
+    id; without it every row is unlabelled. ``spectra`` must be ``"auto"`` (the files say their
+    units) or agree with the files. ``options`` go to :func:`import_wide`.
+    """
+    from localsoc.data.asd import read_asd
+
+    files = asd_files(source)
+    rows, kinds = [], []
+    first = None
+    for path in files:
+        spectrum = read_asd(path)
+        if first is None:
+            first = (path, spectrum.wavelengths_nm)
+        elif not np.array_equal(spectrum.wavelengths_nm, first[1]):
+            raise ValueError(
+                f"{path}: its wavelengths ({spectrum.wavelengths_nm[0]:g}-"
+                f"{spectrum.wavelengths_nm[-1]:g} nm, {spectrum.wavelengths_nm.size} channels) "
+                f"differ from those of {first[0]}; import files of one instrument setup together")
+        if spectrum.data_type == "absorbance":
+            values, kind = spectrum.values, "absorbance"
+        else:
+            try:
+                values, kind = spectrum.reflectance(), spectrum.data_type
+            except ValueError as error:
+                raise ValueError(f"{path}: {error}") from None
+        rows.append(values)
+        kinds.append(kind)
+    units = {"absorbance" if kind == "absorbance" else "reflectance" for kind in kinds}
+    if len(units) > 1:
+        raise ValueError("the .asd files mix absorbance and reflectance spectra; import them "
+                         "separately")
+    (units,) = units
+    if spectra not in ("auto", units):
+        raise ValueError(f"spectra={spectra!r} but the .asd files hold {units}; declare "
+                         f"spectra={units!r} or 'auto'")
+    names = [f"nm_{w:g}" for w in first[1]]
+    frame = pd.DataFrame(np.vstack(rows), columns=names)
+    frame.insert(0, "sample_id", [path.stem for path in files])
+    notes = [f"ASD: {len(files)} .asd file(s), sample ids from the file names"]
+    raw = kinds.count("raw")
+    conversions_note = (f"{raw} raw (DN) .asd spectra divided by their white reference -> "
+                        "reflectance") if raw else None
+    if labels is not None:
+        lab, where = _ossl_table(labels, "labels")
+        if "sample_id" not in lab.columns:
+            raise ValueError(f"{where} needs a 'sample_id' column (the .asd file names without "
+                             f"'.asd'); columns seen: {_preview(list(lab.columns))}")
+        _one_row_per_layer(lab.assign(sample_id=lab["sample_id"].astype(str)), "sample_id",
+                           where)
+        wanted = find_carbon_column(lab.columns) if carbon_column == CARBON_AUTO else carbon_column
+        if wanted is not None:
+            lab = lab[["sample_id", wanted]].assign(sample_id=lab["sample_id"].astype(str))
+            frame = frame.merge(lab, on="sample_id", how="left", validate="one_to_one")
+            notes.append(f"carbon from {where}, column {wanted!r}: "
+                         f"{int(frame['sample_id'].isin(lab['sample_id']).sum())} of "
+                         f"{len(frame)} files labelled")
+        carbon_column = wanted
+    elif carbon_column == CARBON_AUTO:
+        carbon_column = None
+    if conversions_note:
+        notes.append(conversions_note)
+    options["id_column"] = "sample_id"
+    return import_wide(
+        frame,
+        grid=Grid() if grid is None else grid,
+        library=library,
+        spectra=units,
+        carbon_column=carbon_column,
+        notes=tuple(notes) + tuple(options.pop("notes", ())),
+        **options,
+    )
