@@ -472,6 +472,46 @@ def _column(frame: pd.DataFrame, name: str, argument: str) -> pd.Series:
     return frame[name]
 
 
+#: Plausible range of a dry bulk density (g/cm3): mineral soils about 0.1 (peat) to 2.2.
+BULK_DENSITY_RANGE = (0.01, 3.0)
+
+
+def optional_source_columns(columns) -> dict[str, object]:
+    """The source columns of the canonical table's optional columns (``OPTIONAL_COLUMNS``):
+    canonical name -> source column (in the canonical order), matched by name ignoring case and
+    surrounding blanks."""
+    found: dict[str, object] = {}
+    for column in columns:
+        key = str(column).strip().lower()
+        if key in schema.OPTIONAL_COLUMNS and key not in found:
+            found[key] = column
+    return {name: found[name] for name in schema.OPTIONAL_COLUMNS if name in found}
+
+
+def optional_values(frame: pd.DataFrame, columns: Mapping[str, object]) -> dict[str, pd.Series]:
+    """The optional columns in their canonical dtypes; a ``ValueError`` names the first row
+    whose bulk density or depth is not a number in range (blank cells stay null)."""
+    values: dict[str, pd.Series] = {}
+    for name, column in columns.items():
+        raw = frame[column]
+        if schema.OPTIONAL_COLUMNS[name] == "string":
+            text = raw.astype("string").str.strip()
+            values[name] = text.mask(text == "").reset_index(drop=True)
+            continue
+        numbers = pd.to_numeric(raw, errors="coerce")
+        bad = numbers.isna() & raw.notna() & (raw.astype("string").str.strip() != "")
+        low, high = BULK_DENSITY_RANGE if name == "bulk_density_g_cm3" else (0.0, 1000.0)
+        bad |= numbers.notna() & ~((numbers > low) & (numbers <= high))
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            unit = "g/cm3" if name == "bulk_density_g_cm3" else "cm (layer thickness)"
+            raise ValueError(
+                f"column {str(column)!r} row {row}: {str(raw.iloc[row])!r} is not a {name} in "
+                f"({low:g}, {high:g}] {unit}; fix the value or leave the cell blank")
+        values[name] = numbers.astype("float64").reset_index(drop=True)
+    return values
+
+
 def import_wide(
     frame_or_path: pd.DataFrame | str | Path,
     *,
@@ -552,7 +592,9 @@ def import_wide(
     -------
     (table, report) : the canonical table and an ``ImportReport``.
 
-    Missing carbon gives a null ``soc`` (an unlabelled row); no row is dropped.
+    Missing carbon gives a null ``soc`` (an unlabelled row); no row is dropped. Source columns
+    named ``stratum``, ``bulk_density_g_cm3`` or ``depth_cm`` (any case) are kept as the
+    optional columns of ``schema.OPTIONAL_COLUMNS`` (``optional_values`` checks them).
     """
     if spectra not in SPECTRA_UNITS:
         raise ValueError(f"spectra must be one of {SPECTRA_UNITS}; got {spectra!r}")
@@ -621,7 +663,8 @@ def import_wide(
         for arg, name in zip(arguments, named, strict=True)
         if name is not None
     }
-    found = detect_spectral_columns(frame.columns, exclude=named)
+    optional = optional_source_columns(frame.columns)
+    found = detect_spectral_columns(frame.columns, exclude=[*named, *optional.values()])
 
     named_units = units_rules.units_of_convention(found.convention)
     declared = spectra
@@ -682,8 +725,14 @@ def import_wide(
         report_notes.append("no carbon column: all rows are unlabelled")
 
     table = schema.make_table(meta, on_grid, target)
+    for position, (name, values) in enumerate(optional_values(frame, optional).items()):
+        table.insert(len(schema.META_COLUMNS) + position, name, values)
+    if optional:
+        report_notes.append("optional column(s) kept: " + ", ".join(
+            f"{name} (from {str(column)!r})" for name, column in optional.items()))
     for position, (column, name) in enumerate(keep.items()):
-        table.insert(len(schema.META_COLUMNS) + position, name, frame[column].to_numpy())
+        table.insert(len(schema.META_COLUMNS) + len(optional) + position, name,
+                     frame[column].to_numpy())
     if keep:
         report_notes.append("kept as columns: " + ", ".join(
             f"{column!r} as {name!r}" for column, name in keep.items()))
@@ -696,7 +745,8 @@ def import_wide(
             f"fractions (largest value <= {percent_reflectance_above:g}) in a file of percent "
             "reflectance: marked in column 'import_problem'; validation quarantines them"
         )
-    used = set(found.columns) | {c for c in named if c is not None} | set(keep)
+    used = (set(found.columns) | {c for c in named if c is not None} | set(keep)
+            | set(optional.values()))
     report = ImportReport(
         library=library,
         source=source,

@@ -8,6 +8,9 @@ An importer that finds a row unusable in a way only the source shows (spectra in
 than the rest of the file) keeps the row and says why in the optional column
 ``import_problem`` (``IMPORT_PROBLEM``; null for good rows); validation quarantines those rows
 with that reason and drops the column from the rows it keeps.
+
+Optional columns (``OPTIONAL_COLUMNS``): ``stratum``, ``bulk_density_g_cm3`` and ``depth_cm``,
+carried by the importers when the source has columns of those names.
 """
 
 from __future__ import annotations
@@ -29,6 +32,15 @@ META_DTYPES: dict[str, str] = {
     "soc": "float64",
 }
 IMPORT_PROBLEM = "import_problem"
+#: Optional per-sample columns a site table may carry (kept after the metadata, before the
+#: bands): the field stratum a sample belongs to, the soil's dry bulk density (g/cm3) and the
+#: thickness of the sampled layer (cm). The field summary (``localsoc.field``) reads them: one
+#: summary per stratum, and the SOC stock when bulk density and depth are given.
+OPTIONAL_COLUMNS: dict[str, str] = {
+    "stratum": "string",
+    "bulk_density_g_cm3": "float64",
+    "depth_cm": "float64",
+}
 BAND_PREFIX = "nm_"
 _BAND_RE = re.compile(r"^nm_(\d+(?:\.\d+)?)$")
 

@@ -1,0 +1,242 @@
+"""The field summary: a field's (and each stratum's) mean SOC with an interval that includes the
+model's error, and the SOC stock when bulk density and depth are given.
+
+The problem. A field's mean SOC is estimated from the model's estimates of its N scanned
+samples. Their sampling noise averages out as 1/sqrt(N), but the model's error does not: a
+bias of the model over this field (library samples unlike the field, a calibration that missed
+part of it) is shared by every estimate. An interval from the estimates' spread alone misses it.
+
+The method (``METHOD``; one place: ``field_summary``, called by ``localsoc predict``, the report
+and the service's ``POST /field``). It is the difference estimator of model-assisted survey
+sampling (Särndal, Swensson & Wretman 1992, *Model Assisted Survey Sampling*, Springer, section
+6.3), the form that prediction-powered inference takes for a mean (Angelopoulos, Bates,
+Fannjiang, Jordan & Zrnic 2023, Science 382(6671):669-674). With
+
+- ``yhat_1..yhat_N`` the served model's estimates of the N samples of the field (or stratum),
+- ``e_1..e_n`` the signed nested out-of-fold residuals (observed - estimated) of the site's n
+  calibration samples, as the bundle stores them (``interval.calibration_residuals``),
+- ``f`` the sampled fraction: 0 for ``target="field"`` (the N samples are a sample of a much
+  larger field, whose mean is the target), 1 for ``target="samples"`` (the N samples are the
+  population: the target is the mean of their true SOC),
+
+the estimate, its variance and the interval are
+
+    T = mean(yhat) + mean(e)                            (the mean estimate, bias-corrected)
+    A = (1 - f) s_yhat^2 / N                            (sampling error of the field mean)
+    B = s_e^2 (1 / n + f / N)                           (the model's mean error over the field)
+    T -/+ t_{(1 + level) / 2, nu} sqrt(A + B),  lower bound clipped at 0,
+    nu = (A + B)^2 / (A^2 / (N - 1) + B^2 / (n - 1))    (Welch-Satterthwaite)
+
+with s^2 the sample variances (ddof 1). B holds the uncertainty of the estimated bias mean(e)
+(s_e^2 / n) and, when the samples are the population, the part of their own errors that the
+bias does not explain (s_e^2 / N). When f = 1, A = 0 and nu = n - 1.
+
+SOC stock (t C / ha = SOC % x bulk density g/cm3 x layer depth cm), when every sample of the
+group has ``bulk_density_g_cm3`` and ``depth_cm``: with w_j = bulk density x depth of sample j,
+S = mean(w yhat) + mean(w) mean(e); A_S = (1 - f) s_{w yhat}^2 / N; B_S = s_e^2 (mean(w)^2 / n +
+f mean(w^2) / N); the same t interval (Welch-Satterthwaite nu from A_S, B_S). Bulk density and
+depth are taken as measured without error.
+
+Assumptions (what the interval rests on): the calibration samples' out-of-fold errors are
+representative of the model's errors on the field's samples (true for calibration samples
+drawn at random from the field; Kennard-Stone picks them from the spectra alone, which the
+simulation test also checks); the errors of different samples are independent apart from
+their shared mean (the bias); the bias is common to all strata (the bundle does not record the
+calibration samples' strata, so every stratum uses all n residuals); the model's errors are
+independent of bulk density and depth. The served model is the outer-fold ensemble (CV+) whose
+fold models made the residuals, or a refit on all n that is usually a little better than its
+fold models (then the interval is a little conservative). Estimates of the calibration samples
+themselves, if they are among the N, come from a model that saw them (slightly optimistic for
+those n samples). ``tests/test_field.py`` simulates fields with a real shared bias and
+heteroscedastic errors and measures the coverage of the field mean.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+#: What the field summary's interval is (shown in reports, ``localsoc predict`` and /field).
+METHOD = (
+    "difference estimator (Sarndal et al. 1992; prediction-powered inference, Angelopoulos et "
+    "al. 2023): field mean = mean of the model's estimates + mean signed nested out-of-fold "
+    "calibration residual; variance = (1 - f) s_est^2 / N (sampling) + s_res^2 (1/n + f/N) "
+    "(the model's mean error, not averaging out), f = 0 for a field larger than its N samples, "
+    "1 when the samples are the population; t interval with Welch-Satterthwaite degrees of "
+    "freedom, lower bound clipped at 0; stock = SOC % x bulk density x depth (t C/ha) the same "
+    "way")
+TARGETS = ("field", "samples")
+#: The stratum name of the summary over all samples.
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class MeanInterval:
+    """One difference-estimator mean (``field_summary``'s method) and its parts."""
+
+    estimate: float  # T (clipped at 0 only in ``lower``)
+    lower: float
+    upper: float
+    mean_estimate: float  # mean of the model's estimates (before the bias correction)
+    bias_correction: float  # mean of the calibration residuals (mean(e), or mean(w) mean(e))
+    sampling_se: float  # sqrt(A)
+    model_se: float  # sqrt(B)
+    df: float  # nu
+
+
+@dataclass(frozen=True)
+class FieldSummary:
+    """The summary of one group of samples (``stratum`` = ``ALL`` for the whole field)."""
+
+    stratum: str
+    n_samples: int
+    n_calibration: int
+    level: float
+    target: str
+    soc: MeanInterval
+    stock: MeanInterval | None  # t C / ha; None without bulk density and depth
+    stock_note: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def row(self) -> dict:
+        """One flat table row (SOC % and t C / ha)."""
+        row = {"stratum": self.stratum, "n_samples": self.n_samples,
+               "soc_percent": self.soc.estimate, "lower": self.soc.lower,
+               "upper": self.soc.upper, "level": self.level,
+               "mean_estimate": self.soc.mean_estimate,
+               "bias_correction": self.soc.bias_correction,
+               "sampling_se": self.soc.sampling_se, "model_se": self.soc.model_se,
+               "stock_t_ha": math.nan, "stock_lower": math.nan, "stock_upper": math.nan}
+        if self.stock is not None:
+            row.update({"stock_t_ha": self.stock.estimate, "stock_lower": self.stock.lower,
+                        "stock_upper": self.stock.upper})
+        return row
+
+
+def _as_finite(values, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64).ravel()
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise ValueError(f"{name}[{int(np.flatnonzero(bad)[0])}] is not a finite number; "
+                         f"every {name} value must be")
+    return array
+
+
+def difference_mean(estimates, residuals, level: float = 0.9, fraction: float = 0.0,
+                    weights=None) -> MeanInterval:
+    """The difference-estimator mean and interval of the module notes, for one group.
+
+    ``estimates`` (N,), ``residuals`` (n,) signed (observed - estimated), ``fraction`` f in
+    [0, 1], ``weights`` (N,) w_j for a stock (None: the SOC mean itself, w = 1).
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level}")
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"the sampled fraction must be in [0, 1]; got {fraction}")
+    yhat = _as_finite(estimates, "estimates")
+    e = _as_finite(residuals, "calibration residuals")
+    N, n = yhat.size, e.size
+    if n < 2:
+        raise ValueError(f"the field summary needs >= 2 calibration residuals; the bundle has {n}")
+    if N < 1 or (N < 2 and fraction < 1):
+        raise ValueError(f"the field mean of {N} sample(s) has no sampling error estimate; give "
+                         "at least 2 spectra (or target 'samples' when they are the population)")
+    w = np.ones(N) if weights is None else _as_finite(weights, "weights")
+    if w.shape != yhat.shape:
+        raise ValueError("give one weight (bulk density x depth) per estimate")
+    values = w * yhat
+    s2_e = float(np.var(e, ddof=1))
+    sampling = (1 - fraction) * (float(np.var(values, ddof=1)) / N if N > 1 else 0.0)
+    model = s2_e * (float(np.mean(w)) ** 2 / n + fraction * float(np.mean(w ** 2)) / N)
+    variance = sampling + model
+    terms = (sampling ** 2 / (N - 1) if N > 1 else 0.0) + model ** 2 / (n - 1)
+    df = variance ** 2 / terms if terms > 0 else math.inf
+    half = float(stats.t.ppf((1 + level) / 2, df)) * math.sqrt(variance)
+    mean_estimate = float(np.mean(values))
+    correction = float(np.mean(w)) * float(np.mean(e))
+    estimate = mean_estimate + correction
+    return MeanInterval(estimate=estimate, lower=max(estimate - half, 0.0),
+                        upper=max(estimate + half, 0.0), mean_estimate=mean_estimate,
+                        bias_correction=correction, sampling_se=math.sqrt(sampling),
+                        model_se=math.sqrt(model), df=float(df))
+
+
+def _optional(values, size: int, name: str) -> np.ndarray | None:
+    if values is None:
+        return None
+    array = np.asarray(pd.to_numeric(pd.Series(list(values)), errors="coerce"), np.float64)
+    if array.size != size:
+        raise ValueError(f"{name} has {array.size} values for {size} estimates; give one per "
+                         "sample (blank where unknown)")
+    return array
+
+
+def field_summary(estimates, residuals, level: float = 0.9, *, strata=None,
+                  bulk_density_g_cm3=None, depth_cm=None,
+                  target: str = "field") -> list[FieldSummary]:
+    """The field summary (module notes): the whole field first (stratum ``ALL``), then each
+    stratum (sorted by name) when ``strata`` (one label per estimate; null labels count in
+    ``ALL`` only) has any label. ``bulk_density_g_cm3`` and ``depth_cm`` (one per estimate,
+    NaN where unknown) give the SOC stock of a group whose samples all have both.
+    ``residuals``: the signed nested out-of-fold calibration residuals of the served model."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}; got {target!r}")
+    yhat = _as_finite(estimates, "estimates")
+    e = _as_finite(residuals, "calibration residuals")
+    fraction = 1.0 if target == "samples" else 0.0
+    density = _optional(bulk_density_g_cm3, yhat.size, "bulk_density_g_cm3")
+    depth = _optional(depth_cm, yhat.size, "depth_cm")
+    groups: list[tuple[str, np.ndarray]] = [(ALL, np.ones(yhat.size, dtype=bool))]
+    if strata is not None:
+        labels = pd.Series(list(strata), dtype="string")
+        if labels.size != yhat.size:
+            raise ValueError(f"strata has {labels.size} labels for {yhat.size} estimates; give "
+                             "one per sample (blank where unknown)")
+        labels = labels.str.strip().mask(labels.str.strip() == "")
+        for name in sorted(labels.dropna().unique()):
+            groups.append((str(name), (labels == name).fillna(False).to_numpy(bool)))
+    summaries = []
+    for name, mask in groups:
+        soc = difference_mean(yhat[mask], e, level, fraction)
+        stock, note = None, None
+        if density is None or depth is None:
+            note = "no bulk_density_g_cm3 and depth_cm columns"
+        else:
+            weights = density[mask] * depth[mask]
+            missing = int((~np.isfinite(weights)).sum())
+            if missing:
+                note = f"{missing} of {int(mask.sum())} samples lack bulk density or depth"
+            else:
+                stock = difference_mean(yhat[mask], e, level, fraction, weights)
+        summaries.append(FieldSummary(name, int(mask.sum()), int(e.size), float(level), target,
+                                      soc, stock, note))
+    return summaries
+
+
+def summary_table(summaries: Sequence[FieldSummary]) -> pd.DataFrame:
+    """The summaries as one table (``FieldSummary.row``)."""
+    return pd.DataFrame([summary.row() for summary in summaries])
+
+
+def site_residuals(entry: Mapping) -> np.ndarray:
+    """The signed nested out-of-fold calibration residuals of a bundle site entry."""
+    residuals = entry.get("interval", {}).get("calibration_residuals")
+    if not residuals:
+        raise ValueError(f"bundle site {entry.get('site')!r} stores no calibration residuals; "
+                         "re-run the package stage")
+    return np.asarray(residuals, dtype=np.float64)
+
+
+def optional_columns(table: pd.DataFrame) -> dict:
+    """The ``field_summary`` keyword arguments a canonical table's optional columns give."""
+    return {key: table[column] if column in table else None
+            for key, column in (("strata", "stratum"),
+                                ("bulk_density_g_cm3", "bulk_density_g_cm3"),
+                                ("depth_cm", "depth_cm"))}
