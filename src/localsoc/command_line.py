@@ -451,16 +451,27 @@ def study(site, libraries, n, profile, no_test, env) -> None:
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="CSV to write (default: data/07_model_output/predictions_<site>.csv)")
+@click.option("--field-out", type=click.Path(dir_okay=False), default=None,
+              help="field summary CSV to write (default: data/07_model_output/"
+                   "field_summary_<site>.csv)")
+@click.option("--target", "summary_target", type=click.Choice(["field", "samples"]),
+              default="field",
+              show_default=True,
+              help="field summary target: field (the spectra are a sample of a larger field) or "
+                   "samples (the spectra are the whole population)")
 @import_options
-def predict(site, file, out, spectra, carbon_column, carbon_units, om_factor, id_column,
-            country, country_column, lat_column, lon_column, grid_start, grid_stop, grid_step,
-            narrow_grid_ok, no_dvc, env) -> None:
+def predict(site, file, out, field_out, summary_target, spectra, carbon_column, carbon_units, om_factor,
+            id_column, country, country_column, lat_column, lon_column, grid_start, grid_stop,
+            grid_step, narrow_grid_ok, no_dvc, env) -> None:
     """SOC with intervals and domain flags for FILE's spectra (default: the site's unlabelled
-    rows), through the same code the prediction service runs."""
+    rows), through the same code the prediction service runs; then the field summary: the
+    mean SOC of the spectra (and of each stratum, when FILE has a 'stratum' column) with an
+    interval that includes the model's error, and the SOC stock when FILE has
+    'bulk_density_g_cm3' and 'depth_cm' columns (localsoc.field)."""
     from rich.console import Console
 
     from localsoc.data.importers import import_wide
-    from localsoc.workflow import bundle_predictor, predict_table, unlabelled_rows
+    from localsoc.workflow import bundle_predictor, field_table, predict_table, unlabelled_rows
 
     console = Console()
     project = project_root()
@@ -482,6 +493,8 @@ def predict(site, file, out, spectra, carbon_column, carbon_units, om_factor, id
         if table.empty:
             raise ValueError(f"{source}: no spectra to predict")
         predictions = predict_table(predictor, site, table)
+        summary = (field_table(predictor, site, table, predictions, summary_target)
+                   if len(predictions) >= 2 or summary_target == "samples" else None)
     except Exception as error:  # bad input, unknown site, missing bundle: say what to fix
         message = getattr(error, "message", None) or str(error)
         raise click.ClickException(message) from None
@@ -495,6 +508,38 @@ def predict(site, file, out, spectra, carbon_column, carbon_units, om_factor, id
                   f"; {inside} in the model's domain, {len(predictions) - inside} flagged; "
                   f"model {predictions['method'].iloc[0]} ({predictions['model_version'].iloc[0]})")
     console.print(f"written: {target}")
+    if summary is None:
+        console.print("no field summary: it needs at least 2 spectra (or --target samples)")
+        return
+    print_field_summary(console, summary)
+    field_target = (Path(field_out) if field_out
+                    else project / f"data/07_model_output/field_summary_{site}.csv")
+    field_target.parent.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(field_target, index=False)
+    console.print(f"written: {field_target}")
+
+
+def print_field_summary(console, summary) -> None:
+    """The field summary table (``localsoc.workflow.field_table``) on the console."""
+    from rich.table import Table
+
+    from localsoc.field import METHOD
+
+    level = float(summary["level"].iloc[0])
+    table = Table(title=f"Field summary ({summary['target'].iloc[0]} mean, {level:.0%} interval "
+                        "including the model's error)")
+    for name in ("stratum", "N", "SOC %", "interval", "mean est.", "bias corr.",
+                 "sampling s.e.", "model s.e.", "stock t C/ha", "stock interval"):
+        table.add_column(name)
+    for row in summary.itertuples(index=False):
+        has_stock = row.stock_t_ha == row.stock_t_ha  # not NaN
+        table.add_row(str(row.stratum), str(row.n_samples), f"{row.soc_percent:.3f}",
+                      f"{row.lower:.3f}-{row.upper:.3f}", f"{row.mean_estimate:.3f}",
+                      f"{row.bias_correction:+.3f}", f"{row.sampling_se:.3f}",
+                      f"{row.model_se:.3f}", f"{row.stock_t_ha:.1f}" if has_stock else "-",
+                      f"{row.stock_lower:.1f}-{row.stock_upper:.1f}" if has_stock else "-")
+    console.print(table)
+    console.print(f"method: {METHOD}")
 
 
 if __name__ == "__main__":

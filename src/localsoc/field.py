@@ -235,8 +235,19 @@ def site_residuals(entry: Mapping) -> np.ndarray:
 
 
 def optional_columns(table: pd.DataFrame) -> dict:
-    """The ``field_summary`` keyword arguments a canonical table's optional columns give."""
-    return {key: table[column] if column in table else None
+    """The ``field_summary`` keyword arguments a canonical table's optional columns
+    (``localsoc.data.schema.OPTIONAL_COLUMNS``) give; None for an absent column."""
+    return {key: table[column].to_numpy() if column in table else None
             for key, column in (("strata", "stratum"),
                                 ("bulk_density_g_cm3", "bulk_density_g_cm3"),
                                 ("depth_cm", "depth_cm"))}
+
+
+def site_field_summary(entry: Mapping, estimates, *, strata=None, bulk_density_g_cm3=None,
+                       depth_cm=None, target: str = "field") -> list[FieldSummary]:
+    """``field_summary`` of a served site (a bundle site entry): its signed nested out-of-fold
+    calibration residuals and its interval level. What ``localsoc predict``, the report and
+    ``POST /field`` call."""
+    return field_summary(estimates, site_residuals(entry), float(entry["interval"]["level"]),
+                         strata=strata, bulk_density_g_cm3=bulk_density_g_cm3,
+                         depth_cm=depth_cm, target=target)

@@ -31,8 +31,8 @@ STAGES: tuple[str, ...] = (
     "nested",
     "mbl",
     "evaluate",
-    "report",
     "package",
+    "report",
 )
 
 

@@ -189,6 +189,24 @@ def predict_table(predictor, site: str, table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def field_table(predictor, site: str, table: pd.DataFrame, predictions: pd.DataFrame,
+                target: str = "field") -> pd.DataFrame:
+    """The field summary (``localsoc.field.site_field_summary``) of ``predict_table``'s
+    predictions of ``table``: the whole field, then each stratum when ``table`` has a
+    ``stratum`` column, with the SOC stock when it has ``bulk_density_g_cm3`` and ``depth_cm``.
+    One row per group (``localsoc.field.FieldSummary.row``)."""
+    from localsoc.field import optional_columns, site_field_summary, summary_table
+
+    served = predictor.site(site)
+    summaries = site_field_summary(served.entry, predictions["soc_percent"].to_numpy(),
+                                   **optional_columns(table.reset_index(drop=True)),
+                                   target=target)
+    out = summary_table(summaries)
+    out.insert(0, "site", site)
+    out["target"] = target
+    return out
+
+
 def unlabelled_rows(project: Path, site: str) -> pd.DataFrame:
     table = read_table(project / IMPORTS / "sites" / f"{check_name(site)}.parquet")
     return table.loc[table["soc"].isna()].reset_index(drop=True)

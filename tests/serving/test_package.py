@@ -100,8 +100,19 @@ def test_pipeline_saves_the_bundle_through_the_catalog(study, tmp_path):
     assert loaded.manifest["serving"]["max_spectra_per_request"] == 7
 
 
-def test_the_registry_runs_package_after_report():
+def test_the_registry_runs_report_after_package():
     from localsoc.pipeline_registry import STAGES, register_pipelines
 
-    assert STAGES[-2:] == ("report", "package")
+    assert STAGES[-2:] == ("package", "report")  # the report shows the bundle's model cards
     assert "serving_bundle" in register_pipelines()["__default__"].all_outputs()
+
+
+def test_the_default_pipeline_packages_before_the_report_reads_the_bundle():
+    # the report reads the bundle back as serving_manifest (the same store file as
+    # serving_bundle, without the models), which Kedro cannot tie to the package node itself
+    from localsoc.pipeline_registry import register_pipelines
+
+    names = [node.name for node in register_pipelines()["__default__"].nodes]
+    assert names.index("package_winners") < names.index("write_report")
+    report = register_pipelines()["report"]
+    assert {"serving_manifest", "study_predictions"} <= report.inputs()

@@ -472,10 +472,6 @@ def _column(frame: pd.DataFrame, name: str, argument: str) -> pd.Series:
     return frame[name]
 
 
-#: Plausible range of a dry bulk density (g/cm3): mineral soils about 0.1 (peat) to 2.2.
-BULK_DENSITY_RANGE = (0.01, 3.0)
-
-
 def optional_source_columns(columns) -> dict[str, object]:
     """The source columns of the canonical table's optional columns (``OPTIONAL_COLUMNS``):
     canonical name -> source column (in the canonical order), matched by name ignoring case and
@@ -500,7 +496,7 @@ def optional_values(frame: pd.DataFrame, columns: Mapping[str, object]) -> dict[
             continue
         numbers = pd.to_numeric(raw, errors="coerce")
         bad = numbers.isna() & raw.notna() & (raw.astype("string").str.strip() != "")
-        low, high = BULK_DENSITY_RANGE if name == "bulk_density_g_cm3" else (0.0, 1000.0)
+        low, high = schema.OPTIONAL_RANGES[name]
         bad |= numbers.notna() & ~((numbers > low) & (numbers <= high))
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])

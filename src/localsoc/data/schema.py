@@ -41,6 +41,13 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "bulk_density_g_cm3": "float64",
     "depth_cm": "float64",
 }
+#: The accepted range (low exclusive, high inclusive) of each numeric optional column: a dry
+#: bulk density in g/cm3 (peat about 0.1, compacted mineral soil up to about 2.2), a layer
+#: thickness in cm.
+OPTIONAL_RANGES: dict[str, tuple[float, float]] = {
+    "bulk_density_g_cm3": (0.01, 3.0),
+    "depth_cm": (0.0, 1000.0),
+}
 BAND_PREFIX = "nm_"
 _BAND_RE = re.compile(r"^nm_(\d+(?:\.\d+)?)$")
 

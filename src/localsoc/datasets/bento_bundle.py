@@ -62,6 +62,8 @@ class BentoBundleDataset(AbstractDataset):
         model_name: the store model's name.
         home: a BentoML home directory to use instead of BentoML's configured one.
         labels: extra BentoML labels of the saved model.
+        load_models: False loads the verified manifest only (no model is loaded; what the
+            report's model cards need).
         metadata: free-form, for Kedro plugins; not used here.
     """
 
@@ -72,12 +74,14 @@ class BentoBundleDataset(AbstractDataset):
         model_name: str = DEFAULT_MODEL_NAME,
         home: str | None = None,
         labels: dict[str, str] | None = None,
+        load_models: bool = True,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self._filepath = Path(filepath)
         self._model_name = model_name
         self._home = home
         self._labels = dict(labels or {})
+        self._load_models = bool(load_models)
         self.metadata = metadata
 
     def _describe(self) -> dict[str, Any]:
@@ -98,7 +102,7 @@ class BentoBundleDataset(AbstractDataset):
         return self._filepath.read_text().strip()
 
     def _load(self) -> ServingBundle:
-        return load_stored_bundle(self.tag(), self._home)
+        return load_stored_bundle(self.tag(), self._home, self._load_models)
 
     def _save(self, data: ServingBundle) -> None:
         import bentoml

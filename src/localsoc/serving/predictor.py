@@ -24,10 +24,17 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from localsoc.data.schema import OPTIONAL_RANGES
+from localsoc.field import METHOD as FIELD_METHOD
+from localsoc.field import site_field_summary
 from localsoc.methods import family
 from localsoc.serving.bundle import DEFAULT_SERVING, BundleError, ServingBundle, interval_rule
+from localsoc.serving.card import card_markdown, site_card
 from localsoc.serving.schemas import (
+    CardResponse,
     DomainLimits,
+    FieldGroup,
+    FieldResponse,
     Interval,
     ModelIdentity,
     PredictResponse,
@@ -451,3 +458,51 @@ class BundlePredictor:
         wavelengths = check_wavelengths(wavelengths_nm)
         values = check_spectra(rows, field, wavelengths.size)
         return served.predict(wavelengths, to_reflectance(values, field, self.limits))
+
+    def field(self, site: str, wavelengths_nm: list[float], reflectance: list | None = None,
+              absorbance: list | None = None, stratum: list | None = None,
+              bulk_density_g_cm3: list | None = None, depth_cm: list | None = None,
+              target: str = "field") -> FieldResponse:
+        """The field summary (``localsoc.field.site_field_summary``) of one request's spectra,
+        or a ``RequestError``: 400 for a per-sample list whose length is not one per spectrum,
+        422 for a bulk density or depth out of range."""
+        answer = self.answer(site, wavelengths_nm, reflectance, absorbance)
+        count = len(answer.predictions)
+        for name, values in (("stratum", stratum), ("bulk_density_g_cm3", bulk_density_g_cm3),
+                             ("depth_cm", depth_cm)):
+            if values is not None and len(values) != count:
+                raise RequestError(400, name, f"{name} has {len(values)} values for {count} "
+                                   "spectra; give one per spectrum (null where unknown)")
+        for name, values in (("bulk_density_g_cm3", bulk_density_g_cm3),
+                             ("depth_cm", depth_cm)):
+            low, high = OPTIONAL_RANGES[name]
+            for index, value in enumerate(values or []):
+                if value is not None and not (math.isfinite(value) and low < value <= high):
+                    raise RequestError(422, name, f"{name}[{index}] is {value:g}; give a value "
+                                       f"in ({low:g}, {high:g}] or null")
+        served = self.site(site)
+        estimates = np.array([p.soc_percent for p in answer.predictions])
+        try:
+            summaries = site_field_summary(
+                served.entry, estimates, strata=stratum,
+                bulk_density_g_cm3=None if bulk_density_g_cm3 is None else
+                [np.nan if v is None else v for v in bulk_density_g_cm3],
+                depth_cm=None if depth_cm is None else
+                [np.nan if v is None else v for v in depth_cm], target=target)
+        except ValueError as error:
+            raise RequestError(422, "reflectance" if reflectance is not None else "absorbance",
+                               str(error)) from None
+        return FieldResponse(
+            model=answer.model, method=FIELD_METHOD, level=served.level, target=target,
+            n_spectra=count, n_calibration=summaries[0].n_calibration,
+            out_of_domain=sum(not p.in_domain for p in answer.predictions),
+            resampled=answer.resampled,
+            summaries=[FieldGroup.model_validate(s.to_dict()) for s in summaries])
+
+    def card(self, site: str) -> CardResponse:
+        """The model card of a served site (``localsoc.serving.card``), from the bundle."""
+        if site not in self.sites:
+            raise RequestError(404, "site", f"unknown site {_short(site)}; this service serves "
+                               f"{sorted(self.sites)} (GET /sites describes them)")
+        card = site_card(self.manifest, site, self.tag)
+        return CardResponse(site=site, markdown=card_markdown(card, "#"), card=card)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -154,3 +154,79 @@ class SitesResponse(BaseModel):
     code_version: str | None
     limits: ServingLimits
     sites: list[SiteDescription]
+
+
+#: A field request, cut to three bands and two spectra.
+EXAMPLE_FIELD_REQUEST = {
+    "site": "china_site",
+    "wavelengths_nm": [400.0, 410.0, 420.0],
+    "reflectance": [[0.081, 0.083, 0.086], [0.079, 0.082, 0.084]],
+    "stratum": ["north", "south"],
+    "bulk_density_g_cm3": [1.31, 1.27],
+    "depth_cm": [30.0, 30.0],
+}
+
+
+class FieldRequest(PredictRequest):
+    """The scanned samples of one field: their spectra and, optionally, each sample's stratum,
+    bulk density and layer depth (for the SOC stock)."""
+
+    model_config = ConfigDict(extra="forbid",
+                              json_schema_extra={"example": EXAMPLE_FIELD_REQUEST})
+
+    stratum: list[str | None] | None = Field(
+        default=None, fail_fast=True,
+        description="one stratum label per spectrum (null: in the whole-field summary only)")
+    bulk_density_g_cm3: list[float | None] | None = Field(
+        default=None, fail_fast=True,
+        description="dry bulk density of each sample, g/cm3 (null where unknown)")
+    depth_cm: list[float | None] | None = Field(
+        default=None, fail_fast=True,
+        description="thickness of each sample's layer, cm (null where unknown)")
+    target: Literal["field", "samples"] = Field(
+        default="field",
+        description="field: the samples are a sample of a larger field, whose mean is wanted; "
+        "samples: the samples are the population (the mean of their true SOC is wanted)")
+
+
+class MeanEstimate(BaseModel):
+    estimate: float = Field(description="the bias-corrected mean (mean estimate + bias "
+                            "correction); SOC % or t C/ha")
+    lower: float = Field(description="lower bound (clipped at 0)")
+    upper: float
+    mean_estimate: float = Field(description="mean of the model's estimates")
+    bias_correction: float = Field(description="mean signed nested out-of-fold calibration "
+                                   "residual (times the mean bulk density x depth for a stock)")
+    sampling_se: float = Field(description="standard error from the estimates' spread")
+    model_se: float = Field(description="standard error of the model's mean error")
+    df: float = Field(description="Welch-Satterthwaite degrees of freedom of the t interval")
+
+
+class FieldGroup(BaseModel):
+    stratum: str = Field(description="'all' for the whole field, else the stratum label")
+    n_samples: int
+    soc: MeanEstimate = Field(description="mean SOC %")
+    stock: MeanEstimate | None = Field(
+        description="mean SOC stock, t C/ha (SOC % x bulk density x depth); null without bulk "
+        "density and depth for every sample of the group")
+    stock_note: str | None = Field(default=None, description="why there is no stock")
+
+
+class FieldResponse(BaseModel):
+    model: ModelIdentity
+    method: str = Field(description="how the interval is computed")
+    level: float
+    target: str
+    n_spectra: int
+    n_calibration: int = Field(description="calibration residuals the model error comes from")
+    out_of_domain: int = Field(description="spectra outside the model's applicability domain")
+    resampled: bool
+    summaries: list[FieldGroup]
+
+
+class CardResponse(BaseModel):
+    """What GET /sites/{site}/card returns: the site's model card as data and as markdown."""
+
+    site: str
+    markdown: str
+    card: dict

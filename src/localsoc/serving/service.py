@@ -2,8 +2,15 @@
 
 ``POST /predict`` takes ``{site, wavelengths_nm, reflectance | absorbance}`` and returns, per
 spectrum, the SOC estimate, its prediction interval and the applicability-domain statistics,
-with the identity of the model that made them. ``GET /sites`` lists the served sites with their
-method, wavelength grid and test metrics.
+with the identity of the model that made them. ``POST /field`` takes the same body plus,
+optionally, one ``stratum``, ``bulk_density_g_cm3`` and ``depth_cm`` per spectrum and
+``target`` (field | samples), and returns the field's (and each stratum's) mean SOC with an
+interval that includes the model's error, and the SOC stock (``localsoc.field``; its errors are
+those of /predict, plus 400 for a per-spectrum list of the wrong length and 422 for a bulk
+density or depth out of range). ``GET /sites`` lists the served sites with their method,
+wavelength grid and test metrics; ``GET /sites/{site}/card`` gives a site's model card
+(``localsoc.serving.card``: data, method, metrics, intervals, domain, versions) as data and
+markdown (404 for an unknown site).
 
 The bundle is one model in the BentoML store (see ``localsoc.serving.bundle``); its tag is taken
 from ``$LOCALSOC_BUNDLE_TAG``, else from ``data/06_models/bento_tag.txt`` (written by the package
@@ -55,14 +62,26 @@ from localsoc.serving.bundle import DEFAULT_SERVING, BundleError, read_stored_bu
 from localsoc.serving.edge import OPEN_ROUTES, EdgeSettings, edge_settings, offers_key
 from localsoc.serving.inference import configure_threads
 from localsoc.serving.predictor import BundlePredictor, RequestError, schema_error
-from localsoc.serving.schemas import ErrorResponse, PredictRequest, PredictResponse, SitesResponse
+from localsoc.serving.schemas import (
+    CardResponse,
+    ErrorResponse,
+    FieldRequest,
+    FieldResponse,
+    PredictRequest,
+    PredictResponse,
+    SitesResponse,
+)
 
 logger = logging.getLogger(__name__)
 
 TAG_FILE = Path("data/06_models/bento_tag.txt")
 DEFAULT_TAG = "localsoc_bundle:latest"
 PREDICT_ROUTE = "/predict"
+FIELD_ROUTE = "/field"
 SITES_ROUTE = "/sites"
+CARD_ROUTE = "/sites/{site}/card"
+#: The POST routes whose JSON bodies the middleware checks, and the schema of each.
+BODY_SCHEMAS = {PREDICT_ROUTE: PredictRequest, FIELD_ROUTE: FieldRequest}
 OPENAPI_ROUTE = "/docs.json"
 #: The error replies of /predict (all ``ErrorResponse``), as documented in /docs.json.
 ERROR_STATUSES = {
@@ -110,7 +129,17 @@ async def sites_endpoint(request: Request) -> JSONResponse:
     return JSONResponse(service.sites_document())
 
 
-sites_app = Starlette(routes=[Route(SITES_ROUTE, sites_endpoint, methods=["GET"])])
+async def card_endpoint(request: Request) -> JSONResponse:
+    service = bentoml.get_current_service()
+    try:
+        card = service.predictor.card(request.path_params["site"])
+    except RequestError as error:
+        return JSONResponse(error.body(), status_code=error.status)
+    return JSONResponse(card.model_dump())
+
+
+sites_app = Starlette(routes=[Route(SITES_ROUTE, sites_endpoint, methods=["GET"]),
+                              Route(CARD_ROUTE, card_endpoint, methods=["GET"])])
 
 
 # --- the OpenAPI document: BentoML's, with the replies this service really gives -------------
@@ -127,24 +156,37 @@ def _component(schemas: dict[str, Any], model: type[BaseModel]) -> dict[str, str
 
 
 def openapi_document() -> dict[str, Any]:
-    """BentoML's OpenAPI document of the service with /predict's error replies (400, 413, 415,
-    422, 500: ``ErrorResponse``, which BentoML does not know) and GET /sites (a mounted app,
-    which BentoML does not document). Built once per worker."""
+    """BentoML's OpenAPI document of the service with /predict's and /field's error replies
+    (400, 413, 415, 422, 500: ``ErrorResponse``, which BentoML does not know), GET /sites and
+    GET /sites/{site}/card (a mounted app, which BentoML does not document). Built once per
+    worker."""
     if not _openapi:
         document = json.loads(json.dumps(LocalSOCService.openapi_spec.asdict()))
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         error = {"content": {"application/json": {"schema": _component(schemas, ErrorResponse)}}}
         predict = document["paths"][PREDICT_ROUTE]["post"]
-        predict["responses"] = {
-            "200": predict["responses"]["200"],
-            **{str(status): {"description": text, **error}
-               for status, text in ERROR_STATUSES.items()},
-        }
+        for route in (PREDICT_ROUTE, FIELD_ROUTE):
+            post = document["paths"][route]["post"]
+            post["responses"] = {
+                "200": post["responses"]["200"],
+                **{str(status): {"description": text, **error}
+                   for status, text in ERROR_STATUSES.items()},
+            }
         document["paths"][SITES_ROUTE] = {"get": {
             "summary": "The served sites with their method, wavelength grid and test metrics",
             "tags": predict.get("tags", []),
             "responses": {"200": {"description": "Successful Response", "content": {
                 "application/json": {"schema": _component(schemas, SitesResponse)}}}},
+        }}
+        document["paths"][CARD_ROUTE] = {"get": {
+            "summary": "The model card of a served site (from the bundle), as data and markdown",
+            "tags": predict.get("tags", []),
+            "parameters": [{"name": "site", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "Successful Response", "content": {
+                    "application/json": {"schema": _component(schemas, CardResponse)}}},
+                "404": {"description": "unknown site", **error}},
         }}
         _openapi.update(document)
     return _openapi
@@ -156,7 +198,8 @@ def openapi_document() -> dict[str, Any]:
 class RequestLimits:
     """ASGI middleware: 401 without the API key (when the server has one), 408 for a body that
     does not arrive in time, 413 for bodies above the limit, 415 for non-JSON bodies to
-    /predict; paths lose their trailing slash."""
+    /predict and /field (and 400 for bodies that do not fit their schema); paths lose their
+    trailing slash."""
 
     def __init__(self, app, max_body_bytes: int | None = None,
                  edges: EdgeSettings | None = None) -> None:
@@ -209,8 +252,8 @@ class RequestLimits:
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
-        predict = path == PREDICT_ROUTE
-        if predict:
+        schema = BODY_SCHEMAS.get(path)
+        if schema is not None:
             media = headers.get(b"content-type", b"application/json").split(b";")[0].strip()
             if media and media.lower() != b"application/json":
                 shown = media.decode(errors="replace")[:80]
@@ -247,11 +290,11 @@ class RequestLimits:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if predict:
+        if schema is not None:
             # checked here, not by BentoML: its replies and logs for a body that does not fit
             # the schema grow with the body (every bad value, with request data, at ERROR)
             try:
-                PredictRequest.model_validate_json(body)
+                schema.model_validate_json(body)
             except ValidationError as error:
                 problem = schema_error(error)
                 await self._reply(send, problem.status, problem.message, problem.field)
@@ -306,7 +349,7 @@ def _workers() -> int:
     # OpenTelemetry spans cost ~0.5 ms a request even when none is sampled (BentoML's default);
     # LOCALSOC_TRACING=1 traces the API routes too (with a tracing exporter configured)
     tracing={"excluded_urls": "" if os.environ.get("LOCALSOC_TRACING", "0") == "1"
-             else f"{PREDICT_ROUTE},/sites"},
+             else f"{PREDICT_ROUTE},{FIELD_ROUTE},/sites"},
 )
 @bentoml.asgi_app(sites_app, path="/")
 class LocalSOCService:
@@ -340,6 +383,20 @@ class LocalSOCService:
         """SOC % per spectrum with its interval, domain check and the model's identity."""
         try:
             return self.predictor.answer(site, wavelengths_nm, reflectance, absorbance)
+        except RequestError as error:
+            return JSONResponse(error.body(), status_code=error.status)
+
+    @bentoml.api(route=FIELD_ROUTE, input_spec=FieldRequest)
+    def field(self, site: str, wavelengths_nm: list[float],
+              reflectance: list[list[float]] | None = None,
+              absorbance: list[list[float]] | None = None, stratum: list[str | None] | None = None,
+              bulk_density_g_cm3: list[float | None] | None = None,
+              depth_cm: list[float | None] | None = None, target: str = "field") -> FieldResponse:
+        """The field's (and each stratum's) mean SOC with an interval that includes the model's
+        error, and the SOC stock (``localsoc.field``)."""
+        try:
+            return self.predictor.field(site, wavelengths_nm, reflectance, absorbance, stratum,
+                                        bulk_density_g_cm3, depth_cm, target)
         except RequestError as error:
             return JSONResponse(error.body(), status_code=error.status)
 

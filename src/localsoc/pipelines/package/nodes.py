@@ -63,6 +63,21 @@ def _interval_entry(winner: dict, rows: pd.DataFrame, residuals: np.ndarray) -> 
     return entry
 
 
+def _data_record(site: str, calibration: pd.DataFrame, test: pd.DataFrame,
+                 library_ssl: pd.DataFrame, sites_ssl: pd.DataFrame) -> dict[str, Any]:
+    """What the site's model was built and tested on, for its model card: the number of
+    calibration and test samples, the site's validated rows and each library's validated rows
+    (the libraries the study could draw from)."""
+    libraries = (library_ssl["library"].astype("string").fillna("(unnamed)").value_counts()
+                 .sort_index() if "library" in library_ssl and len(library_ssl) else {})
+    return {
+        "calibration_samples": int(len(calibration)),
+        "test_samples": int(len(test)),
+        "site_rows": int((sites_ssl["site"] == site).sum()) if "site" in sites_ssl else None,
+        "library_rows": {str(name): int(count) for name, count in dict(libraries).items()},
+    }
+
+
 def serving_settings(validate: dict, package: dict) -> dict[str, Any]:
     """The limits the service enforces: package parameters over the defaults, with the
     reflectance range the validation stage accepted for training data."""
@@ -165,6 +180,9 @@ def package_winners(
             )
         residuals = (rows["observed"].to_numpy(np.float64)
                      - rows["estimated"].to_numpy(np.float64))
+        tested = study_predictions.loc[(study_predictions["role"] == "test")
+                                       & (study_predictions["site"] == site)
+                                       & (study_predictions["method"] == winner["method"])]
         trained_at, trained_at_source = _trained_at(model, packaged_at)
         info = getattr(model, "info", None) or {}
         sites[site] = {
@@ -189,6 +207,10 @@ def package_winners(
                              for k, v in (winner.get("test_metrics") or {}).items()},
             "best_on_test": winner.get("best_on_test"),
             "interval": _interval_entry(winner, rows, residuals),
+            "data": _data_record(site, rows, tested, library_ssl, sites_ssl),
+            "selection": {key: winner.get(key) for key in (
+                "rule", "candidates", "cal_rmse_se", "cal_rmse_unnested",
+                "winner_was_best_on_test")},
             "domain": winner["domain"],
         }
         interval_rule(sites[site])  # the stored numbers must follow from the residuals

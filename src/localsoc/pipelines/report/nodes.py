@@ -1,4 +1,5 @@
-"""The human report: data, RS-LOCAL, the Table-3 layout, winners, uncertainty, times, versions."""
+"""The human report: data, RS-LOCAL, the Table-3 layout, winners, uncertainty, the field
+summary, the model cards, times, versions."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
+from localsoc.field import METHOD as FIELD_METHOD
+from localsoc.field import optional_columns, site_field_summary
 from localsoc.methods import methods, reference_method
 from localsoc.provenance import code_version, data_version
+from localsoc.serving.card import card_markdown, site_card
 
 
 def _table(frame: pd.DataFrame, floats: str = "{:.3f}") -> str:
@@ -40,10 +44,15 @@ def write_report(
     sites_ssl: pd.DataFrame,
     stage_seconds: dict,
     study: dict,
+    study_predictions: pd.DataFrame | None = None,
+    serving_manifest=None,
 ) -> tuple[str, str]:
     """Markdown report (and the same as HTML). Figures are linked relative to data/08_reporting.
 
-    ``study`` is ``params:study`` (the run's seed is printed)."""
+    ``study`` is ``params:study`` (the run's seed is printed). ``serving_manifest``: the
+    packaged bundle (a ``ServingBundle`` or its manifest), read back from the store; with
+    ``study_predictions`` it gives the field summary and the model cards
+    (``field_summary_section``, ``model_cards_section``)."""
     import markdown
 
     seed = study["seed"]
@@ -166,6 +175,10 @@ def write_report(
         out += ["", "## Representation transfer: CV RMSE per frozen depth", ""]
         out.append(_table(transfer_depths))
 
+    manifest = getattr(serving_manifest, "manifest", serving_manifest)
+    out += ["", *field_summary_section(manifest, study_predictions, sites_ssl)]
+    out += ["", *model_cards_section(manifest)]
+
     out += ["", "## Run time per stage", ""]
     if stage_seconds:
         times = pd.DataFrame({"stage": list(stage_seconds), "seconds": list(stage_seconds.values())})
@@ -180,3 +193,68 @@ def write_report(
             "collapse}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:48%}</style>"
             f"</head><body>{html}</body></html>")
     return text, page
+
+
+def field_summary_section(manifest: dict | None, study_predictions: pd.DataFrame | None,
+                          sites_ssl: pd.DataFrame) -> list[str]:
+    """The report's field summary: per served site, the mean SOC of its test samples (the
+    site's scanned samples without lab values in this study) from the served model's estimates
+    only (``localsoc.field.site_field_summary``, per stratum and with the SOC stock when the
+    site table has those columns). The observed mean of the same samples is shown beside it as
+    a check; it is not used to compute anything."""
+    out = ["## Field summary", ""]
+    if not manifest or study_predictions is None:
+        return out + ["No packaged bundle was given: run the package stage before the report."]
+    out.append(f"Method: {FIELD_METHOD}. The samples summarised are each site's test samples, "
+               "as if scanned but not sent to the lab; their estimates are the served model's. "
+               "'observed mean (check)' is the mean lab value of the same samples, not used "
+               "by the summary.")
+    out.append("")
+    rows, notes = [], []
+    for site, entry in sorted(manifest["sites"].items()):
+        tested = study_predictions.loc[(study_predictions["site"] == site)
+                                       & (study_predictions["method"] == entry["method"])
+                                       & (study_predictions["role"] == "test")]
+        if len(tested) < 2:
+            notes.append(f"{site}: fewer than 2 test samples, no field summary.")
+            continue
+        ids = tested["sample_id"].astype(str).to_numpy()
+        site_rows = sites_ssl.assign(sample_id=sites_ssl["sample_id"].astype(str))
+        extra = site_rows.drop_duplicates("sample_id").set_index("sample_id").reindex(ids)
+        summaries = site_field_summary(entry, tested["estimated"].to_numpy(np.float64),
+                                       **optional_columns(extra.reset_index()))
+        observed = tested["observed"].to_numpy(np.float64)
+        strata = (extra["stratum"].astype("string").str.strip().to_numpy()
+                  if "stratum" in extra else None)
+        for summary in summaries:
+            mask = (np.ones(len(ids), bool) if summary.stratum == "all"
+                    else (strata == summary.stratum))
+            row = {"site": site, **summary.row(),
+                   "observed mean (check)": float(np.nanmean(observed[mask]))}
+            row.pop("level")
+            rows.append(row)
+            if summary.stock is None and summary.stratum == "all":
+                notes.append(f"{site}: no SOC stock ({summary.stock_note}).")
+    if rows:
+        level = float(next(iter(manifest["sites"].values()))["interval"]["level"])
+        table = pd.DataFrame(rows).rename(columns={
+            "n_samples": "N", "soc_percent": "SOC % (mean)", "lower": f"{level:.0%} lower",
+            "upper": f"{level:.0%} upper", "mean_estimate": "mean estimate",
+            "bias_correction": "bias correction", "sampling_se": "sampling s.e.",
+            "model_se": "model s.e.", "stock_t_ha": "stock t C/ha",
+            "stock_lower": "stock lower", "stock_upper": "stock upper"})
+        out.append(_table(table))
+    if notes:
+        out += ["", *notes]
+    return out
+
+
+def model_cards_section(manifest: dict | None) -> list[str]:
+    """One model card per served site (``localsoc.serving.card``), from the bundle's
+    manifest only; the same card ``GET /sites/{site}/card`` serves."""
+    out = ["## Model cards", ""]
+    if not manifest:
+        return out + ["No packaged bundle was given: run the package stage before the report."]
+    for site in sorted(manifest["sites"]):
+        out.append(card_markdown(site_card(manifest, site), "###"))
+    return out

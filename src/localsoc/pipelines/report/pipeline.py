@@ -11,7 +11,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["data_summary", "validation_report", "rslocal_selection",
                         "rslocal_history", "site_calibration", "study_metrics", "study_winners",
                         "study_table", "transfer_depths", "library_ssl", "sites_ssl",
-                        "stage_seconds", "params:study"],
+                        "stage_seconds", "params:study", "study_predictions",
+                        "serving_manifest"],
                 outputs=["study_report", "study_report_html"],
                 name="write_report",
             )
