@@ -9,9 +9,14 @@ store (``localsoc.methods``: a 1D-CNN fold ensemble in the layout of
   step's name, parameters and fitted state, e.g. MSC's reference spectrum);
 - the interval: its method (``normalised``: half-width q * sigma(x), sigma the spectrum's
   domain distance; ``plain``: one conformal half-width), level, and the nested out-of-fold
-  calibration residuals and difficulties it came from (checked when read);
+  calibration residuals (signed, observed - estimated; the field summary of
+  ``localsoc.field`` uses their mean) and difficulties it came from (checked when read);
 - the applicability domain (PCA mean, components, variances, T2 and Q limits);
 - the method, the model key, what it was trained on, calibration and test metrics;
+- ``data``: the number of calibration and test samples and the validated rows of the site and
+  of each library; ``selection``: the winner rule, the candidates and the nested calibration
+  RMSE's standard error (both for the model card, ``localsoc.serving.card``; older bundles
+  lack them);
 - the serving limits, and the data and code versions of the run that made it.
 
 ``bundle.json`` lists the SHA-256 of every model file; ``read_bundle`` verifies them (and, when

@@ -83,8 +83,9 @@ def site_card(manifest: Mapping[str, Any], site: str, tag: str | None = None) ->
             "t2_limit": _number(domain["t2_limit"]),
             "q_limit": _number(domain["q_limit"]),
             "rule": "a spectrum is in the domain when its Hotelling T2 and Q residual in the "
-                    "PCA of the model's training spectra are at or below these limits (the "
-                    "training spectra's own 0.99 quantiles unless the study set another)",
+                    "PCA of the model's training spectra are at or below these limits (empirical "
+                    "quantiles of the training spectra's own T2 and Q, "
+                    "localsoc.uncertainty.ApplicabilityDomain)",
         },
         "versions": {
             "packaged_at": manifest.get("packaged_at"),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: The shape of a request, cut to three bands (a real one covers the model's whole range).
 EXAMPLE_REQUEST = {
@@ -199,7 +200,13 @@ class MeanEstimate(BaseModel):
                                    "residual (times the mean bulk density x depth for a stock)")
     sampling_se: float = Field(description="standard error from the estimates' spread")
     model_se: float = Field(description="standard error of the model's mean error")
-    df: float = Field(description="Welch-Satterthwaite degrees of freedom of the t interval")
+    df: float | None = Field(description="Welch-Satterthwaite degrees of freedom of the t "
+                             "interval (null: unbounded, a normal quantile was used)")
+
+    @field_validator("df")
+    @classmethod
+    def _finite_or_null(cls, value: float | None) -> float | None:
+        return value if value is None or math.isfinite(value) else None
 
 
 class FieldGroup(BaseModel):
