@@ -98,7 +98,7 @@ def make_scratch_project(root: Path) -> Path:
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf/local").mkdir(exist_ok=True)
     (root / "src").mkdir(exist_ok=True)  # kedro wants one; the package itself is installed
-    for kind in ("libraries", "sites"):
+    for kind in ("libraries", "sites", "plans"):
         (root / "data/01_raw/imports" / kind).mkdir(parents=True, exist_ok=True)
     return root
 

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import click
 
+#: TensorFlow's C++ log level as the user's environment set it (None: not set).
+USER_TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 for _name, _value in (
     ("KEDRO_DISABLE_TELEMETRY", "true"),
     ("DVC_NO_ANALYTICS", "1"),
     ("BENTOML_DO_NOT_TRACK", "true"),
-    ("TF_CPP_MIN_LOG_LEVEL", "2"),
+    ("TF_CPP_MIN_LOG_LEVEL", "3"),
 ):
     os.environ.setdefault(_name, _value)
 
@@ -117,8 +119,24 @@ def _cell(value) -> str:
 
 
 @click.group()
-def main() -> None:
+@click.option("--verbose", is_flag=True,
+              help="show TensorFlow's start-up lines (oneDNN, CUDA, absl) on the console")
+def main(verbose: bool) -> None:
     """LocalSOC: localise a large soil spectral library to one field's SOC."""
+    from localsoc.quiet_start import VERBOSE_ENV
+
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"  # inherited by the Kedro / DVC processes a command starts
+        if USER_TF_LOG_LEVEL is None:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"  # TensorFlow reads it when imported
+
+
+def start_tensorflow() -> None:
+    """Import TensorFlow before a command that needs it: quietly (``localsoc.quiet_start``)
+    unless ``localsoc --verbose``."""
+    from localsoc.quiet_start import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
 
 STAGE_LOG_VARIABLE = "LOCALSOC_STAGE_LOG"  # where `localsoc stage` notes what ran, for run/study
@@ -146,6 +164,7 @@ def run_through_dvc(project: Path, env: str, params: dict | None = None,
     if not (project / ".dvc").is_dir():
         console.print(f"[yellow]{project} is not a DVC repository (no .dvc/): the stages run in "
                       "this process and no dvc.lock records them (`dvc init` to record runs)")
+        start_tensorflow()
         return run_stages(list(stages or STAGES), env, params=params, project=project)
     if not (project / "src" / "localsoc").is_dir():
         raise click.ClickException(
@@ -298,6 +317,11 @@ def import_options(function):
                      default="percent", show_default=True),
         click.option("--om-factor", type=float, default=None,
                      help="organic matter to organic carbon factor (default 1.724)"),
+        click.option("--carbon-kind", type=click.Choice(["organic", "total"]), default=None,
+                     help="what the carbon column measures: organic carbon, or total carbon "
+                          "(organic + carbonate; e.g. dry combustion of untreated soil). "
+                          "Recorded with the table; the study warns when a site and a "
+                          "library differ"),
         click.option("--id-column", default=None,
                      help="column with sample ids (default: one named sample_id, id, "
                           "id.layer_uuid_txt or id.layer_local_c; else generated)"),
@@ -331,10 +355,10 @@ def ossl_options(function):
                         help="OSSL soil lab table to join on the layer id (carbon)")(function)
 
 
-def _do_import(kind, file, name, spectra, carbon_column, carbon_units, om_factor, id_column,
-               country, country_column, lat_column, lon_column, grid_start, grid_stop,
-               grid_step, narrow_grid_ok, no_dvc, env, ossl_lab=None, ossl_site=None,
-               labels=None):
+def _do_import(kind, file, name, spectra, carbon_column, carbon_units, om_factor, carbon_kind,
+               id_column, country, country_column, lat_column, lon_column, grid_start,
+               grid_stop, grid_step, narrow_grid_ok, no_dvc, env, no_plan=False, ossl_lab=None,
+               ossl_site=None, labels=None):
     from rich.console import Console
 
     from localsoc.workflow import grid_from_options, import_table, project_parameters
@@ -346,7 +370,8 @@ def _do_import(kind, file, name, spectra, carbon_column, carbon_units, om_factor
     try:
         outcome = import_table(
             project, file, name=name, kind=kind, grid=grid, validate_params=params["validate"],
-            track=not no_dvc, ossl_tables={"soillab": ossl_lab, "soilsite": ossl_site, "labels": labels},
+            track=not no_dvc, carbon_kind=carbon_kind, use_plan=not no_plan,
+            ossl_tables={"soillab": ossl_lab, "soilsite": ossl_site, "labels": labels},
             **_import_options(spectra, carbon_column, carbon_units, om_factor, id_column,
                               country, country_column, lat_column, lon_column, narrow_grid_ok),
         )
@@ -369,6 +394,8 @@ def _do_import(kind, file, name, spectra, carbon_column, carbon_units, om_factor
     for line in report.get("notes", []):
         if line.startswith(("OSSL", "joined", "kept", "carbon from")):
             console.print(f"  {line}")
+    console.print(f"  carbon kind: {carbon_kind} carbon (recorded with the table)" if carbon_kind
+                  else "  carbon kind: not declared (--carbon-kind organic|total records it)")
     if kind == "site":
         console.print(f"  {labelled} labelled rows (candidates for calibration and test), "
                       f"{len(outcome.table) - labelled} unlabelled rows (spectra to predict)")
@@ -387,6 +414,8 @@ def _do_import(kind, file, name, spectra, carbon_column, carbon_units, om_factor
         console.print("    (validation quarantines them with these reasons when the study runs)")
     else:
         console.print("  validation: every row passes")
+    if outcome.plan_note:
+        console.print(f"  {outcome.plan_note}")
     console.print(f"  stored: {outcome.path}; {outcome.dvc}")
 
 
@@ -409,34 +438,123 @@ def import_library(file, name, **options) -> None:
 @main.command(name="site")
 @click.argument("file", type=click.Path())  # a directory of .asd files too
 @click.option("--name", "name", required=True, help="the site's name")
+@click.option("--no-plan", is_flag=True,
+              help="ignore and remove the site's lab plan (`localsoc plan`): the study then "
+                   "picks calibration samples by Kennard-Stone on the labelled rows")
 @import_options
 @ossl_options
-def add_site(file, name, **options) -> None:
-    """Add a local site: rows with carbon calibrate and test, rows without are predicted."""
-    _do_import("site", file, name, **options)
+def add_site(file, name, no_plan, **options) -> None:
+    """Add a local site: rows with carbon calibrate and test, rows without are predicted.
+
+    With a lab plan (`localsoc plan`) every planned sample needs its lab value, and the study
+    calibrates on the planned calibration samples."""
+    _do_import("site", file, name, no_plan=no_plan, **options)
+
+
+@main.command(name="plan")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--site", "site", required=True, help="the site's name (as `localsoc site` will "
+              "get it)")
+@click.option("--n", "n", type=click.IntRange(min=2), default=None,
+              help="calibration samples Kennard-Stone picks (default: split.n_calibration)")
+@click.option("--validation", "n_validation", type=click.IntRange(min=0), default=0,
+              show_default=True,
+              help="extra validation samples drawn at random (seeded) from the rest")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="also write the lab request CSV here")
+@click.option("--replace", is_flag=True, help="replace the site's existing plan")
+@import_options
+def plan(file, site, n, n_validation, out, replace, spectra, carbon_column, carbon_units,
+         om_factor, carbon_kind, id_column, country, country_column, lat_column, lon_column,
+         grid_start, grid_stop, grid_step, narrow_grid_ok, no_dvc, env) -> None:
+    """Choose which of a site's scanned samples go to the lab (no lab values needed).
+
+    Kennard-Stone picks the calibration samples in the study's own space (its preprocessing
+    and split settings), optionally plus random validation samples, and writes the lab
+    request (sample_id, role, ks_rank) to data/01_raw/imports/plans/SITE.csv. Import the
+    file again with the lab values (`localsoc site FILE --name SITE`): the study then
+    calibrates on exactly these samples and tests on the rest."""
+    from rich.console import Console
+
+    from localsoc.workflow import grid_from_options, make_plan, project_parameters
+
+    console = Console()
+    project = project_root()
+    params = project_parameters(project, env)
+    grid = grid_from_options(grid_start, grid_stop, grid_step, params["grid"])
+    try:
+        outcome = make_plan(
+            project, file, site=site,
+            n=int(n if n is not None else params["split"]["n_calibration"]),
+            n_validation=n_validation, params=params, grid=grid, replace=replace,
+            out=Path(out) if out else None,
+            **_import_options(spectra, None, carbon_units, om_factor, id_column, country,
+                              country_column, lat_column, lon_column, narrow_grid_ok))
+    except (ValueError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    roles = outcome.plan["role"].value_counts()
+    console.print(f"[bold]lab plan for site {site}[/]: {int(roles.get('calibration', 0))} "
+                  f"calibration samples (Kennard-Stone) and {int(roles.get('validation', 0))} "
+                  f"validation samples (random) of {outcome.rows} spectra in {file}")
+    if len(outcome.quarantine):
+        console.print(f"[yellow]  {len(outcome.quarantine)} spectra fail validation and were "
+                      "not planned (rows "
+                      + ", ".join(str(r) for r in outcome.quarantine["source_row"].head(10))
+                      + ")")
+    if outcome.ids_generated:
+        console.print("[yellow]  sample ids were generated from row numbers (no id column): "
+                      "keep the rows in this order in the file with the lab values, or add a "
+                      "sample_id column and plan again")
+    console.print(f"  lab request: {outcome.path}"
+                  + (f" (copy: {outcome.copy})" if outcome.copy else ""))
+    console.print(f"  next: add the lab values to the file, then `localsoc site FILE --name "
+                  f"{site}`")
 
 
 PROFILES = {"demo": "demo", "full": "base"}
+
+
+def _scopes_option(value: str | None) -> list[str] | None:
+    """``--scopes global,country`` as a list (checked against the study's scopes)."""
+    from localsoc.study import SCOPES
+
+    if value is None:
+        return None
+    scopes = [s.strip() for s in value.split(",") if s.strip()]
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown or not scopes or len(set(scopes)) != len(scopes):
+        raise click.BadParameter(f"{value!r}: give one or more of {', '.join(SCOPES)}, comma-"
+                                 "separated, each once (e.g. --scopes global,country)",
+                                 param_hint="--scopes")
+    return scopes
 
 
 @main.command()
 @click.option("--site", required=True, help="an imported site")
 @click.option("--library", "libraries", multiple=True,
               help="an imported library (repeat for several; default: all)")
-@click.option("--n", "n", type=int, default=30, show_default=True,
-              help="Kennard-Stone calibration samples")
+@click.option("--n", "n", type=click.IntRange(min=2), default=None,
+              help="Kennard-Stone calibration samples (default: split.n_calibration of the "
+                   "environment; a site with a plan uses the plan's)")
+@click.option("--k", "k", type=click.IntRange(min=2), default=None,
+              help="library samples RS-LOCAL selects (default: localise.k of the environment);"
+                   " a scope with fewer than 2 k rows is skipped with a warning")
+@click.option("--scopes", default=None,
+              help="library scopes, comma-separated: global, country (default: study.scopes)")
 @click.option("--profile", type=click.Choice(sorted(PROFILES)), default="demo",
               show_default=True, help="search budgets: demo (CPU minutes) or full (GPU)")
 @click.option("--no-test", is_flag=True,
               help="calibrate on every labelled row; report cross-validated figures only")
 @click.option("--env", default=None, help="a Kedro environment instead of the profile's")
-def study(site, libraries, n, profile, no_test, env) -> None:
+def study(site, libraries, n, k, scopes, profile, no_test, env) -> None:
     """Split, localise, train, transfer, evaluate and package for one imported site."""
     from localsoc.workflow import study_runtime_params
 
+    scopes = _scopes_option(scopes)
     project = project_root()
     try:
-        params = study_runtime_params(project, site, list(libraries), n, no_test)
+        params = study_runtime_params(project, site, list(libraries), n, no_test, k=k,
+                                      scopes=scopes)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     try:
@@ -460,9 +578,9 @@ def study(site, libraries, n, profile, no_test, env) -> None:
               help="field summary target: field (the spectra are a sample of a larger field) or "
                    "samples (the spectra are the whole population)")
 @import_options
-def predict(site, file, out, field_out, summary_target, spectra, carbon_column, carbon_units, om_factor,
-            id_column, country, country_column, lat_column, lon_column, grid_start, grid_stop,
-            grid_step, narrow_grid_ok, no_dvc, env) -> None:
+def predict(site, file, out, field_out, summary_target, spectra, carbon_column, carbon_units,
+            om_factor, carbon_kind, id_column, country, country_column, lat_column, lon_column,
+            grid_start, grid_stop, grid_step, narrow_grid_ok, no_dvc, env) -> None:
     """SOC with intervals and domain flags for FILE's spectra (default: the site's unlabelled
     rows), through the same code the prediction service runs; then the field summary: the
     mean SOC of the spectra (and of each stratum, when FILE has a 'stratum' column) with an
@@ -473,6 +591,7 @@ def predict(site, file, out, field_out, summary_target, spectra, carbon_column, 
     from localsoc.data.importers import import_wide
     from localsoc.workflow import bundle_predictor, field_table, predict_table, unlabelled_rows
 
+    start_tensorflow()
     console = Console()
     project = project_root()
     try:

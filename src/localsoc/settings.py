@@ -3,6 +3,11 @@
 from kedro.config import OmegaConfigLoader
 
 from localsoc.hooks import StageTimerHooks
+from localsoc.quiet_start import import_tensorflow_quietly
+
+# The pipelines import TensorFlow; import it first with its start-up lines off the console
+# (`kedro run` and the DVC stages; LOCALSOC_VERBOSE=1 or `localsoc --verbose` shows them).
+import_tensorflow_quietly()
 
 HOOKS = (StageTimerHooks(),)
 

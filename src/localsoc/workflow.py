@@ -15,10 +15,27 @@ import pandas as pd
 
 from localsoc.data.importers import import_asd, import_ossl, import_wide
 from localsoc.data.schema import Grid, spectra_of, wavelengths_of
-from localsoc.datasets.imported_tables import check_name, read_grid, read_table, write_table
+from localsoc.datasets.imported_tables import (
+    CARBON_KINDS,
+    PLAN_SUFFIX,
+    check_name,
+    read_grid,
+    read_plan,
+    read_table,
+    write_plan,
+    write_table,
+)
 from localsoc.pipelines.validate.nodes import validate_table
+from localsoc.study import derived_seed
+from localsoc.study.plan import plan_lab_samples, unmet_plan
 
 IMPORTS = Path("data/01_raw/imports")
+PLANS = IMPORTS / "plans"
+
+
+def plan_path(project: Path, site: str) -> Path:
+    """Where a site's lab plan is stored (``localsoc plan``; read by the split stage)."""
+    return project / PLANS / f"{check_name(site, 'site name')}{PLAN_SUFFIX}"
 
 
 def project_parameters(project: Path, env: str = "base") -> dict:
@@ -49,6 +66,8 @@ class ImportOutcome:
     quarantine: pd.DataFrame
     validation: dict
     dvc: str
+    plan: pd.DataFrame | None = None  # a site's lab plan, met by this import
+    plan_note: str | None = None
 
 
 def _dvc_add(project: Path, path: Path) -> str:
@@ -72,6 +91,8 @@ def import_table(
     split_params: dict | None = None,
     track: bool = True,
     ossl_tables: dict | None = None,
+    carbon_kind: str | None = None,
+    use_plan: bool = True,
     **options,
 ) -> ImportOutcome:
     """Import a library or site file to the canonical table, check it, and store it.
@@ -79,8 +100,22 @@ def import_table(
     ``ossl_tables`` (``{"soillab": path, "soilsite": path}``, either may be None): OSSL tables
     joined to ``source``, its vis-NIR table, on the layer id (``import_ossl``). A ``source``
     that is an ``.asd`` file or a directory is read as ASD FieldSpec spectra (``import_asd``),
-    with the carbon of ``ossl_tables["labels"]`` when given."""
+    with the carbon of ``ossl_tables["labels"]`` when given.
+
+    ``carbon_kind`` (``organic`` or ``total``; None: not declared) is recorded in the stored
+    table's metadata. Carbon given as organic matter is organic carbon by definition, so
+    ``total`` with organic-matter units is refused.
+
+    A site with a stored lab plan (``localsoc plan``) must give a usable lab value (present and
+    passing validation) for every planned sample, else nothing is stored and a ValueError names
+    the samples and the fixes; ``use_plan=False`` imports without the plan and removes it."""
     name = check_name(name, f"{kind} name")
+    if carbon_kind is not None and carbon_kind not in CARBON_KINDS:
+        raise ValueError(f"carbon kind {carbon_kind!r}: use one of {list(CARBON_KINDS)}")
+    if carbon_kind == "total" and str(options.get("carbon_units", "")).startswith("organic_"):
+        raise ValueError(f"--carbon-kind total with --carbon-units {options['carbon_units']}: "
+                         "organic matter converts to organic carbon; declare --carbon-kind "
+                         "organic, or give the total-carbon values in percent or g/kg")
     source = Path(source)
     tables = {key: Path(value) for key, value in (ossl_tables or {}).items() if value}
     for path in (source, *tables.values()):
@@ -102,15 +137,39 @@ def import_table(
         table, report = import_wide(source, grid=grid, library=name, **options)
     if kind == "site":
         table["library"] = pd.array([None] * len(table), dtype="string")
-    _, quarantine, validation = validate_table(table, validate_params, grid, role=kind,
-                                               name=f"{kind} {name}")
+    kept, quarantine, validation = validate_table(table, validate_params, grid, role=kind,
+                                                  name=f"{kind} {name}")
+    plan, plan_note = None, None
+    stored_plan = plan_path(project, name) if kind == "site" else None
+    if stored_plan is not None and stored_plan.exists() and use_plan:
+        plan = read_plan(stored_plan)
+        problem = unmet_plan(plan, kept.loc[kept["soc"].notna(), "sample_id"],
+                             table["sample_id"])
+        if problem:
+            column = options.get("carbon_column") or "the carbon column"
+            raise ValueError(
+                f"site {name}: {source} does not meet its lab plan "
+                f"({stored_plan.relative_to(project)}): {problem}. Add those samples' lab "
+                f"values to {source} (column {column!r}; a value that fails validation counts "
+                "as missing), or make a new plan (`localsoc plan FILE --site "
+                f"{name} --replace`), or import without the plan (`--no-plan`, which removes "
+                "it); nothing was stored")
+        plan_note = (f"lab plan {stored_plan.relative_to(project)}: "
+                     f"{int((plan['role'] == 'calibration').sum())} calibration and "
+                     f"{int((plan['role'] == 'validation').sum())} validation samples, all "
+                     "with lab values; the study calibrates on the planned samples")
     folder = project / IMPORTS / ("libraries" if kind == "library" else "sites")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.parquet"
-    write_table(path, table, grid)  # atomic, the grid inside: a killed import keeps the old one
+    # atomic, the grid inside: a killed import keeps the old one
+    write_table(path, table, grid, carbon_kind=carbon_kind)
+    if stored_plan is not None and stored_plan.exists() and not use_plan:
+        stored_plan.unlink()
+        plan_note = (f"lab plan {stored_plan.relative_to(project)} removed (--no-plan): the "
+                     "study picks the calibration samples by Kennard-Stone on labelled rows")
     status = _dvc_add(project, path) if track else "not tracked (--no-dvc)"
     return ImportOutcome(name, kind, path, table, report.to_dict(), quarantine, validation,
-                         status)
+                         status, plan, plan_note)
 
 
 def imported_grid(project: Path, kind: str, name: str) -> dict:
@@ -124,9 +183,14 @@ def imported_grid(project: Path, kind: str, name: str) -> dict:
     return read_grid(path)
 
 
-def study_runtime_params(project: Path, site: str, libraries: list[str] | None, n: int,
-                         no_test: bool) -> dict:
-    """Kedro runtime parameters of a study of one imported site."""
+def study_runtime_params(project: Path, site: str, libraries: list[str] | None,
+                         n: int | None, no_test: bool, *, k: int | None = None,
+                         scopes: list[str] | None = None) -> dict:
+    """Kedro runtime parameters of a study of one imported site.
+
+    ``n`` (``split.n_calibration``), ``k`` (``localise.k``) and ``scopes`` (``study.scopes``)
+    override the environment's parameters when given (None: the environment's value).
+    """
     folder = project / IMPORTS / "libraries"
     libraries = list(libraries or sorted(p.stem for p in folder.glob("*.parquet")))
     if not libraries:
@@ -136,14 +200,77 @@ def study_runtime_params(project: Path, site: str, libraries: list[str] | None, 
         grids[("library", library)] = imported_grid(project, "library", library)
     distinct = {json.dumps(g, sort_keys=True) for g in grids.values()}
     if len(distinct) != 1:
-        listed = "; ".join(f"{k[0]} {k[1]}: {g}" for k, g in grids.items())
+        listed = "; ".join(f"{key[0]} {key[1]}: {g}" for key, g in grids.items())
         raise ValueError(f"the site and libraries were imported on different grids ({listed}); "
                          "import them again with the same --grid-start/--grid-stop/--grid-step")
-    return {
+    params = {
         "grid": json.loads(distinct.pop()),
         "ingest": {"source": "files", "libraries": libraries, "sites": [site]},
-        "split": {"n_calibration": int(n), "no_test": bool(no_test)},
+        "split": {"no_test": bool(no_test)},
     }
+    stored_plan = plan_path(project, site)
+    if stored_plan.exists() and not no_test:
+        planned = int((read_plan(stored_plan)["role"] == "calibration").sum())
+        if n is not None and int(n) != planned:
+            raise ValueError(
+                f"site {site} has a lab plan with {planned} calibration samples "
+                f"({stored_plan.relative_to(project)}); --n {n} disagrees. Leave --n out (the "
+                f"plan's n is used), or make a new plan with `localsoc plan FILE --site {site} "
+                f"--n {n} --replace` before the lab")
+        n = planned
+    if n is not None:
+        params["split"]["n_calibration"] = int(n)
+    if k is not None:
+        params["localise"] = {"k": int(k)}
+    if scopes is not None:
+        params["study"] = {"scopes": list(scopes)}
+    return params
+
+
+@dataclass
+class PlanOutcome:
+    site: str
+    path: Path
+    plan: pd.DataFrame
+    rows: int  # spectra in the file
+    quarantine: pd.DataFrame  # rows validation would quarantine (never planned)
+    ids_generated: bool  # sample ids made from row numbers (no id column)
+    copy: Path | None
+
+
+def make_plan(project: Path, source: str | Path, *, site: str, n: int, n_validation: int,
+              params: dict, grid: dict, replace: bool = False, out: Path | None = None,
+              **options) -> PlanOutcome:
+    """The lab plan of a site file of spectra (``localsoc.study.plan``), stored at
+    :func:`plan_path` (and copied to ``out`` when given).
+
+    The file is imported on ``grid`` as ``localsoc site`` would (lab values are not read) and
+    validated; rows validation would quarantine are never planned. Kennard-Stone runs with the
+    environment's ``preprocess.steps`` and ``split`` settings; the validation draw is seeded by
+    ``study.seed`` and the site name. An existing plan is kept unless ``replace``.
+    """
+    site = check_name(site, "site name")
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such file")
+    target = plan_path(project, site)
+    if target.exists() and not replace:
+        raise ValueError(f"site {site} already has a lab plan ({target.relative_to(project)}); "
+                         "pass --replace to make a new one (only before the samples go to the "
+                         "lab: the study uses the stored plan)")
+    options = {**options, "carbon_column": None}
+    table, report = import_wide(source, grid=grid, library=site, site=site, **options)
+    kept, quarantine, _ = validate_table(table, params["validate"], grid, role="site",
+                                         name=f"site {site}")
+    plan = plan_lab_samples(kept, params["preprocess"]["steps"], params["split"], n,
+                            n_validation, derived_seed(params["study"]["seed"], site, "plan"))
+    write_plan(target, plan)
+    copy = None
+    if out is not None:
+        copy = Path(out)
+        write_plan(copy, plan)
+    return PlanOutcome(site, target, plan, len(table), quarantine,
+                       report.to_dict().get("id_column") is None, copy)
 
 
 def bundle_predictor(project: Path):

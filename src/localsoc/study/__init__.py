@@ -39,6 +39,21 @@ def scope_rows(library: pd.DataFrame, scope: str, country: str | None) -> pd.Dat
     raise ValueError(f"unknown library scope {scope!r}; scopes are {list(SCOPES)}")
 
 
+def scope_problem(scope: str, country: str | None, pool_rows: int, k: int) -> str | None:
+    """Why a site cannot use a library scope (None: it can): RS-LOCAL needs at least 2 k
+    library rows (``localise.k``) to select k of them, and a country scope needs the site's
+    country among the library's rows."""
+    if scope == "country" and country is None:
+        return "the site has no country, so it has no country library"
+    if scope == "country" and pool_rows == 0:
+        return f"the library has no samples from its country ({country})"
+    if pool_rows < 2 * int(k):
+        where = f"country {country}" if scope == "country" else f"the {scope} library"
+        return (f"the library has {pool_rows} rows for {where}; RS-LOCAL needs at least "
+                f"2 k = {2 * int(k)} (k = localise.k, `localsoc study --k`)")
+    return None
+
+
 def scope_key(scope: str, country: str | None) -> str:
     """Name of a library model: ``global`` or ``country_<code>`` (shared by sites of a country)."""
     return "global" if scope == "global" else f"country_{country}"

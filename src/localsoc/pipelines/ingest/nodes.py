@@ -9,12 +9,16 @@ simulator reads none).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import pandas as pd
 
 from localsoc.data.schema import Grid, check_table
 from localsoc.data.simulate import default_sites, simulate_ssl
+from localsoc.datasets.imported_tables import carbon_kind_warning, carbon_kinds_of
+
+logger = logging.getLogger(__name__)
 
 SOURCES = ("simulate", "files")
 
@@ -44,8 +48,12 @@ def simulate_tables(simulate: dict, grid_params: dict,
     )
 
 
+def _names(tables: Mapping[str, pd.DataFrame], wanted) -> list[str]:
+    return sorted(tables) if not wanted else list(wanted)
+
+
 def _pick(tables: Mapping[str, pd.DataFrame], wanted, what: str, command: str) -> pd.DataFrame:
-    names = sorted(tables) if not wanted else list(wanted)
+    names = _names(tables, wanted)
     missing = [name for name in names if name not in tables]
     if missing or not names:
         raise ValueError(
@@ -67,7 +75,10 @@ def ingest_tables(
     imported_libraries: Mapping[str, pd.DataFrame],
     imported_sites: Mapping[str, pd.DataFrame],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(library_raw, sites_raw) from the configured source (simulated with ``study.seed``)."""
+    """(library_raw, sites_raw) from the configured source (simulated with ``study.seed``).
+
+    Imported tables whose declared carbon kinds differ between a site and a library get a
+    warning in the log (``carbon_kind_warning``; the report repeats it)."""
     source = params["source"]
     if source == "simulate":
         return simulate_tables(params["simulate"], grid_params, study["seed"])
@@ -76,5 +87,11 @@ def ingest_tables(
                         "localsoc import FILE --as NAME")
         sites = _pick(imported_sites, params.get("sites"), "sites",
                       "localsoc site FILE --name NAME")
+        warning = carbon_kind_warning(
+            carbon_kinds_of(imported_libraries, _names(imported_libraries,
+                                                       params.get("libraries"))),
+            carbon_kinds_of(imported_sites, _names(imported_sites, params.get("sites"))))
+        if warning:
+            logger.warning("%s", warning)
         return library, sites
     raise ValueError(f"ingest.source must be one of {list(SOURCES)}; got {source!r}")

@@ -13,33 +13,42 @@ import pandas as pd
 from localsoc.data.schema import spectra_of
 from localsoc.plots import pca_figure, soc_density_figure
 from localsoc.selection import RSLocal
-from localsoc.study import SCOPES, derived_seed, scope_rows, site_country, sites_of
+from localsoc.study import (
+    SCOPES,
+    derived_seed,
+    scope_problem,
+    scope_rows,
+    site_country,
+    sites_of,
+)
 
 logger = logging.getLogger(__name__)
+
+SELECTION_COLUMNS = {"site": "object", "scope": "object", "country": "object", "rank": "int64",
+                     "sample_id": "object", "soc": "float64"}
 
 
 def select_library_samples(
     library_spectra: pd.DataFrame, site_calibration: pd.DataFrame, params: dict, study: dict
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """RS-LOCAL per site and study scope; returns (selection, history) tables keyed by
-    site/scope."""
+    site/scope.
+
+    A scope whose library part is too small (``localsoc.study.scope_problem``: no rows from
+    the site's country, or fewer than 2 k rows) is skipped for that site with a warning: it has
+    no selection, and every later stage skips the site's models of that scope.
+    """
     selections, histories = [], []
     for site in sites_of(site_calibration):
         local = site_calibration.loc[site_calibration["site"] == site]
         country = site_country(local, site)
         for scope in study["scopes"]:
             pool = scope_rows(library_spectra, scope, country)
-            if scope == "country" and len(pool) == 0:
-                logger.warning("site %s: the library has no samples from its country (%s); "
-                               "the country scope is skipped", site, country)
+            problem = scope_problem(scope, country, len(pool), int(params["k"]))
+            if problem is not None:
+                logger.warning("site %s: %s; the %s scope is skipped for this site (its models "
+                               "are not trained; the report lists it)", site, problem, scope)
                 continue
-            if len(pool) < int(params["k"]) * 2:
-                raise ValueError(
-                    f"site {site!r}, scope {scope!r}: the library has {len(pool)} rows for "
-                    f"{'country ' + str(country) if scope == 'country' else 'this scope'}; "
-                    f"RS-LOCAL needs at least 2 k = {2 * int(params['k'])}. Remove 'country' "
-                    "from study.scopes or add library samples from that country."
-                )
             selector = RSLocal.from_params(
                 params, derived_seed(study["seed"], site, scope)
             ).fit(
@@ -65,6 +74,10 @@ def select_library_samples(
             history.insert(0, "scope", scope)
             history.insert(0, "site", site)
             histories.append(history)
+    if not selections:  # every scope skipped: the study goes on with the local methods
+        return (pd.DataFrame({c: pd.Series(dtype=t) for c, t in SELECTION_COLUMNS.items()}),
+                pd.DataFrame({"site": pd.Series(dtype="object"),
+                              "scope": pd.Series(dtype="object")}))
     return pd.concat(selections, ignore_index=True), pd.concat(histories, ignore_index=True)
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from localsoc.methods import family, methods
 from localsoc.study import site_country, sites_of
+from localsoc.study.data import has_selection
 
 ESTIMATE_COLUMNS = ("site", "method", "role", "sample_id", "observed", "estimated")
 
@@ -20,13 +21,15 @@ def estimate_mbl(
     site_calibration: pd.DataFrame,
     site_test: pd.DataFrame,
     library_spectra: pd.DataFrame,
+    selection: pd.DataFrame,
     params: dict,
     study: dict,
 ) -> pd.DataFrame:
     """Calibration and test estimates of every ``mbl`` method at every site with a test set.
 
     ``params`` (``params:mbl``): ``enabled`` and the ``MemoryBasedLearner`` settings; the
-    library scopes and the random state are the study's.
+    library scopes and the random state are the study's. A scope the localise stage skipped
+    for a site (no RS-LOCAL ``selection`` there) is skipped here too.
     """
     frames = []
     if params.get("enabled", False):
@@ -39,7 +42,8 @@ def estimate_mbl(
             if test.empty:  # no test set (split.no_test): MBL only predicts test spectra
                 continue
             for method in methods(stage="mbl"):
-                if method.scope not in study["scopes"]:
+                if (method.scope not in study["scopes"]
+                        or not has_selection(selection, site, method.scope)):
                     continue
                 found = family(method.family).implementation().estimate_site(
                     method.data, library_spectra, calibration, test, country, settings)

@@ -8,8 +8,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 estimate_mbl,
-                inputs=["site_calibration", "site_test", "library_spectra", "params:mbl",
-                        "params:study"],
+                inputs=["site_calibration", "site_test", "library_spectra",
+                        "rslocal_selection", "params:mbl", "params:study"],
                 outputs="mbl_estimates",
                 name="estimate_mbl",
             )

@@ -4,6 +4,7 @@ summary, the model cards, times, versions."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pandas as pd
 from localsoc.field import METHOD as FIELD_METHOD
 from localsoc.field import optional_columns, site_field_summary
 from localsoc.methods import methods, reference_method
+from localsoc.pipelines.report.notes import carbon_kind_lines, skipped_scope_lines
 from localsoc.provenance import code_version, data_version
 from localsoc.serving.card import card_markdown, site_card
 
@@ -46,13 +48,17 @@ def write_report(
     study: dict,
     study_predictions: pd.DataFrame | None = None,
     serving_manifest=None,
+    localise: dict | None = None,
+    imported_libraries: Mapping | None = None,
+    imported_sites: Mapping | None = None,
 ) -> tuple[str, str]:
     """Markdown report (and the same as HTML). Figures are linked relative to data/08_reporting.
 
     ``study`` is ``params:study`` (the run's seed is printed). ``serving_manifest``: the
     packaged bundle (a ``ServingBundle`` or its manifest), read back from the store; with
     ``study_predictions`` it gives the field summary and the model cards
-    (``field_summary_section``, ``model_cards_section``)."""
+    (``field_summary_section``, ``model_cards_section``). ``localise`` (its ``k``) states
+    why a scope was skipped; the imported-table mappings give each table's carbon kind."""
     import markdown
 
     seed = study["seed"]
@@ -68,6 +74,7 @@ def write_report(
         out.append(f"\nValidation of `{table['table']}`: {table['rows_in']} rows in, "
                    f"{table['rows_kept']} kept, {table['rows_quarantined']} quarantined "
                    "(reasons in data/02_intermediate/*_quarantine.csv).")
+    out += carbon_kind_lines(library_ssl, sites_ssl, imported_libraries, imported_sites)
 
     out += ["", "## Instance transfer (RS-LOCAL)", ""]
     rows = []
@@ -80,7 +87,9 @@ def write_report(
                      "library pool": int(history["pool_size"].iloc[0]) if len(history) else 0,
                      "selected SOC mean": chosen["soc"].mean(),
                      "local SOC mean": local.mean()})
-    out.append(_table(pd.DataFrame(rows), "{:.2f}"))
+    out.append(_table(pd.DataFrame(rows), "{:.2f}") if rows else "No RS-LOCAL selection.")
+    out += skipped_scope_lines(library_ssl, site_calibration, rslocal_selection, study,
+                               localise)
     out.append("")
     for site, scope in sorted({(r["site"], r["scope"]) for r in rows}):
         out.append(f"![{site} {scope} SOC](figures/localise/{site}_{scope}_soc_density.png) "

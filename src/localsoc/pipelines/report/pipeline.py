@@ -12,7 +12,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                         "rslocal_history", "site_calibration", "study_metrics", "study_winners",
                         "study_table", "transfer_depths", "library_ssl", "sites_ssl",
                         "stage_seconds", "params:study", "study_predictions",
-                        "serving_manifest"],
+                        "serving_manifest", "params:localise", "imported_libraries",
+                        "imported_sites"],
                 outputs=["study_report", "study_report_html"],
                 name="write_report",
             )

@@ -1,30 +1,58 @@
 """Split each local site: Kennard-Stone picks the calibration samples, the rest is the test set.
 
-The test rows are written out here and not read again until evaluation.
+A site with a lab plan (``localsoc plan``; ``localsoc.study.plan``) calibrates on exactly the
+planned calibration samples, chosen by the same Kennard-Stone on all of the site's spectra
+before the lab; its other labelled rows (the planned validation samples among them) are the
+test set. The test rows are written out here and not read again until evaluation.
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pandas as pd
 
 from localsoc.data.schema import spectra_of
-from localsoc.selection import KennardStone
+from localsoc.study.plan import calibration_ids, kennard_stone_for, unmet_plan
+
+logger = logging.getLogger(__name__)
 
 ROLE_CALIBRATION = "calibration"
 ROLE_TEST = "test"
 ROLE_UNLABELLED = "unlabelled"
 
 
+def _planned_order(site: str, labelled: pd.DataFrame, rows: pd.DataFrame, plan: pd.DataFrame,
+                   n_calibration: int) -> np.ndarray:
+    """Positions in ``labelled`` of the site's planned calibration samples, in plan order."""
+    problem = unmet_plan(plan, labelled["sample_id"], rows["sample_id"])
+    if problem:
+        raise ValueError(
+            f"site {site!r}: its lab plan (data/01_raw/imports/plans/{site}.csv) is not met: "
+            f"{problem}. A planned sample missing here was quarantined by validation (reason "
+            "in data/02_intermediate/sites_quarantine.csv) or has no lab value: fix the site "
+            f"file and import it again with `localsoc site FILE --name {site}`, or make a new "
+            "plan with `localsoc plan`")
+    wanted = calibration_ids(plan)
+    if len(wanted) != n_calibration:
+        logger.warning("site %s: the lab plan has %d calibration samples; split.n_calibration "
+                       "is %d. The plan is used", site, len(wanted), n_calibration)
+    position = {sample: i for i, sample in enumerate(labelled["sample_id"].astype(str))}
+    return np.array([position[sample] for sample in wanted], dtype=np.int64)
+
+
 def split_sites(
-    sites_spectra: pd.DataFrame, params: dict
+    sites_spectra: pd.DataFrame, site_plans: pd.DataFrame, params: dict
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Per site: n calibration samples by Kennard-Stone on the preprocessed spectra.
+    """Per site: n calibration samples by Kennard-Stone on the preprocessed spectra, or the
+    planned ones where ``site_plans`` has the site's lab plan.
 
     Returns (calibration, test, unlabelled, assignment); ``assignment`` lists every site row
-    with its role and, for calibration rows, the Kennard-Stone selection order. With
-    ``no_test`` every labelled sample calibrates (Kennard-Stone still orders them) and the
-    test set is empty: the study then reports cross-validated figures only.
+    with its role, for calibration rows the Kennard-Stone selection order, and its role in the
+    lab plan (``plan``: calibration, validation or empty). With ``no_test`` every labelled
+    sample calibrates (Kennard-Stone still orders them) and the test set is empty: the study
+    then reports cross-validated figures only.
     """
     n_calibration = int(params["n_calibration"])
     no_test = bool(params.get("no_test", False))
@@ -32,20 +60,23 @@ def split_sites(
     for site in sorted(sites_spectra["site"].dropna().unique()):
         rows = sites_spectra.loc[sites_spectra["site"] == site]
         labelled = rows.loc[rows["soc"].notna()].reset_index(drop=True)
-        needed = n_calibration + (0 if no_test else int(params["min_test"]))
+        plan = site_plans.loc[site_plans["site"] == site]
+        use_plan = len(plan) > 0 and not no_test
+        n_site = int((plan["role"] == "calibration").sum()) if use_plan else n_calibration
+        if use_plan:  # first: an unmet plan is the error to show
+            order = _planned_order(site, labelled, rows, plan, n_calibration)
+        needed = n_site + (0 if no_test else int(params["min_test"]))
         if len(labelled) < needed:
             raise ValueError(
                 f"site {site!r}: {len(labelled)} labelled samples; split needs "
-                f"n_calibration ({n_calibration})"
+                f"n_calibration ({n_site})"
                 + ("" if no_test else f" + min_test ({params['min_test']}), or no_test: true")
             )
-        selector = KennardStone(
-            n_select=len(labelled) if no_test else n_calibration,
-            metric=params["metric"],
-            n_components=params.get("n_components"),
-            backend=params["backend"],
-        ).fit(spectra_of(labelled))
-        order = np.asarray(selector.selected_indices_, dtype=np.int64)
+        if not use_plan:
+            selector = kennard_stone_for(params, len(labelled) if no_test else n_site)
+            order = np.asarray(selector.fit(spectra_of(labelled)).selected_indices_,
+                               dtype=np.int64)
+        planned = dict(zip(plan["sample_id"].astype(str), plan["role"], strict=True))
         is_cal = np.zeros(len(labelled), dtype=bool)
         is_cal[order] = True
         calibration.append(labelled.iloc[order])
@@ -60,6 +91,7 @@ def split_sites(
                     "site": site,
                     "role": np.where(is_cal, ROLE_CALIBRATION, ROLE_TEST),
                     "ks_rank": rank,
+                    "plan": [planned.get(str(s), "") for s in labelled["sample_id"]],
                 }
             )
         )
@@ -67,7 +99,8 @@ def split_sites(
         if len(extra):
             assignment.append(
                 pd.DataFrame(
-                    {"sample_id": extra, "site": site, "role": ROLE_UNLABELLED, "ks_rank": -1}
+                    {"sample_id": extra, "site": site, "role": ROLE_UNLABELLED, "ks_rank": -1,
+                     "plan": ""}
                 )
             )
     if not calibration:

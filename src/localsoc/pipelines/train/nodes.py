@@ -26,17 +26,18 @@ from localsoc.study.data import (
 )
 
 
-def library_keys(library_spectra: pd.DataFrame, site_calibration: pd.DataFrame,
+def library_keys(site_calibration: pd.DataFrame, selection: pd.DataFrame,
                  scopes) -> list[tuple[str, str, str | None]]:
-    """(model key, scope, country) of every library model the sites need."""
+    """(model key, scope, country) of every library model the sites need: the scopes a site
+    uses, i.e. those the localise stage selected from (it skips, with a warning, a scope whose
+    library part is absent or too small: ``localsoc.study.scope_problem``)."""
     keys: dict[str, tuple[str, str, str | None]] = {}
     for site in sites_of(site_calibration):
         country = site_country(site_calibration, site)
         for scope in scopes:
+            if not has_selection(selection, site, scope):
+                continue  # the scope is skipped for this site
             key = scope_key(scope, country)
-            if scope == "country" and (country is None or not (library_spectra["country"]
-                                                               == country).any()):
-                continue  # no library samples from the site's country
             keys.setdefault(key, (key, scope, country))
     return [keys[k] for k in sorted(keys)]
 
@@ -62,11 +63,12 @@ def _library_family(scope: str) -> str:
 def train_library_models(
     library_spectra: pd.DataFrame,
     site_calibration: pd.DataFrame,
+    selection: pd.DataFrame,
     params: dict,
     study: dict,
     previous_models: dict | None = None,
 ) -> tuple[dict, pd.DataFrame]:
-    """One tuned fold ensemble per library scope the sites use.
+    """One tuned fold ensemble per library scope the sites use (``library_keys``).
 
     A model in ``previous_models`` (the collection of the last run) trained on the same rows,
     values, seed, tuner, budget and search space is reused instead of searched again
@@ -74,7 +76,7 @@ def train_library_models(
     """
     scopes = [s for s in study["scopes"] if any(m.scope == s for m in methods("train_library"))]
     models, trials = {}, []
-    for key, scope, country in library_keys(library_spectra, site_calibration, scopes):
+    for key, scope, country in library_keys(site_calibration, selection, scopes):
         rows = scope_rows(library_spectra, scope, country)
         ids = rows["sample_id"].astype(str).tolist()
         X, y = spectra_of(rows), rows["soc"].to_numpy(np.float64)
@@ -87,6 +89,8 @@ def train_library_models(
                                "trained_at": utc_now()})
         models[key] = model
         trials.append(_labelled(table, model=key, data="library", n_samples=len(rows)))
+    if not trials:  # every library scope skipped
+        return models, pd.DataFrame({"model": pd.Series(dtype="object")})
     return models, pd.concat(trials, ignore_index=True)
 
 

@@ -8,8 +8,8 @@ def create_library_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 train_library_models,
-                inputs=["library_spectra", "site_calibration", "params:train", "params:study",
-                        "library_models_previous"],
+                inputs=["library_spectra", "site_calibration", "rslocal_selection",
+                        "params:train", "params:study", "library_models_previous"],
                 outputs=["library_models", "library_search_trials"],
                 name="train_library_cnns",
             )

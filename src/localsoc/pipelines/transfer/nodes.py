@@ -37,8 +37,8 @@ def transfer_site_models(
         X_n, y_n, _ = site_data(library_spectra, site_calibration, selection, site)
         for scope in study["scopes"]:
             key = scope_key(scope, country)
-            if key not in library_models:
-                continue
+            if key not in library_models or not has_selection(selection, site, scope):
+                continue  # no library model, or the scope is skipped for this site
             base = library_models[key]
             for method in methods("transfer"):
                 if method.base != scope:
