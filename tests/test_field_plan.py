@@ -174,3 +174,22 @@ def test_study_options_that_contradict_the_plan_or_the_scopes_are_refused(planne
     assert "lab plan with 30 calibration samples" in " ".join(other_n.output.split())
     bad_scope = invoke(root, "study", "--site", SITE, "--scopes", "global,moon", "--env", "test")
     assert bad_scope.exit_code != 0 and "--scopes" in bad_scope.output
+
+
+def test_a_study_whose_every_scope_is_too_small_runs_to_the_end(planned_study, tmp_path):
+    """k = 500: the 762 library rows are fewer than 2 k, so global goes too; the local models
+    still run, and the report says why the scopes were skipped."""
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(planned_study[0], root, symlinks=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setenv("BENTOML_HOME", str(root / "bentoml"))
+        study = invoke(root, "study", "--site", SITE, "--k", "500", "--env", "test")
+    assert study.exit_code == 0, study.output
+    metrics = pd.read_csv(root / "data/08_reporting/study_metrics.csv")
+    assert set(metrics["method"]) <= {"Local", "PLSR Local"} and len(metrics)
+    report = (root / "data/08_reporting/report.md").read_text()
+    assert f"{SITE}: global scope skipped" in report and "2 k = 1000" in report
+    assert (root / "data/06_models/bento_tag.txt").exists()

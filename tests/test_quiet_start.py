@@ -47,3 +47,16 @@ def test_tensorflow_imports_without_start_up_lines_and_stays_usable():
                          "import tensorflow as tf; tf.config.list_physical_devices()",
                          LOCALSOC_VERBOSE="1", TF_CPP_MIN_LOG_LEVEL="0")
     assert any(n in verbose for n in NOISE), verbose
+
+
+def test_a_localsoc_command_starts_quietly(tmp_path):
+    from tests.conftest import make_scratch_project
+
+    project = make_scratch_project(tmp_path / "project")
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "localsoc.command_line", "study", "--site",
+                           "nowhere", "--env", "test"], capture_output=True, text=True,
+                          env={**environment, "LOCALSOC_PROJECT": str(project)}, timeout=300)
+    assert done.returncode != 0 and "no library imported" in done.stderr
+    noisy = [line for line in done.stderr.splitlines() if any(n in line for n in NOISE)]
+    assert not noisy, done.stderr

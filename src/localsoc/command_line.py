@@ -157,6 +157,7 @@ def run_through_dvc(project: Path, env: str, params: dict | None = None,
 
     from rich.console import Console
 
+    start_tensorflow()  # quietly, before the pipelines (dvc.yaml's generator) import it
     from localsoc.dvc_stages import DVC_FILE, dvc_yaml, write_params
     from localsoc.pipeline_registry import STAGES
 
@@ -164,7 +165,6 @@ def run_through_dvc(project: Path, env: str, params: dict | None = None,
     if not (project / ".dvc").is_dir():
         console.print(f"[yellow]{project} is not a DVC repository (no .dvc/): the stages run in "
                       "this process and no dvc.lock records them (`dvc init` to record runs)")
-        start_tensorflow()
         return run_stages(list(stages or STAGES), env, params=params, project=project)
     if not (project / "src" / "localsoc").is_dir():
         raise click.ClickException(

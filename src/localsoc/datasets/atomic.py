@@ -113,4 +113,18 @@ class TextDataset(AtomicSave, _TextDataset):
 
 class MatplotlibDataset(AtomicSave, _MatplotlibDataset):
     """``matplotlib.MatplotlibDataset`` (a figure, or a dict of them as a directory), saved
-    atomically: a dict replaces the whole directory."""
+    atomically: a dict replaces the whole directory; an empty dict leaves an empty directory
+    (a stage with nothing to draw, e.g. every library scope skipped)."""
+
+    def save(self, data: Any) -> None:
+        if isinstance(data, dict) and not data:
+            target = Path(str(self._filepath))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staged = staging_path(target)
+            try:
+                staged.mkdir()
+                replace_path(staged, target)
+            finally:
+                remove_path(staged)
+            return
+        super().save(data)

@@ -76,6 +76,7 @@ def estimate_nested(
         for entry in entries:
             outer_models[entry.model_key(site, country)] = outer[entry.label]
     if not frames:
-        return pd.DataFrame(columns=list(ESTIMATE_COLUMNS)), pd.DataFrame(), {}
+        return (pd.DataFrame(columns=list(ESTIMATE_COLUMNS)),
+                pd.DataFrame({"site": pd.Series(dtype="object")}), {})
     return (pd.concat(frames, ignore_index=True), pd.concat(choices, ignore_index=True),
             outer_models)

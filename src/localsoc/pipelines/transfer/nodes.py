@@ -74,4 +74,6 @@ def transfer_site_models(
                     rows.append({"site": site, "method": name, "base_model": key,
                                  "base_fold": result.base_fold, "depth": depth,
                                  "cv_rmse": cv_rmse, "chosen": depth == result.depth})
-    return models, pd.DataFrame(rows)
+    # the columns even without rows (no library model: every scope skipped), so it reads back
+    return models, pd.DataFrame(rows, columns=["site", "method", "base_model", "base_fold",
+                                               "depth", "cv_rmse", "chosen"])
