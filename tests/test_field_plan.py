@@ -120,6 +120,13 @@ def test_site_refuses_lab_values_that_miss_a_planned_sample(planned_study):
     assert "lab plan" in runs["site"].output
 
 
+def test_a_second_plan_needs_replace(planned_study):
+    root, _ = planned_study
+    again = invoke(root, "plan", str(root / "data/examples/geeves_scans.csv.gz"), "--site",
+                   SITE, "--spectra", "reflectance", "--id-column", "sample_id", *GRID)
+    assert again.exit_code != 0 and "--replace" in again.output
+
+
 def test_study_calibrates_on_the_planned_samples_and_tests_on_the_validation_ones(
         planned_study):
     root, _ = planned_study
@@ -133,6 +140,9 @@ def test_study_calibrates_on_the_planned_samples_and_tests_on_the_validation_one
     assignment = pd.read_csv(root / "data/05_model_input/split_assignment.csv")
     tested = assignment.loc[assignment["role"] == "test"]
     assert (tested["plan"] == "validation").all() and len(tested) == 20
+    report = " ".join((root / "data/08_reporting/report.md").read_text().split())
+    assert (f"{SITE}: calibration = the 30 planned calibration samples" in report
+            and "test = 20 rows, 20 of them the plan's random validation samples" in report)
     predictions = pd.read_csv(root / f"data/07_model_output/predictions_{SITE}.csv")
     assert len(predictions) == 89 - 50  # the scans that did not go to the lab
 

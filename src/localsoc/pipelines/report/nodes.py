@@ -12,7 +12,7 @@ import pandas as pd
 from localsoc.field import METHOD as FIELD_METHOD
 from localsoc.field import optional_columns, site_field_summary
 from localsoc.methods import methods, reference_method
-from localsoc.pipelines.report.notes import carbon_kind_lines, skipped_scope_lines
+from localsoc.pipelines.report.notes import carbon_kind_lines, plan_lines, skipped_scope_lines
 from localsoc.provenance import code_version, data_version
 from localsoc.serving.card import card_markdown, site_card
 
@@ -51,6 +51,7 @@ def write_report(
     localise: dict | None = None,
     imported_libraries: Mapping | None = None,
     imported_sites: Mapping | None = None,
+    split_assignment: pd.DataFrame | None = None,
 ) -> tuple[str, str]:
     """Markdown report (and the same as HTML). Figures are linked relative to data/08_reporting.
 
@@ -58,7 +59,8 @@ def write_report(
     packaged bundle (a ``ServingBundle`` or its manifest), read back from the store; with
     ``study_predictions`` it gives the field summary and the model cards
     (``field_summary_section``, ``model_cards_section``). ``localise`` (its ``k``) states
-    why a scope was skipped; the imported-table mappings give each table's carbon kind."""
+    why a scope was skipped; the imported-table mappings give each table's carbon kind;
+    ``split_assignment`` says which sites' splits followed a lab plan."""
     import markdown
 
     seed = study["seed"]
@@ -75,6 +77,7 @@ def write_report(
                    f"{table['rows_kept']} kept, {table['rows_quarantined']} quarantined "
                    "(reasons in data/02_intermediate/*_quarantine.csv).")
     out += carbon_kind_lines(library_ssl, sites_ssl, imported_libraries, imported_sites)
+    out += plan_lines(split_assignment)
 
     out += ["", "## Instance transfer (RS-LOCAL)", ""]
     rows = []

@@ -56,3 +56,23 @@ def skipped_scope_lines(library_ssl: pd.DataFrame, site_calibration: pd.DataFram
                          "its models (library model, instance and representation transfer, "
                          "MBL of that scope) were not trained or scored.")
     return ["", *lines] if lines else []
+
+
+def plan_lines(split_assignment: pd.DataFrame | None) -> list[str]:
+    """Markdown lines for each site whose split followed its lab plan (``localsoc plan``):
+    how many calibration and test rows came from the plan."""
+    if split_assignment is None or "plan" not in split_assignment:
+        return []
+    lines = []
+    planned = split_assignment["plan"].fillna("").astype(str)
+    for site, rows in split_assignment.loc[planned != ""].groupby("site", sort=True):
+        roles = rows.groupby(["plan", "role"]).size()
+        calibration = int(roles.get(("calibration", "calibration"), 0))
+        validation = int(roles.get(("validation", "test"), 0))
+        tested = int((split_assignment.loc[split_assignment["site"] == site, "role"]
+                      == "test").sum())
+        lines.append(f"- {site}: calibration = the {calibration} planned calibration samples "
+                     f"of its lab plan (Kennard-Stone on all its spectra before the lab, "
+                     f"data/01_raw/imports/plans/{site}.csv); test = {tested} rows, "
+                     f"{validation} of them the plan's random validation samples.")
+    return ["", "Lab plans:", *lines] if lines else []

@@ -13,7 +13,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                         "study_table", "transfer_depths", "library_ssl", "sites_ssl",
                         "stage_seconds", "params:study", "study_predictions",
                         "serving_manifest", "params:localise", "imported_libraries",
-                        "imported_sites"],
+                        "imported_sites", "split_assignment"],
                 outputs=["study_report", "study_report_html"],
                 name="write_report",
             )
