@@ -54,15 +54,15 @@ def test_generated_dvc_yaml_follows_an_added_import(tmp_path):
 
     root = _project_copy(tmp_path / "project")
     before = yaml.safe_load(dvc_yaml(root))["stages"]
-    assert "src/localsoc/selection/rslocal.py" not in before["report"]["deps"]
-    nodes = root / "src/localsoc/pipelines/report/nodes.py"
+    assert "src/localsoc/selection/rslocal.py" not in before["validate"]["deps"]
+    nodes = root / "src/localsoc/pipelines/validate/nodes.py"
     nodes.write_text(nodes.read_text() + "\n\ndef _later():\n"
                      "    from localsoc.selection import rslocal  # noqa: F401\n")
     after = yaml.safe_load(dvc_yaml(root))["stages"]
-    added = set(after["report"]["deps"]) - set(before["report"]["deps"])
+    added = set(after["validate"]["deps"]) - set(before["validate"]["deps"])
     assert "src/localsoc/selection/rslocal.py" in added
     assert "native/rslocal.pyx" in added  # the Cython kernel rslocal imports
-    for name in set(before) - {"report"}:
+    for name in set(before) - {"validate"}:
         assert after[name] == before[name], name
     # every stage writing a model collection depends on its dataset module
     assert "src/localsoc/datasets/model_collection.py" in after["train_sites"]["deps"]

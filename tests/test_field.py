@@ -172,3 +172,20 @@ def test_strata_and_stock():
 def test_bad_input_says_what_to_fix(kwargs, message):
     with pytest.raises(ValueError, match=message):
         field_summary(**kwargs)
+
+
+def test_a_stratum_of_one_sample_has_no_interval_and_stops_nothing():
+    """A one-sample stratum is reported (its estimate) without an interval; the field and the
+    other strata keep theirs."""
+    rng = np.random.default_rng(3)
+    estimates = rng.normal(2.0, 0.5, 12)
+    residuals = rng.normal(0.1, 0.3, 30)
+    strata = ["a"] * 6 + ["b"] * 5 + ["lone"]
+    summaries = {s.stratum: s for s in field_summary(estimates, residuals, strata=strata)}
+    assert set(summaries) == {ALL, "a", "b", "lone"}
+    lone = summaries["lone"]
+    assert lone.n_samples == 1 and math.isnan(lone.soc.lower) and math.isnan(lone.soc.upper)
+    assert lone.soc.estimate == pytest.approx(estimates[-1] + residuals.mean())
+    assert "1 sample" in lone.stock_note
+    for name in (ALL, "a", "b"):
+        assert summaries[name].soc.lower < summaries[name].soc.upper

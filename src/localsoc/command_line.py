@@ -231,14 +231,21 @@ def _bundle_in_store(project: Path) -> bool:
 )
 @click.option("--force", is_flag=True, help="run the stages even if nothing changed")
 def run(env: str, pipelines: tuple[str, ...], force: bool) -> None:
-    """Run the study stages through DVC (only what changed) and print the summary."""
+    """Run the study stages through DVC (only what changed) and print the summary.
+
+    With ``--pipeline`` after `localsoc study`, the study's own choices (site, libraries, n,
+    grid) recorded in params.yaml are kept, so the stages rerun for the same study."""
+    start_tensorflow()  # quietly, before the pipelines import it
+    from localsoc.dvc_stages import recorded_overrides
     from localsoc.pipeline_registry import STAGES
 
     unknown = [s for s in pipelines if s not in STAGES]
     if unknown:
         raise click.BadParameter(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
     project = project_root()
-    seconds = run_through_dvc(project, env, stages=list(pipelines) or None, force=force)
+    params = recorded_overrides(project, env) if pipelines else None
+    seconds = run_through_dvc(project, env, params=params, stages=list(pipelines) or None,
+                              force=force)
     print_summary(project, seconds, study=not pipelines)
 
 
@@ -246,6 +253,7 @@ def run(env: str, pipelines: tuple[str, ...], force: bool) -> None:
 @click.argument("name")
 def stage(name: str) -> None:
     """Run one stage with the parameters of params.yaml (what each dvc.yaml stage calls)."""
+    start_tensorflow()  # quietly, before the pipelines import it
     from localsoc.dvc_stages import read_params
     from localsoc.pipeline_registry import STAGES
 
@@ -269,6 +277,7 @@ def stage(name: str) -> None:
 @click.option("--check", is_flag=True, help="exit 1 if dvc.yaml differs instead of writing it")
 def write_dvc_yaml(check: bool) -> None:
     """Write dvc.yaml from the pipeline registry, the catalog and the source imports."""
+    start_tensorflow()  # quietly, before the pipelines import it
     from localsoc.datasets.atomic import write_text
     from localsoc.dvc_stages import DVC_FILE, dvc_yaml
 
@@ -605,21 +614,29 @@ def predict(site, file, out, field_out, summary_target, spectra, carbon_column, 
             table, _ = import_wide(
                 file, grid={"start_nm": float(wavelengths[0]), "stop_nm": float(wavelengths[-1]),
                             "step_nm": float(wavelengths[1] - wavelengths[0])}, library=site,
-                **_import_options(spectra, carbon_column or None, carbon_units, om_factor,
-                                  id_column, country, country_column, lat_column, lon_column,
-                                  narrow_grid_ok))
+                # carbon is not used to predict: a file of scans need not have a carbon
+                # column (the default 'auto' would look for one)
+                **_import_options(spectra, carbon_column if carbon_column != "auto" else None,
+                                  carbon_units, om_factor, id_column, country, country_column,
+                                  lat_column, lon_column, narrow_grid_ok))
             source = str(file)
         if table.empty:
             raise ValueError(f"{source}: no spectra to predict")
         predictions = predict_table(predictor, site, table)
-        summary = (field_table(predictor, site, table, predictions, summary_target)
-                   if len(predictions) >= 2 or summary_target == "samples" else None)
     except Exception as error:  # bad input, unknown site, missing bundle: say what to fix
         message = getattr(error, "message", None) or str(error)
         raise click.ClickException(message) from None
     target = Path(out) if out else project / f"data/07_model_output/predictions_{site}.csv"
     target.parent.mkdir(parents=True, exist_ok=True)
-    predictions.to_csv(target, index=False)
+    predictions.to_csv(target, index=False)  # before the summary: its failure loses nothing
+    try:
+        summary = (field_table(predictor, site, table, predictions, summary_target)
+                   if len(predictions) >= 2 or summary_target == "samples" else None)
+    except Exception as error:
+        message = getattr(error, "message", None) or str(error)
+        console.print(f"written: {target}")
+        raise click.ClickException(f"the predictions are written; no field summary: {message}"
+                                   ) from None
     inside = int(predictions["in_domain"].sum())
     console.print(f"{len(predictions)} spectra from {source}: SOC mean "
                   f"{predictions['soc_percent'].mean():.2f} % (range "

@@ -32,10 +32,8 @@ RUN_KEY = "run"  # params.yaml's own section: the Kedro environment and the run'
 # Catalog inputs that are not dependencies: written by a hook as stages finish (stage times,
 # informational; no stage produces them).
 INFORMATIONAL_INPUTS = frozenset({"stage_seconds"})
-# Small outputs that are not worth DVC's cache: the bundle's tag (the bundle itself lives in the
-# BentoML store) and everything under data/08_reporting (reports, figures, tables, metrics).
-UNCACHED_OUTPUTS = frozenset({"serving_bundle"})
-REPORTING = "data/08_reporting/"
+# Every output goes to DVC's cache (data/ is not in git): `dvc exp show`, `dvc plots diff` and
+# `dvc checkout` of an experiment or an older commit read metrics, plots and reports from it.
 METRICS = frozenset({"study_metrics_summary"})
 
 # DVC plots (top-level `plots:` of dvc.yaml). Data series name the file and its columns (no x:
@@ -124,6 +122,16 @@ def read_params(project: Path) -> tuple[str, dict]:
         raise ValueError(f"{path}: no '{RUN_KEY}.env' (the Kedro environment); write the file "
                          "again with `localsoc run --env ENV`")
     return str(run["env"]), document
+
+
+def recorded_overrides(project: Path, env: str) -> dict | None:
+    """The run's own choices recorded in ``params.yaml`` (``run.overrides``: a study's site,
+    libraries, n, grid) when it was written for ``env``; None otherwise."""
+    path = project / PARAMS_FILE
+    if not path.exists():
+        return None
+    run = (yaml.safe_load(path.read_text()) or {}).get(RUN_KEY) or {}
+    return run.get("overrides") or None if run.get("env") == env else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,8 +229,6 @@ def stage_spec(name: str, pipeline, catalog: dict[str, dict], project: Path, src
     for dataset in outputs:
         path = _path(catalog[dataset])
         options = {}
-        if path.startswith(REPORTING) or dataset in UNCACHED_OUTPUTS:
-            options["cache"] = False
         if path in reread:
             options["persist"] = True  # the stage reads its previous output: DVC must keep it
         (metrics if dataset in METRICS else outs).append({path: options} if options else path)

@@ -168,6 +168,17 @@ def difference_mean(estimates, residuals, level: float = 0.9, fraction: float = 
                         model_se=math.sqrt(model), df=float(df))
 
 
+def _no_interval(estimates: np.ndarray, residuals: np.ndarray) -> MeanInterval:
+    """A stratum of one sample: its bias-corrected estimate, no sampling error, no interval."""
+    mean_estimate = float(np.mean(estimates))
+    correction = float(np.mean(residuals))
+    return MeanInterval(estimate=mean_estimate + correction, lower=math.nan, upper=math.nan,
+                        mean_estimate=mean_estimate, bias_correction=correction,
+                        sampling_se=math.nan,
+                        model_se=math.sqrt(float(np.var(residuals, ddof=1)) / residuals.size),
+                        df=math.nan)
+
+
 def _optional(values, size: int, name: str) -> np.ndarray | None:
     if values is None:
         return None
@@ -204,6 +215,11 @@ def field_summary(estimates, residuals, level: float = 0.9, *, strata=None,
             groups.append((str(name), (labels == name).fillna(False).to_numpy(bool)))
     summaries = []
     for name, mask in groups:
+        if name != ALL and int(mask.sum()) < 2 and fraction < 1:
+            summaries.append(FieldSummary(name, int(mask.sum()), int(e.size), float(level),
+                                          target, _no_interval(yhat[mask], e), None,
+                                          "1 sample: no interval for this stratum"))
+            continue
         soc = difference_mean(yhat[mask], e, level, fraction)
         stock, note = None, None
         if density is None or depth is None:

@@ -262,7 +262,8 @@ def make_plan(project: Path, source: str | Path, *, site: str, n: int, n_validat
     table, report = import_wide(source, grid=grid, library=site, site=site, **options)
     kept, quarantine, _ = validate_table(table, params["validate"], grid, role="site",
                                          name=f"site {site}")
-    plan = plan_lab_samples(kept, params["preprocess"]["steps"], params["split"], n,
+    steps = _library_fitted_steps(project, params["preprocess"]["steps"], grid)
+    plan = plan_lab_samples(kept, steps, params["split"], n,
                             n_validation, derived_seed(params["study"]["seed"], site, "plan"))
     write_plan(target, plan)
     copy = None
@@ -271,6 +272,30 @@ def make_plan(project: Path, source: str | Path, *, site: str, n: int, n_validat
         write_plan(copy, plan)
     return PlanOutcome(site, target, plan, len(table), quarantine,
                        report.to_dict().get("id_column") is None, copy)
+
+
+def _library_fitted_steps(project: Path, steps, grid: dict):
+    """The preprocessing chain as the study applies it: a chain with a stateful step (MSC's
+    reference) is fitted on the imported libraries' spectra on ``grid``, as the preprocess stage
+    fits it on the library, never on the site's own scans."""
+    import numpy as np
+
+    from localsoc.spectra.steps import STEPS, fit_steps, parse_steps
+
+    chain = parse_steps(steps)
+    if all(STEPS[step["name"]].fit is None for step in chain):
+        return chain
+    folder = project / IMPORTS / "libraries"
+    wanted = json.dumps(grid, sort_keys=True)
+    tables = [read_table(path) for path in sorted(folder.glob("*.parquet"))
+              if json.dumps(read_grid(path), sort_keys=True) == wanted]
+    if not tables:
+        raise ValueError("the preprocessing chain has a step fitted on the library (e.g. msc), "
+                         f"and no imported library is on the grid {grid}: import the library "
+                         "first (`localsoc import FILE --as NAME` with the same --grid-* options)")
+    spectra = np.vstack([spectra_of(table) for table in tables])
+    # the stage fits on the validated library; here the rows with every band finite
+    return fit_steps(chain, np.ascontiguousarray(spectra[np.isfinite(spectra).all(axis=1)]))
 
 
 def bundle_predictor(project: Path):

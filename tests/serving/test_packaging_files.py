@@ -224,7 +224,8 @@ def test_dockerignore_lets_in_the_sources_and_keeps_outputs_and_dev_files_out():
     assert not {path for path in sent if path.startswith(("tests/", "bench/", ".ci/"))}
     assert {path for path in sent if path.startswith("data/")} == {
         path for path in tracked if path.startswith("data/") and (
-            path.endswith(("/.gitkeep", ".dvc", "/.gitignore")))}
+            path.endswith(("/.gitkeep", ".dvc", "/.gitignore"))
+            or path.startswith("data/01_raw/imports/plans/"))}
     for path in ("data/06_models/bento_tag.txt", "data/02_intermediate/sites_ssl.parquet",
                  "data/01_raw/imports/libraries/mine.parquet", "data/01_raw/real_ssl/x.csv.gz",
                  ".venv/bin/python", ".git/HEAD", "src/localsoc/_native/rslocal.cpython.so",
@@ -232,6 +233,7 @@ def test_dockerignore_lets_in_the_sources_and_keeps_outputs_and_dev_files_out():
                  ".dvc/config.local", ".env", "localsoc.env", "conf/local/credentials.yml"):
         assert spec.match_file(path), f"{path} would be sent to the build"
     assert not spec.match_file("data/01_raw/imports/libraries/mine.parquet.dvc")
+    assert not spec.match_file("data/01_raw/imports/plans/field.csv")  # lab plans are inputs
 
 
 def test_runtime_lock_is_the_runtime_part_of_requirements_lock():

@@ -76,3 +76,19 @@ def test_the_field_summary_uses_estimates_only(study, recorded_predictions, mani
 def test_without_a_bundle_the_report_says_so(study, recorded_predictions):
     section = field_summary_section(None, recorded_predictions, study["sites_ssl"])
     assert "run the package stage" in section[-1]
+
+
+def test_blank_strata_and_a_one_sample_stratum_do_not_stop_the_report(study,
+                                                                     recorded_predictions,
+                                                                     manifest):
+    """Blank stratum cells (allowed by the importer) and a stratum of one sample: the report
+    still has the field summary; the lone stratum is shown without an interval."""
+    sites = with_field_columns(study["sites_ssl"])
+    strata = sites["stratum"].astype("string").to_numpy(dtype=object)
+    strata[0] = None
+    tested = recorded_predictions.loc[recorded_predictions["role"] == "test", "sample_id"]
+    strata[sites["sample_id"].astype(str).isin(tested.astype(str).iloc[:1]).to_numpy()] = "lone"
+    sites["stratum"] = pd.array(strata, dtype="string")
+    lines = field_summary_section(manifest, recorded_predictions, sites)
+    text = "\n".join(lines)
+    assert "| all |" in text and "| lone |" in text

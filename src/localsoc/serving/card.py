@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from localsoc import field
+from localsoc.spectra.steps import describe_steps
 
 NOT_RECORDED = "not recorded"
 
@@ -76,7 +77,7 @@ def site_card(manifest: Mapping[str, Any], site: str, tag: str | None = None) ->
             "wavelengths_nm": {"first": float(wavelengths[0]), "last": float(wavelengths[-1]),
                                "bands": int(wavelengths.size),
                                "step": float(np.diff(wavelengths).max())},
-            "preprocessing": list(entry["preprocessing"]),
+            "preprocessing": describe_steps(entry["preprocessing"]),  # labels, no MSC reference
         },
         "domain": {
             "components": int(np.asarray(domain["components"]).shape[0]),

@@ -193,17 +193,20 @@ class FieldRequest(PredictRequest):
 class MeanEstimate(BaseModel):
     estimate: float = Field(description="the bias-corrected mean (mean estimate + bias "
                             "correction); SOC % or t C/ha")
-    lower: float = Field(description="lower bound (clipped at 0)")
-    upper: float
+    lower: float | None = Field(description="lower bound (clipped at 0; null: a stratum of one "
+                                "sample has no interval)")
+    upper: float | None = Field(description="upper bound (null: no interval, see lower)")
     mean_estimate: float = Field(description="mean of the model's estimates")
     bias_correction: float = Field(description="mean signed nested out-of-fold calibration "
                                    "residual (times the mean bulk density x depth for a stock)")
-    sampling_se: float = Field(description="standard error from the estimates' spread")
+    sampling_se: float | None = Field(description="standard error from the estimates' spread "
+                                      "(null for a stratum of one sample)")
     model_se: float = Field(description="standard error of the model's mean error")
     df: float | None = Field(description="Welch-Satterthwaite degrees of freedom of the t "
-                             "interval (null: unbounded, a normal quantile was used)")
+                             "interval (null: unbounded, a normal quantile was used, or no "
+                             "interval)")
 
-    @field_validator("df")
+    @field_validator("df", "lower", "upper", "sampling_se")
     @classmethod
     def _finite_or_null(cls, value: float | None) -> float | None:
         return value if value is None or math.isfinite(value) else None

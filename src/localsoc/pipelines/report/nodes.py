@@ -231,7 +231,8 @@ def field_summary_section(manifest: dict | None, study_predictions: pd.DataFrame
             notes.append(f"{site}: fewer than 2 test samples, no field summary.")
             continue
         ids = tested["sample_id"].astype(str).to_numpy()
-        site_rows = sites_ssl.assign(sample_id=sites_ssl["sample_id"].astype(str))
+        site_rows = sites_ssl.loc[sites_ssl["site"] == site]  # ids may repeat across sites
+        site_rows = site_rows.assign(sample_id=site_rows["sample_id"].astype(str))
         extra = site_rows.drop_duplicates("sample_id").set_index("sample_id").reindex(ids)
         summaries = site_field_summary(entry, tested["estimated"].to_numpy(np.float64),
                                        **optional_columns(extra.reset_index()))
@@ -239,8 +240,9 @@ def field_summary_section(manifest: dict | None, study_predictions: pd.DataFrame
         strata = (extra["stratum"].astype("string").str.strip().to_numpy()
                   if "stratum" in extra else None)
         for summary in summaries:
-            mask = (np.ones(len(ids), bool) if summary.stratum == "all"
-                    else (strata == summary.stratum))
+            mask = (np.ones(len(ids), bool) if summary.stratum == "all" else
+                    pd.Series(strata, dtype="string").eq(summary.stratum).fillna(False)
+                    .to_numpy(bool))
             row = {"site": site, **summary.row(),
                    "observed mean (check)": float(np.nanmean(observed[mask]))}
             row.pop("level")
