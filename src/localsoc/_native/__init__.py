@@ -1,0 +1,1 @@
+"""The compiled Cython kernels (built from native/*.pyx by `pip install -e .`)."""
