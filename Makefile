@@ -18,13 +18,14 @@ export PYTHONHASHSEED := 0
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# uv installs the pinned set in well under a minute (pip: ~5 minutes on 2 cores); pip is the
-# fallback when uv cannot reach an index (uv does not read pip.conf's find-links)
+# uv installs the pinned set in well under a minute (pip: ~5 minutes on 2 cores), trusting the
+# system's certificates as pip does; pip is the fallback when uv cannot reach an index (uv does
+# not read pip.conf's find-links)
 UV_PIN := $(shell grep -m1 '^uv==' requirements.lock)
 
 $(VENV)/.deps: requirements.lock | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check "$(UV_PIN)"
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock \
+	$(BIN)/uv pip install --quiet --system-certs --python $(BIN)/python -r requirements.lock \
 	  || $(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	touch $@
 
