@@ -66,6 +66,9 @@ def test_generated_dvc_yaml_follows_an_added_import(tmp_path):
         assert after[name] == before[name], name
     # every stage writing a model collection depends on its dataset module
     assert "src/localsoc/datasets/model_collection.py" in after["train_sites"]["deps"]
+    # the method registry names its families' modules as strings: transfer trains through
+    # families.cnn, which imports the search (its training loop) inside a function
+    assert "src/localsoc/models/search.py" in after["transfer"]["deps"]
 
 
 def test_dvc_outs_are_exactly_the_catalog_files_each_pipeline_writes():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -28,6 +29,7 @@ PACKAGE = "localsoc"
 PARAMS_FILE = "params.yaml"
 DVC_FILE = "dvc.yaml"
 RUN_KEY = "run"  # params.yaml's own section: the Kedro environment and the run's overrides
+_DOTTED = re.compile(rf"{PACKAGE}(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 # Catalog inputs that are not dependencies: written by a hook as stages finish (stage times,
 # informational; no stage produces them).
@@ -147,8 +149,10 @@ def _module_file(module: str, src: Path) -> Path | None:
 
 
 def _imported_modules(path: Path, module: str) -> set[str]:
-    """Every ``localsoc`` module a file imports, anywhere in it (function-level included, and
-    ``importlib.import_module`` of a literal name)."""
+    """Every ``localsoc`` module a file imports, anywhere in it (function-level included,
+    ``importlib.import_module`` of a literal name, and string constants that name a package
+    module, as the method registry's families do); names that are not modules are dropped by
+    the caller."""
     tree = ast.parse(path.read_text(), filename=str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
@@ -168,6 +172,9 @@ def _imported_modules(path: Path, module: str) -> set[str]:
               None)) == "import_module" and node.args and isinstance(node.args[0], ast.Constant)
               and isinstance(node.args[0].value, str)):
             found.add(node.args[0].value)  # importlib.import_module("localsoc._native.x")
+        elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
+              and _DOTTED.fullmatch(node.value)):
+            found.add(node.value)  # a registry's module name ("localsoc.families.cnn")
     return {m for m in found if m == PACKAGE or m.startswith(PACKAGE + ".")}
 
 
