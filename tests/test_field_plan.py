@@ -129,7 +129,7 @@ def test_a_second_plan_needs_replace(planned_study):
 
 def test_study_calibrates_on_the_planned_samples_and_tests_on_the_validation_ones(
         planned_study):
-    root, _ = planned_study
+    root, runs = planned_study
     request = pd.read_csv(root / "lab_request.csv")
     planned_cal = request.loc[request["role"] == "calibration"].sort_values("ks_rank")
     calibration = pd.read_parquet(root / "data/05_model_input/site_calibration.parquet")
@@ -145,6 +145,14 @@ def test_study_calibrates_on_the_planned_samples_and_tests_on_the_validation_one
             and "test = 20 rows, 20 of them the plan's random validation samples" in report)
     predictions = pd.read_csv(root / f"data/07_model_output/predictions_{SITE}.csv")
     assert len(predictions) == 89 - 50  # the scans that did not go to the lab
+    # the field summary of those scans: the served estimates' mean plus the bias correction,
+    # with an interval around it
+    field = pd.read_csv(root / f"data/07_model_output/field_summary_{SITE}.csv")
+    whole = field.loc[field["stratum"] == "all"].iloc[0]
+    assert whole["n_samples"] == len(predictions)
+    assert whole["mean_estimate"] == pytest.approx(predictions["soc_percent"].mean())
+    assert whole["lower"] < whole["soc_percent"] < whole["upper"]
+    assert "Field summary" in runs["predict"].output
 
 
 def test_too_small_country_scope_is_skipped_with_a_warning_and_stated(planned_study):
