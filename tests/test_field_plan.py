@@ -211,3 +211,15 @@ def test_a_study_whose_every_scope_is_too_small_runs_to_the_end(planned_study, t
     report = (root / "data/08_reporting/report.md").read_text()
     assert f"{SITE}: global scope skipped" in report and "2 k = 1000" in report
     assert (root / "data/06_models/bento_tag.txt").exists()
+
+
+def test_a_plan_with_too_few_validation_samples_says_what_the_study_will_need(field):
+    """Only the calibration samples planned: the study would have no test set, and plan says so
+    (a site name of its own, so the planned study above is untouched)."""
+    done = invoke(field, "plan", str(field / "data/examples/geeves_scans.csv.gz"), "--site",
+                  "lab_only_field", "--n", "30", "--spectra", "reflectance", "--id-column",
+                  "sample_id", *GRID)
+    assert done.exit_code == 0, done.output
+    text = " ".join(done.output.split())
+    assert "fewer than 10 validation samples (split.min_test)" in text
+    assert "--validation" in text

@@ -514,6 +514,12 @@ def plan(file, site, n, n_validation, out, replace, spectra, carbon_column, carb
         console.print("[yellow]  sample ids were generated from row numbers (no id column): "
                       "keep the rows in this order in the file with the lab values, or add a "
                       "sample_id column and plan again")
+    min_test = int(params["split"]["min_test"])
+    if int(roles.get("validation", 0)) < min_test:
+        console.print(f"[yellow]  fewer than {min_test} validation samples (split.min_test): "
+                      "the study needs that many labelled samples besides the calibration "
+                      "ones for its test set; send more to the lab (--validation), or study "
+                      "with --no-test (cross-validated figures only)")
     console.print(f"  lab request: {outcome.path}"
                   + (f" (copy: {outcome.copy})" if outcome.copy else ""))
     console.print(f"  next: add the lab values to the file, then `localsoc site FILE --name "
