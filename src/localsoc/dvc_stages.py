@@ -133,7 +133,9 @@ def recorded_overrides(project: Path, env: str) -> dict | None:
     if not path.exists():
         return None
     run = (yaml.safe_load(path.read_text()) or {}).get(RUN_KEY) or {}
-    return run.get("overrides") or None if run.get("env") == env else None
+    if run.get("env") != env:
+        return None
+    return run.get("overrides") or None
 
 
 # ---------------------------------------------------------------------------------------------

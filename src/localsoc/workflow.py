@@ -276,15 +276,17 @@ def make_plan(project: Path, source: str | Path, *, site: str, n: int, n_validat
 
 def _library_fitted_steps(project: Path, steps, grid: dict):
     """The preprocessing chain as the study applies it: a chain with a stateful step (MSC's
-    reference) is fitted on the imported libraries' spectra on ``grid``, as the preprocess stage
-    fits it on the library, never on the site's own scans."""
+    reference) is fitted by the preprocess stage's own rule (``fit_preprocessing``) on the
+    imported libraries on ``grid`` (their rows with every band finite; the stage fits the
+    validated rows), never on the site's own scans."""
     import numpy as np
 
-    from localsoc.spectra.steps import STEPS, fit_steps, parse_steps
+    from localsoc.pipelines.preprocess.nodes import fit_preprocessing
+    from localsoc.spectra.steps import STEPS, parse_steps
 
     chain = parse_steps(steps)
     if all(STEPS[step["name"]].fit is None for step in chain):
-        return chain
+        return chain  # nothing to fit: no need to read the libraries
     folder = project / IMPORTS / "libraries"
     wanted = json.dumps(grid, sort_keys=True)
     tables = [read_table(path) for path in sorted(folder.glob("*.parquet"))
@@ -293,9 +295,9 @@ def _library_fitted_steps(project: Path, steps, grid: dict):
         raise ValueError("the preprocessing chain has a step fitted on the library (e.g. msc), "
                          f"and no imported library is on the grid {grid}: import the library "
                          "first (`localsoc import FILE --as NAME` with the same --grid-* options)")
-    spectra = np.vstack([spectra_of(table) for table in tables])
-    # the stage fits on the validated library; here the rows with every band finite
-    return fit_steps(chain, np.ascontiguousarray(spectra[np.isfinite(spectra).all(axis=1)]))
+    library = pd.concat(tables, ignore_index=True)
+    library = library.loc[np.isfinite(spectra_of(library)).all(axis=1)]
+    return fit_preprocessing(library, {"steps": chain})["steps"]
 
 
 def bundle_predictor(project: Path):

@@ -111,3 +111,35 @@ def test_carbon_kind_is_recorded_and_a_difference_warned(tmp_path):
     warning = carbon_kind_warning({"lib": "total", "lib2": "organic"}, {"field": "organic"})
     assert "site field is organic carbon, library lib is total carbon" in warning
     assert "lib2" not in warning
+
+
+def test_plan_fits_a_stateful_chain_on_the_imported_libraries_only(tmp_path):
+    """A chain with MSC: plan's space is the library-fitted one (the reference is the mean of
+    the imported library's finite rows), as the preprocess stage fits it; without a library on
+    the grid it says what to do."""
+    import numpy as np
+
+    from localsoc.data.schema import spectra_of
+    from localsoc.datasets.imported_tables import write_table
+    from localsoc.workflow import IMPORTS, _library_fitted_steps
+    from tests.conftest import SMALL_GRID, grid_params, make_ssl
+
+    chain = [{"absorbance": {}}, {"msc": {}}]
+    grid = grid_params(SMALL_GRID)
+    with pytest.raises(ValueError, match="no imported library is on the grid"):
+        _library_fitted_steps(tmp_path, chain, grid)
+    library = make_ssl(40, seed=4)
+    bands = library.columns[-len(SMALL_GRID.wavelengths_nm):]
+    rng = np.random.default_rng(4)
+    shape = np.linspace(0.2, 0.6, len(bands))  # spectra of one kind: scaled copies plus noise
+    library[bands] = (shape[None, :] * rng.uniform(0.7, 1.3, (40, 1))
+                      + rng.normal(0, 0.005, (40, len(bands))))
+    library.loc[0, bands[-1]] = np.nan  # a row validation would quarantine
+    folder = tmp_path / IMPORTS / "libraries"
+    folder.mkdir(parents=True)
+    write_table(folder / "lib.parquet", library, grid)
+    steps = _library_fitted_steps(tmp_path, chain, grid)
+    finite = spectra_of(library)[1:]
+    expected = np.mean(-np.log10(finite), axis=0)
+    np.testing.assert_allclose(steps[1]["state"]["reference"], expected, rtol=1e-9)
+    assert _library_fitted_steps(tmp_path, ["absorbance", "snv"], grid)[1]["name"] == "snv"
