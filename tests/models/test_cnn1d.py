@@ -13,6 +13,7 @@ from localsoc.models.cnn1d import (
     OPTIMIZERS,
     build_cnn1d,
     declare_training_hyperparameters,
+    fold_builder,
     make_optimizer,
     resolve_search_space,
     weight_layers,
@@ -178,6 +179,25 @@ def test_keras_tuner_values_rebuild_the_same_architecture():
     assert [(layer.name, tuple(w.shape for w in layer.weights)) for layer in first.layers] == [
         (layer.name, tuple(w.shape for w in layer.weights)) for layer in second.layers
     ]
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_fold_builder_gives_the_weights_build_cnn1d_gives_under_the_same_seed(batch_norm):
+    values = architecture([conv_block(batch_normalization=batch_norm, dropout=True,
+                                      dropout_rate=0.1), conv_block(1, filters=4)],
+                          [fc_block(units=5, batch_normalization=batch_norm)])
+    make_model = fold_builder(values, 40)
+    for seed in (3, 4, 5):  # the first call builds, the later ones copy its configuration
+        keras.utils.set_random_seed(seed)
+        built = make_model(seed)
+        keras.utils.set_random_seed(seed)
+        direct = build_cnn1d(values, 40)
+        assert [layer.name for layer in built.layers] == [layer.name for layer in direct.layers]
+        for a, b in zip(built.get_weights(), direct.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+    keras.utils.set_random_seed(6)
+    other = make_model(6)
+    assert not np.array_equal(other.get_weights()[0], built.get_weights()[0])
 
 
 def test_missing_hyperparameter_names_the_key():

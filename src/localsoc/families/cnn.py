@@ -119,7 +119,7 @@ def refit_folds(model, fold_data, params: dict, seed: int, base=None, base_data=
     import keras
     import numpy as np
 
-    from localsoc.models.cnn1d import build_cnn1d
+    from localsoc.models.cnn1d import fold_builder
     from localsoc.models.runtime import configure_tensorflow
     from localsoc.models.training import TrainingSettings, fit_fold_models, resolve_budget
     from localsoc.models.tuner import trial_settings
@@ -147,10 +147,7 @@ def refit_folds(model, fold_data, params: dict, seed: int, base=None, base_data=
         hp, space = dict(model.hyperparameters), info.get("space")
         settings = trial_settings(hp, space, resolve_budget(info.get("budget")
                                                             or params["site_budget"]))
-        n_bands = model.n_bands
-
-        def make_model(fold: int):
-            return build_cnn1d(hp, n_bands, space)
+        make_model = fold_builder(hp, model.n_bands, space)
 
     fold_data = [(np.asarray(X, np.float32), np.asarray(y, np.float64),
                   [np.asarray(A, np.float32) for A in to_predict])

@@ -35,7 +35,7 @@ import scipy.optimize
 import sklearn.exceptions
 
 from localsoc.models import keras_tuner_adapter as kt_adapter
-from localsoc.models.cnn1d import build_cnn1d, declare_training_hyperparameters
+from localsoc.models.cnn1d import build_cnn1d, declare_training_hyperparameters, fold_builder
 from localsoc.models.fold_files import load_fold_models, save_fold_models
 from localsoc.models.training import CrossValidationOutcome, TrainingSettings, cross_validate
 
@@ -113,7 +113,7 @@ def train_trial(hp: Any, data: Mapping[str, Any]) -> CrossValidationOutcome:
     ``n_bands``)."""
     settings = trial_settings(hp, data["space"], data["budget"])
     return cross_validate(
-        lambda fold: build_cnn1d(hp, data["n_bands"], data["space"]),
+        fold_builder(hp, data["n_bands"], data["space"]),
         data["X"],
         data["y"],
         data["folds"],
