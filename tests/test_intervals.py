@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from localsoc.uncertainty import (
+    ShiftWeights,
     clip_interval,
     conformal_halfwidth,
     cv_plus_interval,
@@ -250,3 +251,44 @@ def test_spectrum_difficulty_kinds():
     assert level_offset([-1.0, 0.0]) == 1.0
     with pytest.raises(ValueError, match="unknown difficulty"):
         spectrum_difficulty("spread", domain, estimate, offset)
+
+
+def _shifted_spectra(rng, scores):
+    """20-band "spectra" whose first direction carries the score (what the classifier sees)."""
+    pattern = np.sin(np.linspace(0, 3, 20))
+    return scores[:, None] * pattern + 0.05 * rng.normal(size=(len(scores), 20))
+
+
+def test_shift_weights_are_near_one_without_shift_and_favour_target_like_spectra():
+    rng = np.random.default_rng(7)
+    same = ShiftWeights.fit(_shifted_spectra(rng, rng.normal(size=200)),
+                            _shifted_spectra(rng, rng.normal(size=200)), n_components=2)
+    w = same(_shifted_spectra(rng, rng.normal(size=200)))
+    assert 0.7 < float(np.median(w)) < 1.4
+    # calibration spread wide (extremes), target narrow: central spectra weigh more
+    shift = ShiftWeights.fit(_shifted_spectra(rng, rng.uniform(-3, 3, 300)),
+                             _shifted_spectra(rng, rng.uniform(-1, 1, 300)), n_components=2)
+    centre, edge = shift(_shifted_spectra(rng, np.zeros(5))), shift(_shifted_spectra(rng, np.full(5, 2.8)))
+    assert centre.min() > 3 * edge.max()
+    assert (shift(_shifted_spectra(rng, np.linspace(-3, 3, 50))) > 0).all()
+
+
+def test_weighted_conformal_covers_the_target_under_covariate_shift():
+    """Residuals grow with |x|; calibration x spread wide (as Kennard-Stone's extremes), the
+    target x narrow: the unweighted quantile over-covers the target, the weighted one comes
+    close to the level (the weights are estimated, so only approximately)."""
+    rng = np.random.default_rng(2019)
+    level, plain_cov, weighted_cov = 0.9, [], []
+    for _ in range(60):
+        x_cal, x_new = rng.uniform(-3, 3, 60), rng.normal(0, 0.8, 200)
+        r_cal = (0.2 + np.abs(x_cal)) * rng.normal(size=60)
+        r_new = (0.2 + np.abs(x_new)) * rng.normal(size=200)
+        shift = ShiftWeights.fit(_shifted_spectra(rng, x_cal), _shifted_spectra(rng, x_new),
+                                 n_components=2)
+        half = weighted_conformal_halfwidth(np.abs(r_cal), shift(_shifted_spectra(rng, x_cal)),
+                                            shift(_shifted_spectra(rng, x_new)), level)
+        weighted_cov.append(np.mean(np.abs(r_new) <= half))
+        plain_cov.append(np.mean(np.abs(r_new) <= conformal_halfwidth(np.abs(r_cal), 0 * r_cal,
+                                                                      level)))
+    assert float(np.mean(plain_cov)) > 0.97, np.mean(plain_cov)
+    assert abs(float(np.mean(weighted_cov)) - level) < 0.04, np.mean(weighted_cov)

@@ -27,7 +27,7 @@ Intervals. ``level`` is 1 - alpha throughout. Every rank below is computed as
 - ``weighted_conformal_halfwidth``: the weighted conformal quantile of Tibshirani, Barber,
   Candès & Ramdas (2019), "Conformal prediction under covariate shift", NeurIPS 32, for
   calibration and target samples that differ in the distribution of x (weights = density
-  ratios).
+  ratios); ``ShiftWeights`` estimates those ratios from unlabelled spectra.
 - ``clip_interval``: SOC content cannot be negative; clip the bounds at 0.
 
 Applicability domain: a PCA fitted on the model's training spectra; Hotelling's T2 in the
@@ -285,6 +285,54 @@ def weighted_conformal_halfwidth(residuals, weights_cal, weight_new, level: floa
     index = np.searchsorted(cumulative, np.atleast_1d(threshold), side="left")
     halfwidths = np.where(index < v.size, v[np.minimum(index, v.size - 1)], np.inf)
     return float(halfwidths[0]) if w_new.ndim == 0 else halfwidths.reshape(w_new.shape)
+
+
+class ShiftWeights:
+    """Estimated density ratios w(x) = dP_target(x) / dP_cal(x) between a site's calibration
+    spectra and its target spectra (spectra to be estimated, unlabelled: no SOC value is used),
+    for ``weighted_conformal_halfwidth``.
+
+    A probabilistic classifier tells target from calibration spectra (Tibshirani et al. 2019,
+    section 3.2): a PCA of both sets together (``n_components`` scores, standardised), their
+    squares and products, then an L2 logistic regression with balanced class weights, so
+    p / (1 - p) estimates the density ratio itself. The quadratic terms matter: the log ratio of
+    a wide calibration cloud (Kennard-Stone's extremes) to a compact target cloud is quadratic
+    in the scores, which a linear classifier cannot express. p is clipped to [``clip``, 1 - ``clip``] (weights within a factor 1/clip) so
+    one spectrum cannot carry the whole quantile. The calibration spectra's own weights come
+    from the classifier they helped fit (in-sample), and the weights are estimates: the
+    coverage guarantee of weighted conformal then holds only approximately. Deterministic
+    (lbfgs, no random state).
+    """
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+
+    @classmethod
+    def fit(cls, X_cal, X_target, n_components: int = 5, clip: float = 0.02) -> ShiftWeights:
+        from sklearn.decomposition import PCA
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+        X_cal = np.asarray(X_cal, dtype=np.float64)
+        X_target = np.asarray(X_target, dtype=np.float64)
+        if len(X_cal) < 2 or len(X_target) < 2:
+            raise ValueError("shift weights need at least 2 calibration and 2 target spectra")
+        X = np.vstack([X_cal, X_target])
+        labels = np.r_[np.zeros(len(X_cal)), np.ones(len(X_target))]
+        components = max(1, min(int(n_components), X.shape[0] - 1, X.shape[1]))
+        pipeline = make_pipeline(PCA(components, svd_solver="full"), StandardScaler(),
+                                 PolynomialFeatures(2, include_bias=False), StandardScaler(),
+                                 LogisticRegression(class_weight="balanced", max_iter=2000))
+        pipeline.fit(X, labels)
+        weights = cls(pipeline)
+        weights.clip = float(clip)
+        return weights
+
+    def __call__(self, X) -> np.ndarray:
+        p = self.pipeline.predict_proba(np.asarray(X, dtype=np.float64))[:, 1]
+        p = np.clip(p, self.clip, 1.0 - self.clip)
+        return p / (1.0 - p)
 
 
 def clip_interval(lower, upper, minimum: float = 0.0) -> tuple[np.ndarray, np.ndarray]:

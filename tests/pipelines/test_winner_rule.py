@@ -48,3 +48,46 @@ def test_mbl_is_scored_but_never_served():
     table, domains = _scored({"MBL g": (0.30, 0.01), "PLSR Local": (0.60, 0.05)})
     winner = choose_winners(table, domains, CALIBRATION)[1]["s1"]
     assert winner["method"] == "PLSR Local" and winner["best_calibration_overall"] == "MBL g"
+
+
+def test_the_rule_s_own_nested_rmse_pays_for_the_winner_s_curse():
+    """Eight CNNs with equally good, independent N(0, 1) residuals on the same 30 samples: the
+    winner's nested RMSE is the lowest of eight noisy estimates (optimistic: the true RMSE of
+    every model is 1); the rule's own nested RMSE, picking in each outer fold from the other
+    folds only, is not."""
+    import numpy as np
+
+    from localsoc.models.ensemble import make_folds
+    from localsoc.pipelines.evaluate.nodes import selection_nested_rmse
+
+    labels = ["Local", "DTL-Ig", "DTL-Ic", "DTL-Rg", "DTL-Rc", "DTL-IRg", "DTL-IRc",
+              "RS-LOCAL+CNN g"]
+    labels = [label for label in labels if _known(label)]
+    assert len(labels) >= 6
+    rng = np.random.default_rng(2006)
+    ids = [f"s{i}" for i in range(30)]
+    winner_rmse, rule_rmse = [], []
+    for repeat in range(150):
+        residuals = rng.normal(size=(len(labels), len(ids)))
+        calibration = pd.DataFrame([
+            {"sample_id": s, "method": label, "observed": 0.0, "estimated": residuals[m, i]}
+            for m, label in enumerate(labels) for i, s in enumerate(ids)])
+        rmses = np.sqrt((residuals**2).mean(axis=1))
+        se = (residuals**2).std(axis=1, ddof=1) / np.sqrt(len(ids)) / (2 * rmses)
+        table, _ = _scored({label: (float(rmses[m]), float(se[m]))
+                            for m, label in enumerate(labels)})
+        folds = make_folds(ids, 5, seed=repeat)
+        value, picks = selection_nested_rmse(table, calibration, folds)
+        assert len(picks) == 5 and set(picks) <= set(labels)
+        winner_rmse.append(rmses.min())
+        rule_rmse.append(value)
+    assert np.mean(winner_rmse) < 0.9, np.mean(winner_rmse)
+    assert abs(np.mean(rule_rmse) - 1.0) < 0.05, np.mean(rule_rmse)
+
+
+def _known(label: str) -> bool:
+    try:
+        method(label)
+    except (KeyError, ValueError):
+        return False
+    return method(label).family == "cnn"

@@ -33,7 +33,6 @@ and the served model use; the others are reported beside it):
   estimated SOC level, or both; centred on the served model.
 - ``plain``: estimate +- the conformal quantile of the nested out-of-fold |residuals|.
 - ``normalised_cv_plus``: CV+ on the normalised score; reported, not served.
-
 Every lower bound is clipped at 0 (SOC cannot be negative).
 """
 
@@ -425,10 +424,57 @@ def _locality(dataset: str) -> int:
     return 1 if dataset.startswith("k+n") or dataset.endswith("+n") else 2
 
 
+def _apply_rule(servable: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.DataFrame]:
+    """(the winner, the lowest-RMSE model, the candidates) of :data:`WINNER_RULE` among the
+    rows of ``servable`` (columns method, family, trained_on, cal_rmse, cal_rmse_se)."""
+    lowest = servable.sort_values(["cal_rmse"], kind="stable").iloc[0]
+    threshold = float(lowest["cal_rmse"]) + float(lowest["cal_rmse_se"])
+    candidates = servable.loc[servable["cal_rmse"] <= threshold].copy()
+    candidates["_simplicity"] = [family(f).simplicity for f in candidates["family"]]
+    candidates["_locality"] = [_locality(d) for d in candidates["trained_on"]]
+    best = candidates.sort_values(["_simplicity", "_locality", "cal_rmse"],
+                                  kind="stable").iloc[0]
+    return best, lowest, candidates
+
+
+def selection_nested_rmse(servable: pd.DataFrame, calibration: pd.DataFrame,
+                          folds: Folds) -> tuple[float, list[str]]:
+    """The calibration RMSE of the winner rule itself, nested over the outer folds: for each
+    outer fold f, the rule picks a model from the other folds' nested estimates only, and fold
+    f's samples are scored by that pick's nested estimates. The winner's own nested RMSE is the
+    minimum (nearly) over a dozen noisy estimates on the same n (a winner's curse); this
+    figure pays for the choice as nested CV pays for a fit (Varma & Simon 2006). The estimates
+    of fold f's samples are those the nested stage made (models that never saw fold f); the
+    other folds' estimates used to pick came from models that saw fold f's spectra and labels
+    in training, but no fold-f residual enters the pick. ``calibration``: the calibration rows
+    of the predictions (sample_id, method, observed, estimated). Returns (RMSE, pick per fold).
+    """
+    position = {s: i for i, s in enumerate(folds.sample_ids)}
+    picks, squared = [], []
+    for _, held in folds.split():
+        held_ids = {str(folds.sample_ids[i]) for i in held}
+        rows = calibration.loc[calibration["method"].isin(set(servable["method"]))]
+        inner = rows.loc[~rows["sample_id"].isin(held_ids)]
+        scores = {label: (rmse(g["observed"], g["estimated"]),
+                          _rmse_se(g["observed"].to_numpy(), g["estimated"].to_numpy()))
+                  for label, g in inner.groupby("method")}
+        table = servable.assign(cal_rmse=[scores[m][0] for m in servable["method"]],
+                                cal_rmse_se=[scores[m][1] for m in servable["method"]])
+        pick = _apply_rule(table)[0]["method"]
+        picks.append(str(pick))
+        scored = rows.loc[(rows["method"] == pick) & rows["sample_id"].isin(held_ids)]
+        squared.extend(((scored["estimated"] - scored["observed"]) ** 2).tolist())
+    if len(squared) != len(position):
+        raise ValueError("every calibration sample must be in exactly one outer fold")
+    return float(np.sqrt(np.mean(squared))), picks
+
+
 def choose_winners(
     scored: pd.DataFrame,
     domains: dict,
     site_calibration: pd.DataFrame,
+    predictions: pd.DataFrame | None = None,
+    site_folds: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """(the study table with its ``winner`` column, the winners) per site.
 
@@ -437,7 +483,8 @@ def choose_winners(
     simplest wins (``Family.simplicity``, then local data before library data, then the lower
     RMSE). MBL rows are scored the same way, and the winners record when one of them would
     have scored better. The test set is used only to report whether the winner was also best
-    on test.
+    on test. With the ``predictions`` (calibration rows) the rule's own nested calibration RMSE
+    is recorded too (``selection_nested_rmse``; ``cal_rmse_selection`` on the winner's row).
     """
     servable_kinds = servable_families()
     tables, winners = [], {}
@@ -448,13 +495,17 @@ def choose_winners(
         if servable.empty:
             raise ValueError(f"site {site!r}: no servable model ({', '.join(servable_kinds)}) "
                              "to choose from")
-        lowest = servable.sort_values(["cal_rmse"], kind="stable").iloc[0]
-        threshold = float(lowest["cal_rmse"]) + float(lowest["cal_rmse_se"])
-        candidates = servable.loc[servable["cal_rmse"] <= threshold].copy()
-        candidates["_simplicity"] = [family(f).simplicity for f in candidates["family"]]
-        candidates["_locality"] = [_locality(d) for d in candidates["trained_on"]]
-        best = candidates.sort_values(["_simplicity", "_locality", "cal_rmse"],
-                                      kind="stable").iloc[0]
+        best, lowest, candidates = _apply_rule(servable)
+        selection, picks = np.nan, []
+        if predictions is not None:
+            calibration = predictions.loc[(predictions["site"] == site)
+                                          & (predictions["role"] == "calibration")]
+            ids_cal = site_calibration.loc[site_calibration["site"] == site, "sample_id"]
+            selection, picks = selection_nested_rmse(
+                servable, calibration, outer_folds(site_folds, site,
+                                                   ids_cal.astype(str).tolist()))
+        table["cal_rmse_selection"] = np.where(table["method"] == best["method"], selection,
+                                               np.nan)
         best_overall = table.sort_values(["cal_rmse"], kind="stable").iloc[0]
         best_test = table.sort_values(["rmse"], kind="stable").iloc[0] if has_test else None
         table["winner"] = table["method"] == best["method"]
@@ -471,6 +522,8 @@ def choose_winners(
             "cal_rmse": float(best["cal_rmse"]),
             "cal_rmse_se": float(best["cal_rmse_se"]),
             "cal_rmse_unnested": float(best["cal_rmse_unnested"]),
+            "cal_rmse_selection": _finite_or_none(selection),
+            "selection_picks": picks,
             "lowest_cal_rmse": {"method": lowest["method"], "cal_rmse": float(lowest["cal_rmse"]),
                                 "se": float(lowest["cal_rmse_se"])},
             "candidates": sorted(candidates["method"], key=method_order().index),
@@ -513,7 +566,8 @@ def evaluate_sites(
                               nested_models)
     predictions, scored, domains = score_sites(estimates, site_calibration, site_test,
                                                library_spectra, selection, params, site_folds)
-    metrics, winners = choose_winners(scored, domains, site_calibration)
+    metrics, winners = choose_winners(scored, domains, site_calibration, predictions,
+                                      site_folds)
     return predictions, metrics, winners
 
 

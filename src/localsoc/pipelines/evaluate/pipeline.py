@@ -30,7 +30,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 choose_winners,
-                inputs=["study_scores", "study_domains", "site_calibration"],
+                inputs=["study_scores", "study_domains", "site_calibration",
+                        "study_predictions", "site_folds"],
                 outputs=["study_metrics", "study_winners"],
                 name="choose_winners",
             ),
