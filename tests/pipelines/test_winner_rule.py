@@ -91,3 +91,30 @@ def _known(label: str) -> bool:
     except (KeyError, ValueError):
         return False
     return method(label).family == "cnn"
+
+
+def test_the_rule_s_nested_rmse_with_numeric_sample_ids_read_back_from_csv():
+    """study_predictions is a CSV: numeric sample ids come back as integers, the folds hold
+    strings; the rule's nested RMSE must match them all the same."""
+    import io
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    ids = [str(1000 + i) for i in range(20)]
+    labels = ["PLSR Local", "Local"]
+    table, domains = _scored({label: (1.0, 0.1) for label in labels})
+    predictions = pd.DataFrame([
+        {"site": "s1", "method": label, "role": "calibration", "sample_id": s,
+         "observed": 0.0, "estimated": rng.normal()} for label in labels for s in ids])
+    calibration = pd.DataFrame({"site": "s1", "country": "XX", "sample_id": ids})
+    expected = choose_winners(table, domains, calibration, predictions)[1]["s1"]
+    buffer = io.StringIO()
+    predictions.to_csv(buffer, index=False)
+    buffer.seek(0)
+    read_back = pd.read_csv(buffer)
+    assert read_back["sample_id"].dtype.kind == "i"
+    winner = choose_winners(table, domains, calibration, read_back)[1]["s1"]
+    assert winner["cal_rmse_selection"] is not None
+    assert winner["cal_rmse_selection"] == expected["cal_rmse_selection"]
+    assert winner["selection_picks"] == expected["selection_picks"]

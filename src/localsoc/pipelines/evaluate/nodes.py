@@ -450,6 +450,8 @@ def selection_nested_rmse(servable: pd.DataFrame, calibration: pd.DataFrame,
     of the predictions (sample_id, method, observed, estimated). Returns (RMSE, pick per fold).
     """
     position = {s: i for i, s in enumerate(folds.sample_ids)}
+    # ids as strings, as the folds hold them (study_predictions.csv reads numeric ids as ints)
+    calibration = calibration.assign(sample_id=calibration["sample_id"].astype(str))
     picks, squared = [], []
     for _, held in folds.split():
         held_ids = {str(folds.sample_ids[i]) for i in held}
