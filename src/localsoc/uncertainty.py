@@ -297,15 +297,17 @@ class ShiftWeights:
     squares and products, then an L2 logistic regression with balanced class weights, so
     p / (1 - p) estimates the density ratio itself. The quadratic terms matter: the log ratio of
     a wide calibration cloud (Kennard-Stone's extremes) to a compact target cloud is quadratic
-    in the scores, which a linear classifier cannot express. p is clipped to [``clip``, 1 - ``clip``] (weights within a factor 1/clip) so
-    one spectrum cannot carry the whole quantile. The calibration spectra's own weights come
+    in the scores, which a linear classifier cannot express. p is clipped to [``clip``,
+    1 - ``clip``] (weights between clip / (1 - clip) and (1 - clip) / clip) so one spectrum
+    cannot carry the whole quantile. The calibration spectra's own weights come
     from the classifier they helped fit (in-sample), and the weights are estimates: the
     coverage guarantee of weighted conformal then holds only approximately. Deterministic
     (lbfgs, no random state).
     """
 
-    def __init__(self, pipeline):
+    def __init__(self, pipeline, clip: float = 0.02):
         self.pipeline = pipeline
+        self.clip = float(clip)
 
     @classmethod
     def fit(cls, X_cal, X_target, n_components: int = 5, clip: float = 0.02) -> ShiftWeights:
@@ -325,9 +327,7 @@ class ShiftWeights:
                                  PolynomialFeatures(2, include_bias=False), StandardScaler(),
                                  LogisticRegression(class_weight="balanced", max_iter=2000))
         pipeline.fit(X, labels)
-        weights = cls(pipeline)
-        weights.clip = float(clip)
-        return weights
+        return cls(pipeline, clip)
 
     def __call__(self, X) -> np.ndarray:
         p = self.pipeline.predict_proba(np.asarray(X, dtype=np.float64))[:, 1]
