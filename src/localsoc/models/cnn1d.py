@@ -408,8 +408,10 @@ def fold_builder(hp: Any, n_bands: int, space: Mapping[str, Any] | None = None):
     network (``build_cnn1d``; Keras-Tuner hyperparameters are registered then), later calls
     rebuild it from that model's configuration (``keras.Model.from_config``), drawing fresh
     initial weights from the random state of the call, as ``build_cnn1d`` would: under the same
-    seed both give the same weights (tests/models/test_cnn1d.py). Measured: ~0.3 ms per model
-    against 9-45 ms for ``build_cnn1d`` (a trial builds K + 1 models; BENCHMARKS.md)."""
+    seed both give the same weights (tests/models/test_cnn1d.py). Measured: ~10 ms per model
+    against ~9-10 ms for ``build_cnn1d`` with fixed values and up to ~40 ms when it registers
+    Keras-Tuner hyperparameters inside a search (a trial builds K + 1 models; BENCHMARKS.md
+    2026-12-04: the saving per trial is within run-to-run spread)."""
     first: list[keras.Model] = []
 
     def make_model(fold: int) -> keras.Model:

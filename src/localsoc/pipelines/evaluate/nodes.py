@@ -33,6 +33,7 @@ and the served model use; the others are reported beside it):
   estimated SOC level, or both; centred on the served model.
 - ``plain``: estimate +- the conformal quantile of the nested out-of-fold |residuals|.
 - ``normalised_cv_plus``: CV+ on the normalised score; reported, not served.
+
 Every lower bound is clipped at 0 (SOC cannot be negative).
 """
 
@@ -449,13 +450,12 @@ def selection_nested_rmse(servable: pd.DataFrame, calibration: pd.DataFrame,
     in training, but no fold-f residual enters the pick. ``calibration``: the calibration rows
     of the predictions (sample_id, method, observed, estimated). Returns (RMSE, pick per fold).
     """
-    position = {s: i for i, s in enumerate(folds.sample_ids)}
     # ids as strings, as the folds hold them (study_predictions.csv reads numeric ids as ints)
-    calibration = calibration.assign(sample_id=calibration["sample_id"].astype(str))
+    rows = calibration.loc[calibration["method"].isin(set(servable["method"]))]
+    rows = rows.assign(sample_id=rows["sample_id"].astype(str))
     picks, squared = [], []
     for _, held in folds.split():
         held_ids = {str(folds.sample_ids[i]) for i in held}
-        rows = calibration.loc[calibration["method"].isin(set(servable["method"]))]
         inner = rows.loc[~rows["sample_id"].isin(held_ids)]
         scores = {label: (rmse(g["observed"], g["estimated"]),
                           _rmse_se(g["observed"].to_numpy(), g["estimated"].to_numpy()))
@@ -466,7 +466,7 @@ def selection_nested_rmse(servable: pd.DataFrame, calibration: pd.DataFrame,
         picks.append(str(pick))
         scored = rows.loc[(rows["method"] == pick) & rows["sample_id"].isin(held_ids)]
         squared.extend(((scored["estimated"] - scored["observed"]) ** 2).tolist())
-    if len(squared) != len(position):
+    if len(squared) != len(folds.sample_ids):
         raise ValueError("every calibration sample must be in exactly one outer fold")
     return float(np.sqrt(np.mean(squared))), picks
 
