@@ -4,10 +4,11 @@ This script runs the whole study (conf/demo budgets unless --env says otherwise)
 in a scratch copy of the project, with the run seed (study.seed: simulator, PCA, RS-LOCAL,
 folds, CNN searches, transfer, MBL) set to that seed, and prints:
 
-- per seed and site: the winner, its nested calibration RMSE against its test RMSE (ratio),
-  the coverage and mean width of its served interval on test;
+- per seed and site: the winner, its nested calibration RMSE and its validation RMSE against
+  its test RMSE (ratios), the coverage and mean width of its served interval on test;
 - per method, pooled over seeds and sites: the coverage and mean width of every interval
-  (normalised, plain, CV+, normalised CV+) and the mean nested / test RMSE ratio;
+  (validation, CV+, normalised, plain, normalised CV+) and the mean nested / test and
+  validation / test RMSE ratios;
 - per seed: DTL-Ig's mean dRMSE against Local (the paper, Shen et al. 2022: +25.8 %).
 
 It takes about one demo run per seed. ``--reuse`` reads the outputs of an earlier run of the
@@ -59,6 +60,8 @@ def winner_rows(seed: int, metrics: pd.DataFrame, winners: dict) -> list[dict]:
             "seed": seed, "site": site, "winner": winner["method"],
             "nested cal RMSE": row["cal_rmse"], "un-nested cal RMSE": row["cal_rmse_unnested"],
             "test RMSE": row["rmse"], "nested/test": row["cal_rmse"] / row["rmse"],
+            "validation RMSE": row.get("val_rmse", np.nan),
+            "validation/test": row.get("val_rmse", np.nan) / row["rmse"],
             "coverage": row["coverage"], "mean width": row["mean_width"],
             "rule nested/test": (np.nan if winner.get("cal_rmse_selection") is None
                                  else winner["cal_rmse_selection"] / row["rmse"]),
@@ -75,7 +78,9 @@ def pooled_coverage(metrics: pd.DataFrame) -> pd.DataFrame:
         weights = group["n_test"].to_numpy(float)
         row = {"method": label, "family": group["family"].iloc[0], "site-seeds": len(group),
                "nested/test": float((group["cal_rmse"] / group["rmse"]).mean()),
-               "un-nested/test": float((group["cal_rmse_unnested"] / group["rmse"]).mean())}
+               "un-nested/test": float((group["cal_rmse_unnested"] / group["rmse"]).mean()),
+               "validation/test": (float((group["val_rmse"] / group["rmse"]).mean())
+                                   if "val_rmse" in group else np.nan)}
         for name in names:
             row[f"cov {name}"] = float(np.average(group[f"coverage_{name}"], weights=weights))
             row[f"width {name}"] = float(np.average(group[f"width_{name}"], weights=weights))
@@ -167,7 +172,8 @@ def main() -> None:
     winner_cov = np.average(won["coverage"].to_numpy(float), weights=weights)
     print(f"\nWinner coverage: min {won['coverage'].min():.3f} over {len(won)} site-seeds, "
           f"pooled {winner_cov:.3f}; nested/test min {won['nested/test'].min():.3f} "
-          f"(the rule's own nested RMSE / test min {won['rule nested/test'].min():.3f}); "
+          f"(the rule's own nested RMSE / test min {won['rule nested/test'].min():.3f}; "
+          f"validation / test min {won['validation/test'].min():.3f}); "
           f"mean width {won['mean width'].mean():.3f}")
     print("\nPer method, pooled over seeds and sites:")
     print(pooled_coverage(pooled).to_string(index=False, **fmt))

@@ -75,8 +75,8 @@ def print_summary(project: Path, seconds: dict[str, float], study: bool = True) 
     if summary_path.exists():
         summary = pd.read_csv(summary_path)
         table = Table(title="Data (SOC in %)")
-        columns = ["set", "kind", "samples", "quarantined", "calibration", "test",
-                   "mean", "sd", "min", "median", "max"]
+        columns = ["set", "kind", "samples", "quarantined", "calibration", "validation",
+                   "test", "mean", "sd", "min", "median", "max"]
         for column in columns:
             table.add_column(column, justify="left" if column in ("set", "kind") else "right")
         for row in summary.to_dict("records"):

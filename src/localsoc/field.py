@@ -13,8 +13,12 @@ sampling (Särndal, Swensson & Wretman 1992, *Model Assisted Survey Sampling*, S
 Fannjiang, Jordan & Zrnic 2023, Science 382(6671):669-674). With
 
 - ``yhat_1..yhat_N`` the served model's estimates of the N samples of the field (or stratum),
-- ``e_1..e_n`` the signed nested out-of-fold residuals (observed - estimated) of the site's n
-  calibration samples, as the bundle stores them (``interval.calibration_residuals``),
+- ``e_1..e_n`` the signed residuals (observed - estimated) the site's served interval is
+  calibrated on, as the bundle stores them (``interval.calibration_residuals``): the served
+  model's residuals on the site's n random validation samples (``interval.method``
+  ``validation``, the default: a probability sample of the field, which the estimator
+  assumes), or else the nested out-of-fold residuals of its Kennard-Stone calibration samples
+  (spectral extremes, not a probability sample: their mean need not be the field's bias),
 - ``f`` the sampled fraction: 0 for ``target="field"`` (the N samples are a sample of a much
   larger field, whose mean is the target), 1 for ``target="samples"`` (the N samples are the
   population: the target is the mean of their true SOC),
@@ -242,7 +246,8 @@ def summary_table(summaries: Sequence[FieldSummary]) -> pd.DataFrame:
 
 
 def site_residuals(entry: Mapping) -> np.ndarray:
-    """The signed nested out-of-fold calibration residuals of a bundle site entry."""
+    """The signed residuals a bundle site's interval is calibrated on (validation samples, or
+    nested out-of-fold calibration residuals; see the module docstring)."""
     residuals = entry.get("interval", {}).get("calibration_residuals")
     if not residuals:
         raise ValueError(f"bundle site {entry.get('site')!r} stores no calibration residuals; "

@@ -5,11 +5,16 @@ Intervals. ``level`` is 1 - alpha throughout. Every rank below is computed as
 ``(n + 1) * level`` is an integer in exact arithmetic but rounds up in floating point (e.g.
 10 * 0.7) this takes one rank more, which only widens an interval.
 
-- ``conformal_halfwidth`` (what the evaluate stage and the serving bundle use): the
-  ceil((n + 1) * level)-th smallest absolute out-of-fold residual r_i = |y_i - yhat_oof_i| of
-  the n calibration samples (infinite when that rank exceeds n), used as a symmetric half-width
-  around the *final* model's estimate (the fold ensemble or the refit). This is the
-  split-conformal quantile applied to K-fold out-of-fold residuals. It is NOT CV+ and has no
+- ``conformal_halfwidth``: the ceil((n + 1) * level)-th smallest absolute residual
+  r_i = |y_i - yhat_i| of n samples (infinite when that rank exceeds n), a symmetric
+  half-width. Two uses. (a) The evaluate stage's ``validation`` interval (its default): the
+  residuals of the served model on the site's random validation samples, which it never
+  trained on or chose with: split conformal proper (Vovk, Gammerman & Shafer 2005; Lei et al.
+  2018, theorem 2.1), coverage >= level for a new point exchangeable with the validation
+  samples (and < level + 1/(n + 1) without ties), marginally over the validation draw.
+  (b) The ``plain`` interval: the n out-of-fold calibration residuals around the *final*
+  model's estimate (the fold ensemble or the refit). This is the split-conformal quantile
+  applied to K-fold out-of-fold residuals. It is NOT CV+ and has no
   finite-sample guarantee: split conformal guarantees coverage >= 1 - alpha only when the
   residuals come from the very model that makes the new estimate and that model never saw the
   calibration samples; here each residual comes from a fold model trained without the sample,
@@ -45,7 +50,12 @@ import numpy as np
 
 
 def conformal_halfwidth(observed, oof_estimated, level: float = 0.9) -> float:
-    """Split-conformal-style half-width at ``level`` from K-fold out-of-fold residuals.
+    """Split-conformal half-width at ``level`` from held-out residuals.
+
+    With the residuals of the very model that makes the new estimate, on samples it never saw
+    (the evaluate stage's validation samples), this is split conformal and estimate +-
+    half-width covers a new exchangeable point with probability >= ``level``. With K-fold
+    out-of-fold residuals around another model, read on:
 
     Returns the ceil((n + 1) * level)-th smallest |observed_i - oof_estimated_i| (infinite when
     that rank exceeds n). Used as estimate +- half-width around the final (fold-ensemble or

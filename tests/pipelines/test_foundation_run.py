@@ -61,5 +61,6 @@ def test_summary_lists_every_library_country_and_site(project):
     assert set(summary["kind"]) == {"library", "country library", "site"}
     sites = summary.loc[summary["kind"] == "site"]
     assert (sites["calibration"] == 30).all()
-    assert (sites["test"] == sites["samples"] - 30).all()
+    assert (sites["validation"] == 20).all()  # split.n_validation random samples
+    assert (sites["test"] == sites["samples"] - 30 - 20).all()
     assert list(seconds)[:4] == ["ingest", "validate", "preprocess", "split"]

@@ -100,6 +100,39 @@ def test_label_driven_methods_are_scored_on_nested_estimates(study_project):
     assert (library_only["cal_rmse"] == library_only["cal_rmse_unnested"]).all()
 
 
+def test_validation_samples_calibrate_the_served_interval(study_project):
+    from localsoc.uncertainty import conformal_halfwidth
+
+    root, _ = study_project
+    metrics = pd.read_csv(root / "data/08_reporting/study_metrics.csv")
+    predictions = pd.read_csv(root / "data/07_model_output/study_predictions.csv",
+                              dtype={"sample_id": str})
+    holdout = pd.read_parquet(root / "data/05_model_input/site_test.parquet")
+    winners = json.loads((root / "data/08_reporting/study_winners.json").read_text())
+    for site, table in metrics.groupby("site"):
+        validation = set(holdout.loc[(holdout["site"] == site)
+                                     & (holdout["holdout"] == "validation"), "sample_id"])
+        assert len(validation) == 20 and (table["n_validation"] == 20).all()
+        assert (table["interval"] == "validation").all()
+        of_site = predictions.loc[predictions["site"] == site]
+        assert not validation & set(of_site.loc[of_site["role"].isin(
+            ["calibration", "test", "test_fold"]), "sample_id"])
+        for row in table.to_dict("records"):
+            rows = of_site.loc[of_site["method"] == row["method"]]
+            val = rows.loc[rows["role"] == "validation"]
+            assert set(val["sample_id"]) == validation
+            half = conformal_halfwidth(val["observed"], val["estimated"], 0.9)
+            assert row["interval_halfwidth"] == pytest.approx(half)
+            tested = rows.loc[rows["role"] == "test"]
+            np.testing.assert_allclose(tested["upper"], tested["estimated"] + half)
+            inside = ((tested["observed"] >= np.maximum(tested["estimated"] - half, 0))
+                      & (tested["observed"] <= tested["estimated"] + half))
+            assert row["coverage"] == pytest.approx(inside.mean())
+            assert row["val_rmse"] == pytest.approx(
+                float(np.sqrt(np.mean((val["observed"] - val["estimated"]) ** 2))))
+        assert winners[site]["interval"] == "validation" and winners[site]["n_validation"] == 20
+
+
 def _linear(ids, oof, offset, n_bands):
     return LinearModel(x_mean=np.zeros(n_bands), coef=np.zeros(n_bands), intercept=offset,
                        n_components=1, sample_ids=list(ids), oof_predictions_=np.asarray(oof),

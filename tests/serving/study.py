@@ -24,7 +24,11 @@ from localsoc.pipelines.preprocess.nodes import preprocess_table
 GRID = {"start_nm": 400, "stop_nm": 2500, "step_nm": 10}
 PREPROCESS = {"steps": ["absorbance", "snv"]}
 VALIDATE = {"reflectance": {"min_exclusive": 0.0, "max": 1.0}}
-EVALUATE = {"interval_level": 0.9, "domain": {"n_components": 5, "quantile": 0.99}}
+EVALUATE = {"interval_level": 0.9, "interval": "validation", "interval_fallback": "cv_plus",
+            "domain": {"n_components": 5, "quantile": 0.99}}
+#: sweden_site gets this many random validation samples (its interval: validation);
+#: china_site none (its interval falls back to cv_plus)
+N_VALIDATION = 20
 N_CALIBRATION = 30
 CNN_HYPERPARAMETERS = {
     "conv_blocks": 1, "fc_blocks": 1,
@@ -44,11 +48,16 @@ def simulate_sites() -> pd.DataFrame:
 
 
 def split(sites_ssl: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The first n samples of each site calibrate, the rest test (preprocessed tables)."""
+    """The first n samples of each site calibrate, the rest are held out (preprocessed
+    tables): at sweden_site N_VALIDATION random ones validate (``holdout``), the rest test."""
     spectra = preprocess_table(sites_ssl, PREPROCESS)
     calibration = spectra.groupby("site", sort=True).head(N_CALIBRATION)
-    test = spectra.drop(index=calibration.index)
-    return calibration.reset_index(drop=True), test.reset_index(drop=True)
+    test = spectra.drop(index=calibration.index).reset_index(drop=True)
+    sweden = np.flatnonzero(test["site"] == "sweden_site")
+    drawn = np.random.default_rng(11).choice(sweden, N_VALIDATION, replace=False)
+    test["holdout"] = "test"
+    test.loc[drawn, "holdout"] = "validation"
+    return calibration.reset_index(drop=True), test
 
 
 def cnn_ensemble(X: np.ndarray, y: np.ndarray, ids: list[str], seed: int = 3) -> FoldEnsemble:

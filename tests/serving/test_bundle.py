@@ -160,7 +160,18 @@ def test_the_manifest_holds_data_not_pickles(study, tmp_path):
     assert [step["name"] for step in site["preprocessing"]] == ["absorbance", "snv"]
     assert site["preprocessing"][0]["params"] == {"base": 10.0, "floor": 1e-6, "clip_zero": False}
     assert len(site["wavelengths_nm"]) == 211
+    # no validation samples at china_site: CV+ from the 30 nested out-of-fold residuals
+    assert site["interval"]["method"] == "cv_plus"
     assert len(site["interval"]["calibration_residuals"]) == 30
+    # sweden_site's validation interval: the served model's residuals on its 20 validation
+    # samples, the half-width their 19th smallest |residual| (ceil(21 * 0.9))
+    sweden = json.loads((tmp_path / MANIFEST_FILE).read_text())["sites"]["sweden_site"]
+    interval = sweden["interval"]
+    assert interval["method"] == "validation" and "validation" in interval["calibration_set"]
+    assert len(interval["calibration_residuals"]) == 20 == sweden["data"]["validation_samples"]
+    assert interval["halfwidth"] == np.sort(np.abs(interval["calibration_residuals"]))[18]
+    validation = study["test"].loc[study["test"]["holdout"] == "validation", "sample_id"]
+    assert sorted(interval["calibration_sample_ids"]) == sorted(validation.astype(str))
     assert {"mean", "components", "variances", "t2_limit", "q_limit"} <= set(site["domain"])
 
 

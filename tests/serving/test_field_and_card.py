@@ -44,7 +44,10 @@ def test_field_is_the_summary_of_the_served_estimates(client, study, recorded_pr
                                                       for v in density],
                                   depth_cm=[np.nan if v is None else v for v in depth])
     assert [g["stratum"] for g in answer["summaries"]] == [ALL, "north", "south"]
-    assert answer["n_spectra"] == count and answer["n_calibration"] == 30
+    # the bias correction and model error come from the residuals the interval is calibrated
+    # on: at this site its 20 validation samples
+    assert entry["interval"]["method"] == "validation"
+    assert answer["n_spectra"] == count and answer["n_calibration"] == 20
     assert answer["model"]["site"] == SITE and answer["target"] == "field"
     for group, summary in zip(answer["summaries"], expected, strict=True):
         assert group["n_samples"] == summary.n_samples
@@ -112,7 +115,9 @@ def test_the_card_is_the_bundles(client, study, project, site):
     assert answer["site"] == site and card["bundle"] == tag
     assert card["model"]["method"] == winner["method"]
     assert card["data"]["calibration_samples"] == 30
-    assert card["data"]["test_samples"] == int((study["test"]["site"] == site).sum())
+    held = study["test"].loc[study["test"]["site"] == site, "holdout"]
+    assert card["data"]["test_samples"] == int((held == "test").sum())
+    assert card["data"]["validation_samples"] == int((held == "validation").sum())
     assert card["interval"]["test_coverage"] == pytest.approx(winner["test_metrics"]["coverage"])
     assert card["metrics"]["nested_calibration_rmse"] == pytest.approx(winner["cal_rmse"])
     # built from the served bundle: its model files' hashes, its versions

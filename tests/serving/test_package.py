@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 
 from localsoc.pipelines.package.nodes import package_winners, serving_settings
@@ -32,9 +33,17 @@ def test_bundle_holds_each_sites_winner_and_what_serving_needs(study):
         assert entry["interval"]["halfwidth"] == winner["interval_halfwidth"]
         assert entry["domain"] == winner["domain"]
         assert entry["test_metrics"]["rmse"] == winner["test_metrics"]["rmse"]
-        rows = study["predictions"].query(
-            "site == @site and method == @winner['method'] and role == 'calibration'")
+        # the interval's residuals: the validation samples' for a validation interval, else
+        # the calibration samples' (nested out of fold)
+        role = "validation" if winner["interval"] == "validation" else "calibration"
+        predictions = study["predictions"]
+        rows = predictions.loc[(predictions["site"] == site)
+                               & (predictions["method"] == winner["method"])
+                               & (predictions["role"] == role)]
         assert entry["interval"]["calibration_sample_ids"] == rows["sample_id"].tolist()
+        np.testing.assert_allclose(entry["interval"]["calibration_residuals"],
+                                   rows["observed"] - rows["estimated"])
+    assert {w["interval"] for w in study["winners"].values()} == {"validation", "cv_plus"}
     assert bundle.manifest["data_version"] and bundle.manifest["code_version"]
     assert bundle.manifest["serving"]["reflectance_max"] == VALIDATE["reflectance"]["max"]
 

@@ -77,8 +77,11 @@ def test_split_uses_the_plan_and_records_validation_rows(tmp_path):
     assert set(planned) == set(spectra["sample_id"].iloc[ks_on_labelled.selected_indices_])
     by_id = assignment.set_index("sample_id")
     validation = plan.loc[plan["role"] == "validation", "sample_id"]
-    assert (by_id.loc[validation, "role"] == "test").all()
+    # the plan's random validation samples calibrate the validation interval, not the test
+    assert (by_id.loc[validation, "role"] == "validation").all()
     assert (by_id.loc[validation, "plan"] == "validation").all()
+    assert sorted(test.loc[test["holdout"] == "validation", "sample_id"]) == sorted(validation)
+    assert (test["holdout"] == "test").sum() == 40 - 8 - 5
     assert (by_id.loc[planned, "plan"] == "calibration").all()
     lost = planned[2]
     spectra.loc[spectra["sample_id"] == lost, "soc"] = np.nan
@@ -87,6 +90,37 @@ def test_split_uses_the_plan_and_records_validation_rows(tmp_path):
     empty = ImportedPlansDataset(directory=str(tmp_path / "none")).load()
     cal_ks, _, _, _ = split_sites(spectra, empty, SPLIT)
     assert len(cal_ks) == 8
+
+
+def test_split_draws_seeded_random_validation_samples_and_keeps_min_test(caplog):
+    table = site_table()
+    spectra = table.copy()
+    spectra[spectra.columns[7:]] = apply_steps(spectra_of(table), STEPS)
+    no_plans = pd.DataFrame(columns=["site", "sample_id", "role", "ks_rank"])
+    split = {**SPLIT, "n_validation": 6}
+    cal, holdout, _, assignment = split_sites(spectra, no_plans, split, {"seed": 5})
+    validation = holdout.loc[holdout["holdout"] == "validation", "sample_id"]
+    assert len(validation) == 6 and not set(validation) & set(cal["sample_id"])
+    assert (holdout["holdout"] == "test").sum() == 40 - 8 - 6
+    roles = assignment.set_index("sample_id")["role"]
+    assert (roles.loc[validation] == "validation").all()
+    # the calibration set does not depend on the validation draw
+    cal_none, holdout_none, _, _ = split_sites(spectra, no_plans, SPLIT, {"seed": 5})
+    pd.testing.assert_frame_equal(cal, cal_none)
+    assert (holdout_none["holdout"] == "test").all()
+    # seeded: the same seed draws the same samples, another seed others
+    _, again, _, _ = split_sites(spectra, no_plans, split, {"seed": 5})
+    _, other, _, _ = split_sites(spectra, no_plans, split, {"seed": 6})
+    pd.testing.assert_frame_equal(holdout, again)
+    assert set(other.loc[other["holdout"] == "validation", "sample_id"]) != set(validation)
+    # too few rows left for min_test: the validation samples stay test samples, with a warning
+    with caplog.at_level("WARNING"):
+        _, kept, _, _ = split_sites(spectra, no_plans, {**SPLIT, "n_validation": 30},
+                                    {"seed": 5})
+    assert (kept["holdout"] == "test").all() and len(kept) == 32
+    assert "fewer than split.min_test" in caplog.text
+    with pytest.raises(ValueError, match="n_validation must be >= 0"):
+        split_sites(spectra, no_plans, {**SPLIT, "n_validation": -1})
 
 
 def test_scope_problem_says_why_a_scope_is_skipped():

@@ -294,6 +294,14 @@ def interval_halfwidth(entry: Mapping[str, Any]) -> float:
 
 #: What the served interval is, per ``interval.method`` of a bundle site.
 INTERVAL_DESCRIPTIONS = {
+    "validation": (
+        "split conformal interval on the site's validation samples (random samples of the "
+        "field, never trained on, not used to choose the model): estimate +- the "
+        "ceil((m + 1)(1 - alpha))-th smallest of the served model's m absolute validation "
+        "residuals (calibration_residuals). Guarantee (Vovk et al. 2005; Lei et al. 2018): "
+        "coverage >= the level for a new spectrum exchangeable with the validation samples (a "
+        "random sample of the same field), marginally over the validation draw; lower bound "
+        "clipped at 0"),
     "cv_plus": (
         "CV+ interval (Barber, Candes, Ramdas & Tibshirani 2021, Ann. Statist. 49(1)): from each "
         "outer-fold model's estimate of the spectrum and the nested out-of-fold calibration "
@@ -332,7 +340,7 @@ class IntervalRule:
 
     method: str
     level: float
-    halfwidth: float  # plain: the half-width
+    halfwidth: float  # plain, validation: the half-width
     score_quantile: float  # normalised: q
     floor: float  # normalised: added to sigma
     difficulty: str = "domain"  # normalised: what sigma is (DIFFICULTY_DESCRIPTIONS)
@@ -365,7 +373,7 @@ class IntervalRule:
         from localsoc.uncertainty import spectrum_difficulty
 
         domain_sigma = np.asarray(domain_sigma, dtype=np.float64)
-        if self.method == "plain":
+        if self.method in ("plain", "validation"):
             return np.full(domain_sigma.shape, self.halfwidth)
         sigma = spectrum_difficulty(self.difficulty, domain_sigma,
                                     domain_sigma if estimate is None else estimate,
@@ -398,8 +406,8 @@ def interval_rule(entry: Mapping[str, Any]) -> IntervalRule:
         return IntervalRule("cv_plus", level, halfwidth, math.nan, 0.0,
                             residuals=tuple(residuals.tolist()),
                             folds=tuple(int(f) for f in folds), fold_estimates=fold_estimates)
-    if method == "plain":
-        return IntervalRule("plain", level, halfwidth, math.nan, 0.0)
+    if method in ("plain", "validation"):
+        return IntervalRule(method, level, halfwidth, math.nan, 0.0)
     residuals = np.asarray(interval.get("calibration_residuals", []), dtype=np.float64)
     difficulties = np.asarray(interval.get("calibration_difficulties", []), dtype=np.float64)
     if residuals.size == 0 or difficulties.shape != residuals.shape:

@@ -131,7 +131,8 @@ def card_markdown(card: Mapping[str, Any], heading: str = "##") -> str:
     lines.append(f"- chosen by: {_shown(selection.get('rule'))}")
     lines.append(f"- candidates within one s.e.: {_shown(selection.get('candidates'))}")
     lines += ["", f"{sub} Data", ""]
-    lines.append(f"- calibration samples (n): {_shown(data.get('calibration_samples'))}; test "
+    lines.append(f"- calibration samples (n): {_shown(data.get('calibration_samples'))}; "
+                 f"validation samples: {_shown(data.get('validation_samples'))}; test "
                  f"samples: {_shown(data.get('test_samples'))}; validated site rows: "
                  f"{_shown(data.get('site_rows'))}")
     libraries = data.get("library_rows")

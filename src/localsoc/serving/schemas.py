@@ -50,7 +50,8 @@ class Interval(BaseModel):
     level: float = Field(description="nominal coverage, e.g. 0.9")
     method: str = Field(
         default="plain",
-        description="cv_plus (CV+ from the outer-fold models), normalised (width follows a "
+        description="validation (split conformal on the site's random validation samples), "
+        "cv_plus (CV+ from the outer-fold models), normalised (width follows a "
         "difficulty of the spectrum) or plain (one half-width); GET /sites describes the "
         "site's interval")
 

@@ -18,7 +18,17 @@ Three nodes, one purpose each:
 Intervals (``localsoc.uncertainty``; ``evaluate.interval`` picks the one the table, the figures
 and the served model use; the others are reported beside it):
 
-- ``cv_plus`` (default): the CV+ interval of Barber et al. (2021) from the outer-fold models'
+- ``validation`` (default): split conformal on the site's validation samples (random samples
+  of the field, ``split.n_validation`` or the lab plan's; never used for training or for the
+  winner): estimate +- the ceil((m + 1)(1 - alpha))-th smallest of the m validation
+  |residuals| of the represented (served) model. Its guarantee (Vovk et al. 2005; Lei et al.
+  2018, theorem 2.1): coverage >= 1 - alpha for a new spectrum exchangeable with the validation
+  samples, i.e. a random sample of the same field, and < 1 - alpha + 1/(m + 1) without ties;
+  the guarantee is marginal over the validation draw (with m = 20 a site's realised coverage
+  varies by about +-0.06). The Kennard-Stone calibration residuals are not exchangeable with
+  new ones (the extremes), which is why it is the default. A site without validation samples
+  falls back to ``evaluate.interval_fallback`` (cv_plus), and its row says so (``interval``).
+- ``cv_plus`` (the fallback): the CV+ interval of Barber et al. (2021) from the outer-fold models'
   estimates of each spectrum and the nested out-of-fold residuals: a method with a nested
   procedure is represented (and served) by its outer-fold ensemble, a model with fold models
   over the n (Local) by its own, so the interval comes from the very models whose residuals
@@ -70,8 +80,8 @@ from localsoc.uncertainty import (
 
 METRIC_NAMES = ("rmse", "me", "ccc", "r2", "rpiq")
 #: The intervals every method is scored with; the first three can be served.
-INTERVALS = ("cv_plus", "normalised", "plain", "normalised_cv_plus")
-SERVED_INTERVALS = ("cv_plus", "normalised", "plain")
+INTERVALS = ("validation", "cv_plus", "normalised", "plain", "normalised_cv_plus")
+SERVED_INTERVALS = ("validation", "cv_plus", "normalised", "plain")
 
 
 def calibration_estimates(model, X_cal: np.ndarray, ids_cal: list[str]) -> np.ndarray:
@@ -222,7 +232,25 @@ def predict_sites(
                                    ids_cal, y_cal, ids_test, y_test,
                                    calibration_estimates(served, X_cal, ids_cal), unnested,
                                    own_folds, estimate, spread, per_fold, refit)
-    return pd.concat(frames, ignore_index=True)
+    return _mark_validation(pd.concat(frames, ignore_index=True), site_test)
+
+
+def _mark_validation(estimates: pd.DataFrame, site_test: pd.DataFrame) -> pd.DataFrame:
+    """The estimates of the split's validation samples (``site_test.holdout``) under role
+    ``validation`` instead of ``test``; their test-fold and refit rows are dropped (the
+    validation interval uses the represented model's own estimate only)."""
+    if "holdout" not in site_test or not (site_test["holdout"] == "validation").any():
+        return estimates
+    held = site_test.loc[site_test["holdout"] == "validation"]
+    keys = pd.MultiIndex.from_arrays([held["site"].astype(str),
+                                      held["sample_id"].astype(str)])
+    is_val = pd.MultiIndex.from_arrays([estimates["site"].astype(str),
+                                        estimates["sample_id"].astype(str)]).isin(keys)
+    estimates = estimates.loc[~(is_val & estimates["role"].isin(["test_fold", "test_refit"]))]
+    is_val = is_val[estimates.index]
+    estimates = estimates.reset_index(drop=True)
+    estimates.loc[is_val & (estimates["role"] == "test").to_numpy(), "role"] = "validation"
+    return estimates
 
 
 def _difficulties(entry, library_spectra, site_calibration, selection, site, country,
@@ -273,22 +301,33 @@ def score_sites(
 
     Per site and method: test metrics (NaN without a test set); the nested calibration RMSE
     ``cal_rmse`` with its standard error and the un-nested ``cal_rmse_unnested`` (the model's
-    own out-of-fold estimates); the interval of ``evaluate.interval`` at
+    own out-of-fold estimates); on the site's validation samples (``site_test.holdout``) the
+    RMSE ``val_rmse`` (an estimate no choice saw) and the residuals of the ``validation``
+    interval; the interval of ``evaluate.interval`` (``evaluate.interval_fallback`` at a site
+    without validation samples) at
     ``evaluate.interval_level`` (``lower``/``upper`` in the predictions; ``coverage`` and
     ``mean_width`` on test) and the coverage and width of every interval of :data:`INTERVALS`;
     the applicability domain of the method's training spectra and the test share outside it;
     dRMSE against the registry's reference method. Rows are in registry order.
     """
     level = float(params["interval_level"])
-    chosen = str(params.get("interval", "cv_plus"))
+    wanted = str(params.get("interval", "cv_plus"))
+    fallback = str(params.get("interval_fallback", "cv_plus"))
     difficulty = str(params.get("difficulty", "domain"))
-    if chosen not in SERVED_INTERVALS:
-        raise ValueError(f"evaluate.interval must be one of {SERVED_INTERVALS} (the intervals "
-                         f"the served model can give); got {chosen!r}")
+    for key, name in (("interval", wanted), ("interval_fallback", fallback)):
+        if name not in SERVED_INTERVALS or (key == "interval_fallback" and name == "validation"):
+            raise ValueError(f"evaluate.{key} must be one of {SERVED_INTERVALS} (the intervals "
+                             "the served model can give; the fallback not validation); got "
+                             f"{name!r}")
     predictions, tables, domains = [], [], {}
     for site in sites_of(site_calibration):
         country = site_country(site_calibration, site)
-        test = site_test.loc[site_test["site"] == site]
+        holdout = site_test.loc[site_test["site"] == site]
+        is_val = ((holdout["holdout"] == "validation").to_numpy() if "holdout" in holdout
+                  else np.zeros(len(holdout), dtype=bool))
+        test = holdout.loc[~is_val]
+        ids_val = holdout.loc[is_val, "sample_id"].astype(str).tolist()
+        chosen = wanted if wanted != "validation" or ids_val else fallback
         has_test = not test.empty
         X_cal, _, ids_cal = site_data(library_spectra, site_calibration, selection, site)
         X_test = spectra_of(test) if has_test else np.empty((0, X_cal.shape[1]))
@@ -302,6 +341,9 @@ def score_sites(
             cal = rows.loc[rows["role"] == "calibration"].set_index("sample_id").loc[ids_cal]
             tested = rows.loc[rows["role"] == "test"].set_index("sample_id").loc[ids_test]
             refit = rows.loc[rows["role"] == "test_refit"].set_index("sample_id")
+            validated = rows.loc[rows["role"] == "validation"].set_index("sample_id").loc[ids_val]
+            y_val = validated["observed"].to_numpy(np.float64)
+            val_estimate = validated["estimated"].to_numpy(np.float64)
             y_cal = cal["observed"].to_numpy(np.float64)
             cal_estimate = cal["estimated"].to_numpy(np.float64)
             unnested = cal["estimated_unnested"].to_numpy(np.float64)
@@ -318,7 +360,10 @@ def score_sites(
             sigma_cal = spectrum_difficulty(difficulty, domain_cal, cal_estimate, offset)
             sigma_test = spectrum_difficulty(difficulty, domain_test, estimate, offset)
             half = conformal_halfwidth(y_cal, cal_estimate, level)
+            half_val = (conformal_halfwidth(y_val, val_estimate, level) if ids_val
+                        else np.nan)
             bounds = {
+                "validation": (estimate - half_val, estimate + half_val),
                 "plain": (estimate - half, estimate + half),
                 "normalised": (lambda h: (estimate - h, estimate + h))(normalized_halfwidths(
                     y_cal, cal_estimate, sigma_cal, sigma_test, level)),
@@ -352,11 +397,21 @@ def score_sites(
                 "lower": lower, "upper": upper, "t2": t2, "q": q, "in_domain": inside,
                 "fold": -1, "estimated_unnested": np.nan, "difficulty": sigma_test,
             }))
+            if ids_val:
+                none = np.full(len(ids_val), np.nan)
+                predictions.append(pd.DataFrame({
+                    "site": site, "method": label, "role": "validation",
+                    "sample_id": ids_val, "observed": y_val, "estimated": val_estimate,
+                    "spread": none, "lower": np.maximum(val_estimate - half_val, 0.0),
+                    "upper": val_estimate + half_val, "t2": none, "q": none, "in_domain": True,
+                    "fold": -1, "estimated_unnested": none, "difficulty": none,
+                }))
             finite_unnested = np.isfinite(unnested).all()
             interval_figures = {}
             for name, (low, high) in bounds.items():
-                interval_figures[f"coverage_{name}"] = (interval_coverage(y_test, low, high)
-                                                        if has_test else np.nan)
+                interval_figures[f"coverage_{name}"] = (
+                    interval_coverage(y_test, low, high) if has_test
+                    and (name != "validation" or ids_val) else np.nan)
                 interval_figures[f"width_{name}"] = (float(np.mean(high - low)) if has_test
                                                      else np.nan)
             site_rows.append({
@@ -373,12 +428,15 @@ def score_sites(
                 "cal_rmse_se": _rmse_se(y_cal, cal_estimate),
                 "cal_rmse_unnested": (rmse(y_cal, unnested) if finite_unnested
                                       else rmse(y_cal, cal_estimate)),
+                "n_validation": len(ids_val),
+                "val_rmse": rmse(y_val, val_estimate) if ids_val else np.nan,
+                "val_rmse_se": _rmse_se(y_val, val_estimate) if ids_val else np.nan,
                 "collection": rows["collection"].iloc[0],
                 "rmse_full_refit": (rmse(y_test, refit.loc[ids_test, "estimated"])
                                     if has_test and not refit.empty else np.nan),
                 "interval": chosen,
                 "interval_level": level,
-                "interval_halfwidth": half,
+                "interval_halfwidth": half_val if chosen == "validation" else half,
                 "coverage": interval_figures[f"coverage_{chosen}"],
                 "mean_width": interval_figures[f"width_{chosen}"],
                 **interval_figures,
@@ -392,6 +450,8 @@ def score_sites(
                     "fold_estimates": bool(fold_of_cal.max() > 0),  # the model has fold models
                     "calibration_residuals": np.abs(y_cal - cal_estimate).tolist(),
                     "calibration_difficulties": sigma_cal.tolist(),
+                    "validation_sample_ids": ids_val,
+                    "validation_residuals": np.abs(y_val - val_estimate).tolist(),
                 },
             }
         table = pd.DataFrame(site_rows)
@@ -525,6 +585,8 @@ def choose_winners(
             "cal_rmse_se": float(best["cal_rmse_se"]),
             "cal_rmse_unnested": float(best["cal_rmse_unnested"]),
             "cal_rmse_selection": _finite_or_none(selection),
+            "n_validation": int(best.get("n_validation", 0)),
+            "val_rmse": _finite_or_none(best.get("val_rmse", np.nan)),
             "selection_picks": picks,
             "lowest_cal_rmse": {"method": lowest["method"], "cal_rmse": float(lowest["cal_rmse"]),
                                 "se": float(lowest["cal_rmse_se"])},
@@ -582,15 +644,18 @@ def study_table_markdown(metrics: pd.DataFrame) -> str:
     """The paper's Table 3 layout: per site, every model's test RMSE, ME, CCC, R2, RPIQ, dRMSE."""
     lines = []
     for site, table in metrics.groupby("site", sort=True):
-        lines.append(f"### {site} (test n = {int(table['n_test'].iloc[0])})\n")
+        n_val = int(table["n_validation"].iloc[0]) if "n_validation" in table else 0
+        lines.append(f"### {site} (test n = {int(table['n_test'].iloc[0])}, validation "
+                     f"m = {n_val}, interval {table['interval'].iloc[0]})\n")
         lines.append("| model | RMSE | ME | CCC | R2 | RPIQ | dRMSE % | nested cal. RMSE | "
-                     "un-nested | coverage | width | winner |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+                     "un-nested | validation RMSE | coverage | width | winner |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for row in table.to_dict("records"):
             lines.append(
                 f"| {row['method']} | {row['rmse']:.3f} | {row['me']:+.3f} | {row['ccc']:.3f} | "
                 f"{row['r2']:.3f} | {row['rpiq']:.2f} | {row['drmse']:+.1f} | "
                 f"{row['cal_rmse']:.3f} | {row.get('cal_rmse_unnested', np.nan):.3f} | "
+                f"{row.get('val_rmse', np.nan):.3f} | "
                 f"{row['coverage']:.2f} | {row['mean_width']:.3f} | "
                 f"{'**winner**' if row['winner'] else ''} |"
             )

@@ -33,8 +33,10 @@ from localsoc.spectra.steps import check_fitted
 
 
 def _interval_entry(winner: dict, rows: pd.DataFrame, residuals: np.ndarray) -> dict[str, Any]:
-    """The served interval of a winner: its method (``evaluate.interval``), level, and the nested
-    out-of-fold calibration residuals (and difficulties) it is computed from."""
+    """The served interval of a winner: its method (``evaluate.interval``), level, and the
+    residuals (and difficulties) it is computed from: for ``validation`` the served model's
+    residuals on the site's validation samples (``rows``: their prediction rows), else the
+    nested out-of-fold calibration residuals (``rows``: the calibration rows)."""
     from localsoc.uncertainty import normalized_score_quantile
 
     method = winner.get("interval", "plain")
@@ -44,6 +46,9 @@ def _interval_entry(winner: dict, rows: pd.DataFrame, residuals: np.ndarray) -> 
         "description": INTERVAL_DESCRIPTIONS[method],
         "level": level,
         "halfwidth": _finite_or_none(winner["interval_halfwidth"]),
+        "calibration_set": ("validation samples (random, never trained on)"
+                            if method == "validation"
+                            else "calibration samples (nested out of fold)"),
         "calibration_sample_ids": rows["sample_id"].astype(str).tolist(),
         "calibration_residuals": residuals.tolist(),
     }
@@ -64,7 +69,8 @@ def _interval_entry(winner: dict, rows: pd.DataFrame, residuals: np.ndarray) -> 
 
 
 def _data_record(site: str, calibration: pd.DataFrame, test: pd.DataFrame,
-                 library_ssl: pd.DataFrame, sites_ssl: pd.DataFrame) -> dict[str, Any]:
+                 library_ssl: pd.DataFrame, sites_ssl: pd.DataFrame,
+                 validation: pd.DataFrame | None = None) -> dict[str, Any]:
     """What the site's model was built and tested on, for its model card: the number of
     calibration and test samples, the site's validated rows and each library's validated rows
     (the libraries the study could draw from)."""
@@ -72,6 +78,7 @@ def _data_record(site: str, calibration: pd.DataFrame, test: pd.DataFrame,
                  .sort_index() if "library" in library_ssl and len(library_ssl) else {})
     return {
         "calibration_samples": int(len(calibration)),
+        "validation_samples": int(len(validation)) if validation is not None else 0,
         "test_samples": int(len(test)),
         "site_rows": int((sites_ssl["site"] == site).sum()) if "site" in sites_ssl else None,
         "library_rows": {str(name): int(count) for name, count in dict(libraries).items()},
@@ -178,11 +185,19 @@ def package_winners(
                 f"site {site!r}: study_predictions has no calibration rows of the winner "
                 f"{winner['method']!r}; re-run the evaluate stage"
             )
-        residuals = (rows["observed"].to_numpy(np.float64)
-                     - rows["estimated"].to_numpy(np.float64))
         tested = study_predictions.loc[(study_predictions["role"] == "test")
                                        & (study_predictions["site"] == site)
                                        & (study_predictions["method"] == winner["method"])]
+        validated = study_predictions.loc[(study_predictions["role"] == "validation")
+                                          & (study_predictions["site"] == site)
+                                          & (study_predictions["method"] == winner["method"])]
+        interval_rows = validated if winner.get("interval") == "validation" else rows
+        if interval_rows.empty:
+            raise ValueError(f"site {site!r}: study_predictions has no validation rows of the "
+                             f"winner {winner['method']!r} for its validation interval; re-run "
+                             "the evaluate stage")
+        interval_residuals = (interval_rows["observed"].to_numpy(np.float64)
+                              - interval_rows["estimated"].to_numpy(np.float64))
         trained_at, trained_at_source = _trained_at(model, packaged_at)
         info = getattr(model, "info", None) or {}
         sites[site] = {
@@ -206,8 +221,8 @@ def package_winners(
             "test_metrics": {k: _finite_or_none(v)
                              for k, v in (winner.get("test_metrics") or {}).items()},
             "best_on_test": winner.get("best_on_test"),
-            "interval": _interval_entry(winner, rows, residuals),
-            "data": _data_record(site, rows, tested, library_ssl, sites_ssl),
+            "interval": _interval_entry(winner, interval_rows, interval_residuals),
+            "data": _data_record(site, rows, tested, library_ssl, sites_ssl, validated),
             "selection": {key: winner.get(key) for key in (
                 "rule", "candidates", "cal_rmse_se", "cal_rmse_unnested",
                 "winner_was_best_on_test")},

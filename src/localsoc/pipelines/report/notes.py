@@ -68,11 +68,21 @@ def plan_lines(split_assignment: pd.DataFrame | None) -> list[str]:
     for site, rows in split_assignment.loc[planned != ""].groupby("site", sort=True):
         roles = rows.groupby(["plan", "role"]).size()
         calibration = int(roles.get(("calibration", "calibration"), 0))
-        validation = int(roles.get(("validation", "test"), 0))
+        validation = int(roles.get(("validation", "validation"), 0))
+        in_test = int(roles.get(("validation", "test"), 0))
         tested = int((split_assignment.loc[split_assignment["site"] == site, "role"]
                       == "test").sum())
-        lines.append(f"- {site}: calibration = the {calibration} planned calibration samples "
-                     f"of its lab plan (Kennard-Stone on all its spectra before the lab, "
-                     f"data/01_raw/imports/plans/{site}.csv); test = {tested} rows, "
-                     f"{validation} of them the plan's random validation samples.")
+        head = (f"- {site}: calibration = the {calibration} planned calibration samples of "
+                f"its lab plan (Kennard-Stone on all its spectra before the lab, "
+                f"data/01_raw/imports/plans/{site}.csv); ")
+        if validation:
+            lines.append(head + f"validation = the plan's {validation} random validation "
+                         f"samples (the validation interval's calibration set); test = {tested} "
+                         "rows.")
+        else:
+            lines.append(head + f"test = {tested} rows, {in_test} of them the plan's random "
+                         "validation samples" + (
+                             " (too few other labelled rows for split.min_test to keep them "
+                             "apart for the validation interval, which falls back to "
+                             "evaluate.interval_fallback)." if in_test else "."))
     return ["", "Lab plans:", *lines] if lines else []

@@ -1,14 +1,25 @@
-"""Split each local site: Kennard-Stone picks the calibration samples, the rest is the test set.
+"""Split each local site: Kennard-Stone picks the calibration samples, a seeded random draw the
+validation samples, the rest is the test set.
 
 A site with a lab plan (``localsoc plan``; ``localsoc.study.plan``) calibrates on exactly the
 planned calibration samples, chosen by the same Kennard-Stone on all of the site's spectra
-before the lab; its other labelled rows (the planned validation samples among them) are the
-test set. The test rows are written out here and not read again until evaluation.
+before the lab, and validates on the plan's random validation samples; a site without a plan
+gets ``split.n_validation`` validation samples drawn at random (``numpy.random.default_rng``
+seeded with ``study.seed`` and a CRC-32 of the site's name) from its labelled rows outside the
+calibration set. Its other labelled rows are the test set.
+
+Validation samples are random samples of the field, so their residuals are exchangeable with a
+new spectrum's: the evaluate stage calibrates the ``validation`` interval (split conformal) on
+them, which the Kennard-Stone extremes cannot do. A site keeps them only where ``min_test`` test
+rows remain; otherwise they join the test set and the stage says so (the evaluate stage then
+falls back to ``evaluate.interval_fallback``). Validation and test rows are written out here
+(``site_test``, column ``holdout``) and not read again until evaluation.
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -21,6 +32,7 @@ logger = logging.getLogger(__name__)
 ROLE_CALIBRATION = "calibration"
 ROLE_TEST = "test"
 ROLE_UNLABELLED = "unlabelled"
+ROLE_VALIDATION = "validation"
 
 
 def _planned_order(site: str, labelled: pd.DataFrame, rows: pd.DataFrame, plan: pd.DataFrame,
@@ -42,22 +54,54 @@ def _planned_order(site: str, labelled: pd.DataFrame, rows: pd.DataFrame, plan: 
     return np.array([position[sample] for sample in wanted], dtype=np.int64)
 
 
+def _validation_positions(site: str, labelled: pd.DataFrame, is_cal: np.ndarray,
+                          planned: dict, use_plan: bool, n_validation: int, min_test: int,
+                          rng: np.random.Generator) -> np.ndarray:
+    """Positions in ``labelled`` of the site's validation samples (see the module docstring)."""
+    outside = np.flatnonzero(~is_cal)
+    if use_plan:
+        wanted = np.array([planned.get(str(s)) == ROLE_VALIDATION
+                           for s in labelled["sample_id"].iloc[outside]], dtype=bool)
+        chosen, source = outside[wanted], "its lab plan's validation samples"
+    else:
+        size = min(n_validation, len(outside))
+        chosen = np.sort(rng.choice(outside, size=size, replace=False)) if size else outside[:0]
+        source = f"split.n_validation ({n_validation}) random validation samples"
+    if len(chosen) and len(outside) - len(chosen) < min_test:
+        logger.warning("site %s: %s would leave %d test samples, fewer than split.min_test "
+                       "(%d): they stay in the test set, and the site's interval falls back "
+                       "to evaluate.interval_fallback", site, source,
+                       len(outside) - len(chosen), min_test)
+        return outside[:0]
+    return chosen
+
+
 def split_sites(
-    sites_spectra: pd.DataFrame, site_plans: pd.DataFrame, params: dict
+    sites_spectra: pd.DataFrame, site_plans: pd.DataFrame, params: dict,
+    study: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Per site: n calibration samples by Kennard-Stone on the preprocessed spectra, or the
-    planned ones where ``site_plans`` has the site's lab plan.
+    planned ones where ``site_plans`` has the site's lab plan; validation samples (the plan's,
+    or ``n_validation`` drawn at random with ``study["seed"]``, 0 without it); the rest of the labelled rows is the
+    test set.
 
-    Returns (calibration, test, unlabelled, assignment); ``assignment`` lists every site row
-    with its role, for calibration rows the Kennard-Stone selection order, and its role in the
-    lab plan (``plan``: calibration, validation or empty). With ``no_test`` every labelled
-    sample calibrates (Kennard-Stone still orders them) and the test set is empty: the study
-    then reports cross-validated figures only.
+    Returns (calibration, holdout, unlabelled, assignment). ``holdout`` holds the validation
+    and test rows, its column ``holdout`` saying which. ``assignment`` lists every site row with
+    its role (calibration, validation, test, unlabelled), for calibration rows the
+    Kennard-Stone selection order, and its role in the lab plan (``plan``: calibration,
+    validation or empty). With ``no_test`` every labelled sample calibrates (Kennard-Stone still
+    orders them), the validation and test sets are empty: the study then reports
+    cross-validated figures only.
     """
     n_calibration = int(params["n_calibration"])
     no_test = bool(params.get("no_test", False))
+    n_validation = int(params.get("n_validation", 0))
+    if n_validation < 0:
+        raise ValueError(f"split.n_validation must be >= 0; got {n_validation}")
+    seed = int((study or {}).get("seed", 0))
     calibration, test, unlabelled, assignment = [], [], [], []
     for site in sorted(sites_spectra["site"].dropna().unique()):
+        rng = np.random.default_rng([seed, zlib.crc32(str(site).encode())])
         rows = sites_spectra.loc[sites_spectra["site"] == site]
         labelled = rows.loc[rows["soc"].notna()].reset_index(drop=True)
         plan = site_plans.loc[site_plans["site"] == site]
@@ -79,8 +123,13 @@ def split_sites(
         planned = dict(zip(plan["sample_id"].astype(str), plan["role"], strict=True))
         is_cal = np.zeros(len(labelled), dtype=bool)
         is_cal[order] = True
+        is_val = np.zeros(len(labelled), dtype=bool)
+        if not no_test:
+            is_val[_validation_positions(site, labelled, is_cal, planned, use_plan,
+                                         n_validation, int(params["min_test"]), rng)] = True
         calibration.append(labelled.iloc[order])
-        test.append(labelled.loc[~is_cal])
+        test.append(labelled.loc[~is_cal].assign(
+            holdout=np.where(is_val[~is_cal], ROLE_VALIDATION, ROLE_TEST)))
         unlabelled.append(rows.loc[rows["soc"].isna()])
         rank = np.full(len(labelled), -1, dtype=np.int64)
         rank[order] = np.arange(len(order))
@@ -89,7 +138,8 @@ def split_sites(
                 {
                     "sample_id": labelled["sample_id"].to_numpy(),
                     "site": site,
-                    "role": np.where(is_cal, ROLE_CALIBRATION, ROLE_TEST),
+                    "role": np.where(is_cal, ROLE_CALIBRATION,
+                                     np.where(is_val, ROLE_VALIDATION, ROLE_TEST)),
                     "ks_rank": rank,
                     "plan": [planned.get(str(s), "") for s in labelled["sample_id"]],
                 }
@@ -158,11 +208,12 @@ def summarise_data(
         rows.append({"set": site, "kind": "site", "samples": len(table),
                      "labelled": int(table["soc"].notna().sum()), "quarantined": quarantined,
                      "calibration": int(roles.get(ROLE_CALIBRATION, 0)),
+                     "validation": int(roles.get(ROLE_VALIDATION, 0)),
                      "test": int(roles.get(ROLE_TEST, 0)),
                      "unlabelled": int(roles.get(ROLE_UNLABELLED, 0)),
                      **_soc_stats(table["soc"])})
     summary = pd.DataFrame(rows)
-    for column in ("quarantined", "calibration", "test", "unlabelled"):
+    for column in ("quarantined", "calibration", "validation", "test", "unlabelled"):
         if column not in summary:
             summary[column] = 0
         summary[column] = summary[column].fillna(0).astype(int)

@@ -8,7 +8,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 split_sites,
-                inputs=["sites_spectra", "site_plans", "params:split"],
+                inputs=["sites_spectra", "site_plans", "params:split", "params:study"],
                 outputs=["site_calibration", "site_test", "site_unlabelled", "split_assignment"],
                 name="kennard_stone_split",
             ),
