@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -155,6 +156,31 @@ def test_study_calibrates_on_the_planned_samples_and_tests_on_the_validation_one
     assert "Field summary" in runs["predict"].output
 
 
+def test_a_plan_only_field_calibrates_its_interval_on_its_validation_samples(planned_study):
+    """Every labelled sample is planned (30 + 20): the 20 validation samples are the test set
+    and calibrate the validation interval; its coverage on them is leave-one-out."""
+    from localsoc.uncertainty import conformal_halfwidth
+
+    root, _ = planned_study
+    holdout = pd.read_parquet(root / "data/05_model_input/site_test.parquet")
+    assert (holdout["holdout"] == "test_validation").all() and len(holdout) == 20
+    metrics = pd.read_csv(root / "data/08_reporting/study_metrics.csv")
+    predictions = pd.read_csv(root / "data/07_model_output/study_predictions.csv",
+                              dtype={"sample_id": str})
+    assert (metrics["interval"] == "validation").all() and (metrics["n_validation"] == 20).all()
+    for row in metrics.to_dict("records"):
+        rows = predictions.loc[predictions["method"] == row["method"]]
+        tested = rows.loc[rows["role"] == "test"].set_index("sample_id")
+        val = rows.loc[rows["role"] == "validation"].set_index("sample_id").loc[tested.index]
+        residuals = (val["observed"] - val["estimated"]).abs().to_numpy()
+        assert row["interval_halfwidth"] == pytest.approx(conformal_halfwidth(
+            residuals, np.zeros(20), 0.9))
+        assert row["val_rmse"] == pytest.approx(row["rmse"])  # the same 20 samples
+        covered = [residuals[i] <= conformal_halfwidth(np.delete(residuals, i), np.zeros(19),
+                                                       0.9) for i in range(20)]
+        assert row["coverage_validation"] == pytest.approx(np.mean(covered))
+
+
 def test_too_small_country_scope_is_skipped_with_a_warning_and_stated(planned_study):
     root, runs = planned_study
     selection = pd.read_csv(root / "data/05_model_input/rslocal_selection.csv")
@@ -192,6 +218,9 @@ def test_study_options_that_contradict_the_plan_or_the_scopes_are_refused(planne
     assert "lab plan with 30 calibration samples" in " ".join(other_n.output.split())
     bad_scope = invoke(root, "study", "--site", SITE, "--scopes", "global,moon", "--env", "test")
     assert bad_scope.exit_code != 0 and "--scopes" in bad_scope.output
+    validation = invoke(root, "study", "--site", SITE, "--validation", "10", "--env", "test")
+    assert validation.exit_code != 0
+    assert "its own random validation samples" in " ".join(validation.output.split())
 
 
 def test_a_study_whose_every_scope_is_too_small_runs_to_the_end(planned_study, tmp_path):

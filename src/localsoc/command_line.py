@@ -556,12 +556,16 @@ def _scopes_option(value: str | None) -> list[str] | None:
                    " a scope with fewer than 2 k rows is skipped with a warning")
 @click.option("--scopes", default=None,
               help="library scopes, comma-separated: global, country (default: study.scopes)")
+@click.option("--validation", "n_validation", type=click.IntRange(min=0), default=None,
+              help="random validation samples the served interval is calibrated on (default: "
+                   "split.n_validation of the environment; 0: none, the interval falls back to "
+                   "CV+); a site with a lab plan uses the plan's")
 @click.option("--profile", type=click.Choice(sorted(PROFILES)), default="demo",
               show_default=True, help="search budgets: demo (CPU minutes) or full (GPU)")
 @click.option("--no-test", is_flag=True,
               help="calibrate on every labelled row; report cross-validated figures only")
 @click.option("--env", default=None, help="a Kedro environment instead of the profile's")
-def study(site, libraries, n, k, scopes, profile, no_test, env) -> None:
+def study(site, libraries, n, k, scopes, n_validation, profile, no_test, env) -> None:
     """Split, localise, train, transfer, evaluate and package for one imported site."""
     from localsoc.workflow import study_runtime_params
 
@@ -569,7 +573,7 @@ def study(site, libraries, n, k, scopes, profile, no_test, env) -> None:
     project = project_root()
     try:
         params = study_runtime_params(project, site, list(libraries), n, no_test, k=k,
-                                      scopes=scopes)
+                                      scopes=scopes, n_validation=n_validation)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     try:

@@ -185,11 +185,13 @@ def imported_grid(project: Path, kind: str, name: str) -> dict:
 
 def study_runtime_params(project: Path, site: str, libraries: list[str] | None,
                          n: int | None, no_test: bool, *, k: int | None = None,
-                         scopes: list[str] | None = None) -> dict:
+                         scopes: list[str] | None = None,
+                         n_validation: int | None = None) -> dict:
     """Kedro runtime parameters of a study of one imported site.
 
-    ``n`` (``split.n_calibration``), ``k`` (``localise.k``) and ``scopes`` (``study.scopes``)
-    override the environment's parameters when given (None: the environment's value).
+    ``n`` (``split.n_calibration``), ``k`` (``localise.k``), ``scopes`` (``study.scopes``) and
+    ``n_validation`` (``split.n_validation``: random validation samples of a site without a lab
+    plan) override the environment's parameters when given (None: the environment's value).
     """
     folder = project / IMPORTS / "libraries"
     libraries = list(libraries or sorted(p.stem for p in folder.glob("*.parquet")))
@@ -220,6 +222,14 @@ def study_runtime_params(project: Path, site: str, libraries: list[str] | None,
         n = planned
     if n is not None:
         params["split"]["n_calibration"] = int(n)
+    if n_validation is not None:
+        if stored_plan.exists() and not no_test:
+            raise ValueError(
+                f"site {site} has a lab plan ({stored_plan.relative_to(project)}): its own "
+                "random validation samples are the validation set; leave --validation out, or "
+                f"make a new plan with `localsoc plan FILE --site {site} --validation "
+                f"{n_validation} --replace` before the lab")
+        params["split"]["n_validation"] = int(n_validation)
     if k is not None:
         params["localise"] = {"k": int(k)}
     if scopes is not None:

@@ -113,12 +113,15 @@ def test_split_draws_seeded_random_validation_samples_and_keeps_min_test(caplog)
     _, other, _, _ = split_sites(spectra, no_plans, split, {"seed": 6})
     pd.testing.assert_frame_equal(holdout, again)
     assert set(other.loc[other["holdout"] == "validation", "sample_id"]) != set(validation)
-    # too few rows left for min_test: the validation samples stay test samples, with a warning
+    # too few rows left for min_test: the validation samples stay test samples that also
+    # calibrate the validation interval, with a warning
     with caplog.at_level("WARNING"):
-        _, kept, _, _ = split_sites(spectra, no_plans, {**SPLIT, "n_validation": 30},
-                                    {"seed": 5})
-    assert (kept["holdout"] == "test").all() and len(kept) == 32
-    assert "fewer than split.min_test" in caplog.text
+        _, kept, _, assigned = split_sites(spectra, no_plans, {**SPLIT, "n_validation": 30},
+                                           {"seed": 5})
+    assert len(kept) == 32 and (kept["holdout"] == "test_validation").sum() == 30
+    assert (kept["holdout"] == "test").sum() == 2
+    assert (assigned.loc[assigned["role"] != "calibration", "role"] == "test").all()
+    assert "fewer than split.min_test" in caplog.text and "leave-one-out" in caplog.text
     with pytest.raises(ValueError, match="n_validation must be >= 0"):
         split_sites(spectra, no_plans, {**SPLIT, "n_validation": -1})
 

@@ -20,7 +20,8 @@ and the served model use; the others are reported beside it):
 
 - ``validation`` (default): split conformal on the site's validation samples (random samples
   of the field, ``split.n_validation`` or the lab plan's; never used for training or for the
-  winner): estimate +- the ceil((m + 1)(1 - alpha))-th smallest of the m validation
+  winner; where the site has too few rows to keep them apart from the test set they are test
+  samples too, and the interval's coverage on them is scored leave-one-out): estimate +- the ceil((m + 1)(1 - alpha))-th smallest of the m validation
   |residuals| of the represented (served) model. Its guarantee (Vovk et al. 2005; Lei et al.
   2018, theorem 2.1): coverage >= 1 - alpha for a new spectrum exchangeable with the validation
   samples, i.e. a random sample of the same field, and < 1 - alpha + 1/(m + 1) without ties;
@@ -278,6 +279,25 @@ def _difficulties(entry, library_spectra, site_calibration, selection, site, cou
     return domain, sigma_cal, sigma_test
 
 
+def _leave_one_out_bounds(ids_test: list[str], estimate: np.ndarray, ids_val: list[str],
+                          residuals_val: np.ndarray, both: set[str], level: float
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of the validation interval for scoring its coverage on the test set: estimate +-
+    the half-width of all m validation residuals, except for a test sample that is also a
+    validation sample (``both``), which gets the half-width of the other m - 1 (its own
+    residual would otherwise have set the width that is scored: leave-one-out, the
+    cross-conformal estimate of the coverage)."""
+    residuals_val = np.abs(np.asarray(residuals_val, dtype=np.float64))
+    zeros = np.zeros_like(residuals_val)
+    half = np.full(len(ids_test), conformal_halfwidth(residuals_val, zeros, level))
+    position = {sample: i for i, sample in enumerate(ids_val)}
+    for i, sample in enumerate(ids_test):
+        if sample in both and len(residuals_val) > 1:
+            keep = np.arange(len(residuals_val)) != position[sample]
+            half[i] = conformal_halfwidth(residuals_val[keep], zeros[keep], level)
+    return estimate - half, estimate + half
+
+
 def _rmse_se(observed: np.ndarray, estimated: np.ndarray) -> float:
     """Standard error of an RMSE from n residuals (delta method: se(MSE) / (2 RMSE))."""
     squared = (np.asarray(estimated) - np.asarray(observed)) ** 2
@@ -323,10 +343,14 @@ def score_sites(
     for site in sites_of(site_calibration):
         country = site_country(site_calibration, site)
         holdout = site_test.loc[site_test["site"] == site]
-        is_val = ((holdout["holdout"] == "validation").to_numpy() if "holdout" in holdout
-                  else np.zeros(len(holdout), dtype=bool))
-        test = holdout.loc[~is_val]
-        ids_val = holdout.loc[is_val, "sample_id"].astype(str).tolist()
+        kind = (holdout["holdout"].astype(str).to_numpy() if "holdout" in holdout
+                else np.full(len(holdout), "test"))
+        test = holdout.loc[kind != "validation"]
+        ids_val = holdout.loc[np.isin(kind, ["validation", "test_validation"]),
+                              "sample_id"].astype(str).tolist()
+        # test samples that also calibrate the validation interval (too few rows to keep
+        # them apart): that interval's coverage on them is scored leave-one-out
+        both = set(holdout.loc[kind == "test_validation", "sample_id"].astype(str))
         chosen = wanted if wanted != "validation" or ids_val else fallback
         has_test = not test.empty
         X_cal, _, ids_cal = site_data(library_spectra, site_calibration, selection, site)
@@ -341,7 +365,8 @@ def score_sites(
             cal = rows.loc[rows["role"] == "calibration"].set_index("sample_id").loc[ids_cal]
             tested = rows.loc[rows["role"] == "test"].set_index("sample_id").loc[ids_test]
             refit = rows.loc[rows["role"] == "test_refit"].set_index("sample_id")
-            validated = rows.loc[rows["role"] == "validation"].set_index("sample_id").loc[ids_val]
+            validated = (rows.loc[rows["role"].isin(["validation", "test"])]
+                         .set_index("sample_id").loc[ids_val])
             y_val = validated["observed"].to_numpy(np.float64)
             val_estimate = validated["estimated"].to_numpy(np.float64)
             y_cal = cal["observed"].to_numpy(np.float64)
@@ -414,6 +439,10 @@ def score_sites(
                     and (name != "validation" or ids_val) else np.nan)
                 interval_figures[f"width_{name}"] = (float(np.mean(high - low)) if has_test
                                                      else np.nan)
+            if both and has_test:
+                interval_figures["coverage_validation"] = interval_coverage(
+                    y_test, *clip_interval(*_leave_one_out_bounds(
+                        ids_test, estimate, ids_val, y_val - val_estimate, both, level)))
             site_rows.append({
                 "site": site,
                 "method": label,
@@ -635,6 +664,12 @@ def evaluate_sites(
     return predictions, metrics, winners
 
 
+def _shown(value) -> str:
+    """A figure for the table: three decimals, or '-' where there is none (NaN)."""
+    value = float(value)
+    return f"{value:.3f}" if np.isfinite(value) else "-"
+
+
 def _finite_or_none(value) -> float | None:
     value = float(value)
     return value if np.isfinite(value) else None
@@ -655,7 +690,7 @@ def study_table_markdown(metrics: pd.DataFrame) -> str:
                 f"| {row['method']} | {row['rmse']:.3f} | {row['me']:+.3f} | {row['ccc']:.3f} | "
                 f"{row['r2']:.3f} | {row['rpiq']:.2f} | {row['drmse']:+.1f} | "
                 f"{row['cal_rmse']:.3f} | {row.get('cal_rmse_unnested', np.nan):.3f} | "
-                f"{row.get('val_rmse', np.nan):.3f} | "
+                f"{_shown(row.get('val_rmse', np.nan))} | "
                 f"{row['coverage']:.2f} | {row['mean_width']:.3f} | "
                 f"{'**winner**' if row['winner'] else ''} |"
             )

@@ -10,10 +10,12 @@ calibration set. Its other labelled rows are the test set.
 
 Validation samples are random samples of the field, so their residuals are exchangeable with a
 new spectrum's: the evaluate stage calibrates the ``validation`` interval (split conformal) on
-them, which the Kennard-Stone extremes cannot do. A site keeps them only where ``min_test`` test
-rows remain; otherwise they join the test set and the stage says so (the evaluate stage then
-falls back to ``evaluate.interval_fallback``). Validation and test rows are written out here
-(``site_test``, column ``holdout``) and not read again until evaluation.
+them, which the Kennard-Stone extremes cannot do. A site keeps them apart only where
+``min_test`` test rows remain; otherwise (e.g. a field whose only labels are its plan's) they
+stay test samples that also calibrate the validation interval (``holdout`` ``test_validation``;
+the evaluate stage then scores that interval's coverage on them leave-one-out), and the stage
+says so. Validation and test rows are written out here (``site_test``, column ``holdout``:
+validation, test or test_validation) and not read again until evaluation.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ ROLE_CALIBRATION = "calibration"
 ROLE_TEST = "test"
 ROLE_UNLABELLED = "unlabelled"
 ROLE_VALIDATION = "validation"
+#: A held-out row that is a test sample and a validation sample (too few rows to keep apart)
+HOLDOUT_TEST_VALIDATION = "test_validation"
 
 
 def _planned_order(site: str, labelled: pd.DataFrame, rows: pd.DataFrame, plan: pd.DataFrame,
@@ -56,8 +60,9 @@ def _planned_order(site: str, labelled: pd.DataFrame, rows: pd.DataFrame, plan: 
 
 def _validation_positions(site: str, labelled: pd.DataFrame, is_cal: np.ndarray,
                           planned: dict, use_plan: bool, n_validation: int, min_test: int,
-                          rng: np.random.Generator) -> np.ndarray:
-    """Positions in ``labelled`` of the site's validation samples (see the module docstring)."""
+                          rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    """(positions in ``labelled`` of the site's validation samples, whether they are kept apart
+    from the test set) (see the module docstring)."""
     outside = np.flatnonzero(~is_cal)
     if use_plan:
         wanted = np.array([planned.get(str(s)) == ROLE_VALIDATION
@@ -69,11 +74,11 @@ def _validation_positions(site: str, labelled: pd.DataFrame, is_cal: np.ndarray,
         source = f"split.n_validation ({n_validation}) random validation samples"
     if len(chosen) and len(outside) - len(chosen) < min_test:
         logger.warning("site %s: %s would leave %d test samples, fewer than split.min_test "
-                       "(%d): they stay in the test set, and the site's interval falls back "
-                       "to evaluate.interval_fallback", site, source,
-                       len(outside) - len(chosen), min_test)
-        return outside[:0]
-    return chosen
+                       "(%d): they stay in the test set and also calibrate the validation "
+                       "interval, whose coverage is then scored on them leave-one-out", site,
+                       source, len(outside) - len(chosen), min_test)
+        return chosen, False
+    return chosen, True
 
 
 def split_sites(
@@ -86,7 +91,8 @@ def split_sites(
     test set.
 
     Returns (calibration, holdout, unlabelled, assignment). ``holdout`` holds the validation
-    and test rows, its column ``holdout`` saying which. ``assignment`` lists every site row with
+    and test rows, its column ``holdout`` saying which (``test_validation``: both, where the
+    site has too few rows to keep them apart). ``assignment`` lists every site row with
     its role (calibration, validation, test, unlabelled), for calibration rows the
     Kennard-Stone selection order, and its role in the lab plan (``plan``: calibration,
     validation or empty). With ``no_test`` every labelled sample calibrates (Kennard-Stone still
@@ -124,12 +130,16 @@ def split_sites(
         is_cal = np.zeros(len(labelled), dtype=bool)
         is_cal[order] = True
         is_val = np.zeros(len(labelled), dtype=bool)
+        apart = True
         if not no_test:
-            is_val[_validation_positions(site, labelled, is_cal, planned, use_plan,
-                                         n_validation, int(params["min_test"]), rng)] = True
+            chosen, apart = _validation_positions(site, labelled, is_cal, planned, use_plan,
+                                                  n_validation, int(params["min_test"]), rng)
+            is_val[chosen] = True
         calibration.append(labelled.iloc[order])
-        test.append(labelled.loc[~is_cal].assign(
-            holdout=np.where(is_val[~is_cal], ROLE_VALIDATION, ROLE_TEST)))
+        test.append(labelled.loc[~is_cal].assign(holdout=np.where(
+            is_val[~is_cal], ROLE_VALIDATION if apart else HOLDOUT_TEST_VALIDATION, ROLE_TEST)))
+        if not apart:
+            is_val[:] = False  # test samples in the assignment
         unlabelled.append(rows.loc[rows["soc"].isna()])
         rank = np.full(len(labelled), -1, dtype=np.int64)
         rank[order] = np.arange(len(order))
