@@ -170,21 +170,6 @@ def test_split_conformal_on_validation_samples_covers_where_kennard_stone_residu
     assert abs(float(np.mean(covered_extremes)) - level) > 0.3, np.mean(covered_extremes)
 
 
-def test_validation_coverage_is_leave_one_out_on_samples_that_are_test_and_validation():
-    from localsoc.pipelines.evaluate.nodes import _leave_one_out_bounds
-
-    # validation residuals 1..9 (m = 9, level 0.8: rank ceil(10 * 0.8) = 8 -> half-width 8)
-    ids_val = [f"v{i}" for i in range(1, 10)]
-    residuals = np.arange(1.0, 10.0) * np.array([1, -1] * 4 + [1])
-    ids_test = ["t1", "v9", "v1"]  # a pure test sample and two that are also validation
-    lower, upper = _leave_one_out_bounds(ids_test, np.zeros(3), ids_val, residuals,
-                                         {"v9", "v1"}, 0.8)
-    # t1: all nine residuals (8th smallest |r| = 8); v9 without its own 9: rank ceil(9 * 0.8)
-    # = 8 of the other eight -> 8; v1 without its 1: 8th smallest of 2..9 -> 9
-    np.testing.assert_allclose(upper, [8.0, 8.0, 9.0])
-    np.testing.assert_allclose(lower, [-8.0, -8.0, -9.0])
-
-
 def test_normalized_score_covers_under_heteroscedastic_noise():
     rng = np.random.default_rng(2018)
     n_train, n_cal, n_test, reps, level = 30, 30, 20, 500, 0.9

@@ -68,8 +68,9 @@ from scipy import stats
 #: What the field summary's interval is (shown in reports, ``localsoc predict`` and /field).
 METHOD = (
     "difference estimator (Sarndal et al. 1992; prediction-powered inference, Angelopoulos et "
-    "al. 2023): field mean = mean of the model's estimates + mean signed nested out-of-fold "
-    "calibration residual; variance = (1 - f) s_est^2 / N (sampling) + s_res^2 (1/n + f/N) "
+    "al. 2023): field mean = mean of the model's estimates + mean signed residual of the n "
+    "samples the served interval is calibrated on (the site's random validation samples, else "
+    "its nested out-of-fold calibration residuals); variance = (1 - f) s_est^2 / N (sampling) + s_res^2 (1/n + f/N) "
     "(the model's mean error, not averaging out), f = 0 for a field larger than its N samples, "
     "1 when the samples are the population; t interval with Welch-Satterthwaite degrees of "
     "freedom, lower bound clipped at 0; stock = SOC % x bulk density x depth (t C/ha) the same "
@@ -200,7 +201,8 @@ def field_summary(estimates, residuals, level: float = 0.9, *, strata=None,
     stratum (sorted by name) when ``strata`` (one label per estimate; null labels count in
     ``ALL`` only) has any label. ``bulk_density_g_cm3`` and ``depth_cm`` (one per estimate,
     NaN where unknown) give the SOC stock of a group whose samples all have both.
-    ``residuals``: the signed nested out-of-fold calibration residuals of the served model."""
+    ``residuals``: the signed residuals of the served model the site's interval is calibrated
+    on (validation samples, or nested out-of-fold calibration residuals)."""
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}; got {target!r}")
     yhat = _as_finite(estimates, "estimates")
@@ -266,8 +268,8 @@ def optional_columns(table: pd.DataFrame) -> dict:
 
 def site_field_summary(entry: Mapping, estimates, *, strata=None, bulk_density_g_cm3=None,
                        depth_cm=None, target: str = "field") -> list[FieldSummary]:
-    """``field_summary`` of a served site (a bundle site entry): its signed nested out-of-fold
-    calibration residuals and its interval level. What ``localsoc predict``, the report and
+    """``field_summary`` of a served site (a bundle site entry): the signed residuals its
+    interval is calibrated on and its interval level. What ``localsoc predict``, the report and
     ``POST /field`` call."""
     return field_summary(estimates, site_residuals(entry), float(entry["interval"]["level"]),
                          strata=strata, bulk_density_g_cm3=bulk_density_g_cm3,

@@ -121,7 +121,7 @@ def test_split_draws_seeded_random_validation_samples_and_keeps_min_test(caplog)
     assert len(kept) == 32 and (kept["holdout"] == "test_validation").sum() == 30
     assert (kept["holdout"] == "test").sum() == 2
     assert (assigned.loc[assigned["role"] != "calibration", "role"] == "test").all()
-    assert "fewer than split.min_test" in caplog.text and "leave-one-out" in caplog.text
+    assert "fewer than split.min_test" in caplog.text and "not scored on them" in caplog.text
     with pytest.raises(ValueError, match="n_validation must be >= 0"):
         split_sites(spectra, no_plans, {**SPLIT, "n_validation": -1})
 

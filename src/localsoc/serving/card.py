@@ -66,6 +66,8 @@ def site_card(manifest: Mapping[str, Any], site: str, tag: str | None = None) ->
             "test_coverage": _number(tests.get("coverage")),
             "test_mean_width": _number(tests.get("mean_width")),
             "calibration_residuals": int(residuals.size),
+            "calibration_set": interval.get("calibration_set",
+                                            "calibration samples (nested out of fold)"),
         },
         "field_summary": {
             "method": field.METHOD,
@@ -152,7 +154,8 @@ def card_markdown(card: Mapping[str, Any], heading: str = "##") -> str:
         f"{_shown(selection.get('winner_was_best_on_test'))})")
     lines += ["", f"{sub} Uncertainty", ""]
     lines.append(f"- per spectrum: **{interval['method']}** at {interval['level']:.0%}, from "
-                 f"{interval['calibration_residuals']} nested out-of-fold calibration residuals;"
+                 f"{interval['calibration_residuals']} residuals of "
+                 f"{_shown(interval.get('calibration_set'))};"
                  f" measured test coverage {_shown(interval['test_coverage'])}, mean width "
                  f"{_shown(interval['test_mean_width'])}")
     if interval.get("description"):

@@ -198,8 +198,10 @@ class MeanEstimate(BaseModel):
                                 "sample has no interval)")
     upper: float | None = Field(description="upper bound (null: no interval, see lower)")
     mean_estimate: float = Field(description="mean of the model's estimates")
-    bias_correction: float = Field(description="mean signed nested out-of-fold calibration "
-                                   "residual (times the mean bulk density x depth for a stock)")
+    bias_correction: float = Field(description="mean signed residual of the samples the "
+                                   "interval is calibrated on (validation samples, else nested "
+                                   "out-of-fold calibration residuals; times the mean bulk "
+                                   "density x depth for a stock)")
     sampling_se: float | None = Field(description="standard error from the estimates' spread "
                                       "(null for a stratum of one sample)")
     model_se: float = Field(description="standard error of the model's mean error")

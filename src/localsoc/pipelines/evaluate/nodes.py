@@ -21,7 +21,9 @@ and the served model use; the others are reported beside it):
 - ``validation`` (default): split conformal on the site's validation samples (random samples
   of the field, ``split.n_validation`` or the lab plan's; never used for training or for the
   winner; where the site has too few rows to keep them apart from the test set they are test
-  samples too, and the interval's coverage on them is scored leave-one-out): estimate +- the ceil((m + 1)(1 - alpha))-th smallest of the m validation
+  samples too, and the interval's test coverage is scored on the other test samples only, NaN
+  without any: the validation samples set its width, and leave-one-out on them would give
+  ceil(m (1 - alpha)) / m by construction; its guarantee then rests on the random draw alone): estimate +- the ceil((m + 1)(1 - alpha))-th smallest of the m validation
   |residuals| of the represented (served) model. Its guarantee (Vovk et al. 2005; Lei et al.
   2018, theorem 2.1): coverage >= 1 - alpha for a new spectrum exchangeable with the validation
   samples, i.e. a random sample of the same field, and < 1 - alpha + 1/(m + 1) without ties;
@@ -279,25 +281,6 @@ def _difficulties(entry, library_spectra, site_calibration, selection, site, cou
     return domain, sigma_cal, sigma_test
 
 
-def _leave_one_out_bounds(ids_test: list[str], estimate: np.ndarray, ids_val: list[str],
-                          residuals_val: np.ndarray, both: set[str], level: float
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """Bounds of the validation interval for scoring its coverage on the test set: estimate +-
-    the half-width of all m validation residuals, except for a test sample that is also a
-    validation sample (``both``), which gets the half-width of the other m - 1 (its own
-    residual would otherwise have set the width that is scored: leave-one-out, the
-    cross-conformal estimate of the coverage)."""
-    residuals_val = np.abs(np.asarray(residuals_val, dtype=np.float64))
-    zeros = np.zeros_like(residuals_val)
-    half = np.full(len(ids_test), conformal_halfwidth(residuals_val, zeros, level))
-    position = {sample: i for i, sample in enumerate(ids_val)}
-    for i, sample in enumerate(ids_test):
-        if sample in both and len(residuals_val) > 1:
-            keep = np.arange(len(residuals_val)) != position[sample]
-            half[i] = conformal_halfwidth(residuals_val[keep], zeros[keep], level)
-    return estimate - half, estimate + half
-
-
 def _rmse_se(observed: np.ndarray, estimated: np.ndarray) -> float:
     """Standard error of an RMSE from n residuals (delta method: se(MSE) / (2 RMSE))."""
     squared = (np.asarray(estimated) - np.asarray(observed)) ** 2
@@ -349,7 +332,8 @@ def score_sites(
         ids_val = holdout.loc[np.isin(kind, ["validation", "test_validation"]),
                               "sample_id"].astype(str).tolist()
         # test samples that also calibrate the validation interval (too few rows to keep
-        # them apart): that interval's coverage on them is scored leave-one-out
+        # them apart): that interval's coverage is not scored on them (they set its width;
+        # scored leave-one-out it would be ceil(m (1 - alpha)) / m by construction)
         both = set(holdout.loc[kind == "test_validation", "sample_id"].astype(str))
         chosen = wanted if wanted != "validation" or ids_val else fallback
         has_test = not test.empty
@@ -439,10 +423,12 @@ def score_sites(
                     and (name != "validation" or ids_val) else np.nan)
                 interval_figures[f"width_{name}"] = (float(np.mean(high - low)) if has_test
                                                      else np.nan)
-            if both and has_test:
-                interval_figures["coverage_validation"] = interval_coverage(
-                    y_test, *clip_interval(*_leave_one_out_bounds(
-                        ids_test, estimate, ids_val, y_val - val_estimate, both, level)))
+            if both and has_test:  # scored on the test samples that did not set its width
+                scored = ~np.isin(np.asarray(ids_test, dtype=object), list(both))
+                low, high = bounds["validation"]
+                interval_figures["coverage_validation"] = (
+                    interval_coverage(y_test[scored], low[scored], high[scored])
+                    if scored.any() else np.nan)
             site_rows.append({
                 "site": site,
                 "method": label,

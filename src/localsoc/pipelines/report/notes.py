@@ -83,6 +83,8 @@ def plan_lines(split_assignment: pd.DataFrame | None) -> list[str]:
             lines.append(head + f"test = {tested} rows, {in_test} of them the plan's random "
                          "validation samples" + (
                              " (too few other labelled rows for split.min_test to keep them "
-                             "apart: they also calibrate the validation interval, whose "
-                             "coverage on them is scored leave-one-out)." if in_test else "."))
+                             "apart: they also calibrate the validation interval, whose test "
+                             "coverage is therefore not measured here; it covers >= the level "
+                             "by the random draw of the validation samples)." if in_test
+                             else "."))
     return ["", "Lab plans:", *lines] if lines else []

@@ -13,8 +13,8 @@ new spectrum's: the evaluate stage calibrates the ``validation`` interval (split
 them, which the Kennard-Stone extremes cannot do. A site keeps them apart only where
 ``min_test`` test rows remain; otherwise (e.g. a field whose only labels are its plan's) they
 stay test samples that also calibrate the validation interval (``holdout`` ``test_validation``;
-the evaluate stage then scores that interval's coverage on them leave-one-out), and the stage
-says so. Validation and test rows are written out here (``site_test``, column ``holdout``:
+the evaluate stage does not score that interval's coverage on them: they set its width), and
+the stage says so. Validation and test rows are written out here (``site_test``, column ``holdout``:
 validation, test or test_validation) and not read again until evaluation.
 """
 
@@ -75,7 +75,7 @@ def _validation_positions(site: str, labelled: pd.DataFrame, is_cal: np.ndarray,
     if len(chosen) and len(outside) - len(chosen) < min_test:
         logger.warning("site %s: %s would leave %d test samples, fewer than split.min_test "
                        "(%d): they stay in the test set and also calibrate the validation "
-                       "interval, whose coverage is then scored on them leave-one-out", site,
+                       "interval (whose test coverage is then not scored on them)", site,
                        source, len(outside) - len(chosen), min_test)
         return chosen, False
     return chosen, True
