@@ -650,10 +650,10 @@ def evaluate_sites(
     return predictions, metrics, winners
 
 
-def _shown(value) -> str:
-    """A figure for the table: three decimals, or '-' where there is none (NaN)."""
+def _shown(value, decimals: int = 3) -> str:
+    """A figure for the table, or '-' where there is none (NaN)."""
     value = float(value)
-    return f"{value:.3f}" if np.isfinite(value) else "-"
+    return f"{value:.{decimals}f}" if np.isfinite(value) else "-"
 
 
 def _finite_or_none(value) -> float | None:
@@ -677,7 +677,7 @@ def study_table_markdown(metrics: pd.DataFrame) -> str:
                 f"{row['r2']:.3f} | {row['rpiq']:.2f} | {row['drmse']:+.1f} | "
                 f"{row['cal_rmse']:.3f} | {row.get('cal_rmse_unnested', np.nan):.3f} | "
                 f"{_shown(row.get('val_rmse', np.nan))} | "
-                f"{row['coverage']:.2f} | {row['mean_width']:.3f} | "
+                f"{_shown(row['coverage'], 2)} | {row['mean_width']:.3f} | "
                 f"{'**winner**' if row['winner'] else ''} |"
             )
         lines.append("")
