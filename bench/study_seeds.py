@@ -81,9 +81,13 @@ def pooled_coverage(metrics: pd.DataFrame) -> pd.DataFrame:
                "un-nested/test": float((group["cal_rmse_unnested"] / group["rmse"]).mean()),
                "validation/test": (float((group["val_rmse"] / group["rmse"]).mean())
                                    if "val_rmse" in group else np.nan)}
-        for name in names:
-            row[f"cov {name}"] = float(np.average(group[f"coverage_{name}"], weights=weights))
-            row[f"width {name}"] = float(np.average(group[f"width_{name}"], weights=weights))
+        for name in names:  # site-seeds where an interval was not scored (NaN) are left out
+            for figure, column in (("cov", f"coverage_{name}"), ("width", f"width_{name}")):
+                values = group[column].to_numpy(float)
+                known = np.isfinite(values)
+                row[f"{figure} {name}"] = (float(np.average(values[known],
+                                                            weights=weights[known]))
+                                           if known.any() else np.nan)
         rows.append(row)
     return pd.DataFrame(rows)
 

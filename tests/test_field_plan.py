@@ -180,7 +180,8 @@ def test_a_plan_only_field_calibrates_its_interval_on_its_validation_samples(pla
             residuals, np.zeros(20), 0.9))
         assert row["val_rmse"] == pytest.approx(row["rmse"])  # the same 20 samples
     report = " ".join((root / "data/08_reporting/report.md").read_text().split())
-    assert "whose test coverage is therefore not measured here" in report
+    assert "whose test coverage is therefore not measured on them" in report
+    assert "not an independent check" in report  # the field summary says so too
 
 
 def test_too_small_country_scope_is_skipped_with_a_warning_and_stated(planned_study):

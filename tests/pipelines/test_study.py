@@ -161,3 +161,32 @@ def test_winner_rule_ignores_the_test_set():
     assert winners["s1"]["best_on_test"] == "PLSR Local"
     assert winners["s1"]["winner_was_best_on_test"] is False
     assert metrics.set_index("method").loc["PLSR Local", "rmse"] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("m, served", [(8, "cv_plus"), (9, "validation")])
+def test_too_few_validation_samples_fall_back_to_a_finite_interval(m, served, caplog):
+    """At 90 % the validation interval needs m >= 9 (rank ceil((m + 1) 0.9) <= m): with 8 it
+    would be unbounded, and the site is served the fallback; with 9 its half-width is the
+    largest |validation residual|."""
+    cal = make_ssl(20, seed=21, site="s1", library=None)
+    holdout = make_ssl(25, seed=22, site="s1", library=None)
+    holdout["holdout"] = ["validation"] * m + ["test"] * (25 - m)
+    ids = cal["sample_id"].tolist()
+    site_models = {"s1/plsr_local": _linear(ids, cal["soc"] + 0.1, 1.5, len(SMALL_GRID))}
+    params = {"interval_level": 0.9, "interval": "validation", "interval_fallback": "cv_plus",
+              "domain": {"n_components": 2, "quantile": 0.99}}
+    with caplog.at_level("WARNING"):
+        predictions, metrics, winners = evaluate_sites(
+            cal, holdout, make_ssl(50, seed=23),
+            pd.DataFrame(columns=["site", "scope", "rank", "sample_id"]), {}, site_models, {},
+            params)
+    row = metrics.set_index("method").loc["PLSR Local"]
+    assert row["interval"] == served == winners["s1"]["interval"]
+    assert row["n_validation"] == m and row["n_test"] == 25 - m
+    assert np.isfinite(row["interval_halfwidth"]) and np.isfinite(row["mean_width"])
+    if served == "validation":
+        val = holdout.iloc[:m]
+        assert row["interval_halfwidth"] == pytest.approx(np.max(np.abs(val["soc"] - 1.5)))
+    else:
+        assert "too few for a finite 90 % validation interval" in caplog.text
+        assert row["coverage_validation"] == 1.0  # reported, unbounded, not served

@@ -15,6 +15,7 @@ from localsoc.datasets.imported_tables import (
     write_plan,
     write_table,
 )
+from localsoc.pipelines.report.notes import plan_lines
 from localsoc.pipelines.split.nodes import split_sites
 from localsoc.selection import KennardStone
 from localsoc.spectra.steps import apply_steps
@@ -121,6 +122,9 @@ def test_split_draws_seeded_random_validation_samples_and_keeps_min_test(caplog)
     assert len(kept) == 32 and (kept["holdout"] == "test_validation").sum() == 30
     assert (kept["holdout"] == "test").sum() == 2
     assert (assigned.loc[assigned["role"] != "calibration", "role"] == "test").all()
+    assert assigned["validation"].sum() == 30  # recorded: they calibrate the interval too
+    assert any("its 30 random validation samples (split.n_validation) are also test samples"
+               in line for line in plan_lines(assigned))
     assert "fewer than split.min_test" in caplog.text and "not scored on them" in caplog.text
     with pytest.raises(ValueError, match="n_validation must be >= 0"):
         split_sites(spectra, no_plans, {**SPLIT, "n_validation": -1})

@@ -300,8 +300,8 @@ INTERVAL_DESCRIPTIONS = {
         "ceil((m + 1)(1 - alpha))-th smallest of the served model's m absolute validation "
         "residuals (calibration_residuals). Guarantee (Vovk et al. 2005; Lei et al. 2018): "
         "coverage >= the level for a new spectrum exchangeable with the validation samples (a "
-        "random sample of the same field), marginally over the validation draw; lower bound "
-        "clipped at 0"),
+        "random sample of the same field), marginally over the validation draw (it needs m >= "
+        "9 at 90 %; the study serves CV+ with fewer); lower bound clipped at 0"),
     "cv_plus": (
         "CV+ interval (Barber, Candes, Ramdas & Tibshirani 2021, Ann. Statist. 49(1)): from each "
         "outer-fold model's estimate of the spectrum and the nested out-of-fold calibration "

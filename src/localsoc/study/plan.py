@@ -8,8 +8,11 @@ the rest: an independent check that Kennard-Stone's interior test set cannot giv
 a table ``sample_id, role, ks_rank`` (role ``calibration`` or ``validation``; ``ks_rank`` the
 Kennard-Stone selection order, -1 for validation samples), stored beside the imported sites
 (``data/01_raw/imports/plans/<site>.csv``). ``localsoc site`` checks the lab values against it;
-the split stage then calibrates on exactly the planned calibration samples and puts the
-planned validation samples in the test set (``split_assignment`` records each row's plan role).
+the split stage then calibrates on exactly the planned calibration samples and keeps the
+planned validation samples apart as the validation set the served interval is calibrated on
+(or, where too few other labelled rows remain for ``split.min_test``, in the test set as well;
+``split_assignment`` records each row's plan role). With fewer than 9 validation samples a 90 %
+validation interval is unbounded, and the site is served the fallback interval.
 """
 
 from __future__ import annotations

@@ -52,6 +52,9 @@ Every lower bound is clipped at 0 (SOC cannot be negative).
 
 from __future__ import annotations
 
+import logging
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -80,6 +83,8 @@ from localsoc.uncertainty import (
     normalized_halfwidths,
     spectrum_difficulty,
 )
+
+logger = logging.getLogger(__name__)
 
 METRIC_NAMES = ("rmse", "me", "ccc", "r2", "rpiq")
 #: The intervals every method is scored with; the first three can be served.
@@ -181,8 +186,11 @@ def predict_sites(
     ``estimated_unnested``: the full-data model's own out-of-fold estimate then; ``fold``: the
     fold whose model made the estimate), ``test`` (the represented model's estimate and fold
     spread), ``test_fold`` (fold k's model's estimate of each test sample, for CV+; one "fold"
-    for a model without fold models over the n) and ``test_refit`` (the full-data model's test
-    estimate, where an outer-fold ensemble represents the method).
+    for a model without fold models over the n), ``test_refit`` (the full-data model's test
+    estimate, where an outer-fold ensemble represents the method) and ``validation`` (the
+    represented model's estimate of each validation sample kept apart from the test set,
+    ``site_test.holdout == "validation"``; a validation sample that is also a test sample keeps
+    its test rows).
     """
     collections = {"library": library_models, "site": site_models, "transfer": transfer_models}
     nested_models = nested_models or {}
@@ -335,7 +343,14 @@ def score_sites(
         # them apart): that interval's coverage is not scored on them (they set its width;
         # scored leave-one-out it would be ceil(m (1 - alpha)) / m by construction)
         both = set(holdout.loc[kind == "test_validation", "sample_id"].astype(str))
-        chosen = wanted if wanted != "validation" or ids_val else fallback
+        # the validation interval needs ceil((m + 1) level) <= m (m >= 9 at 90 %): with fewer
+        # validation samples its half-width is infinite, and the fallback serves instead
+        enough = bool(ids_val) and math.ceil((len(ids_val) + 1) * level) <= len(ids_val)
+        chosen = wanted if wanted != "validation" or enough else fallback
+        if wanted == "validation" and ids_val and not enough:
+            logger.warning("site %s: %d validation samples are too few for a finite %.0f %% "
+                           "validation interval (it needs ceil((m + 1) level) <= m); the site "
+                           "is served %s", site, len(ids_val), 100 * level, fallback)
         has_test = not test.empty
         X_cal, _, ids_cal = site_data(library_spectra, site_calibration, selection, site)
         X_test = spectra_of(test) if has_test else np.empty((0, X_cal.shape[1]))

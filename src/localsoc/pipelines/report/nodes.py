@@ -69,8 +69,9 @@ def write_report(
                f"`{code_version()}`; data version `{data_version(library_ssl, sites_ssl)}` "
                f"(hash of the validated library and site tables); seed {seed}.")
     out += ["", "## Data", ""]
-    columns = [c for c in ("set", "kind", "samples", "quarantined", "calibration", "test",
-                           "mean", "sd", "min", "median", "max") if c in data_summary]
+    columns = [c for c in ("set", "kind", "samples", "quarantined", "calibration",
+                           "validation", "test", "mean", "sd", "min", "median", "max")
+               if c in data_summary]
     out.append(_table(data_summary[columns], "{:.2f}"))
     for table in validation_report.get("tables", []):
         out.append(f"\nValidation of `{table['table']}`: {table['rows_in']} rows in, "
@@ -248,6 +249,13 @@ def field_summary_section(manifest: dict | None, study_predictions: pd.DataFrame
             notes.append(f"{site}: fewer than 2 test samples, no field summary.")
             continue
         ids = tested["sample_id"].astype(str).to_numpy()
+        interval = entry.get("interval", {})
+        shared = (set(map(str, interval.get("calibration_sample_ids", []))) & set(ids)
+                  if interval.get("method") == "validation" else set())
+        if shared:
+            notes.append(f"{site}: {len(shared)} of the {len(ids)} summarised samples are the "
+                         "validation samples whose residuals set the bias correction and the "
+                         "model error, so their observed mean is not an independent check.")
         site_rows = sites_ssl.loc[sites_ssl["site"] == site]  # ids may repeat across sites
         site_rows = site_rows.assign(sample_id=site_rows["sample_id"].astype(str))
         extra = site_rows.drop_duplicates("sample_id").set_index("sample_id").reindex(ids)

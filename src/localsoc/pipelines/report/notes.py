@@ -60,7 +60,8 @@ def skipped_scope_lines(library_ssl: pd.DataFrame, site_calibration: pd.DataFram
 
 def plan_lines(split_assignment: pd.DataFrame | None) -> list[str]:
     """Markdown lines for each site whose split followed its lab plan (``localsoc plan``):
-    how many calibration and test rows came from the plan."""
+    how many calibration, validation and test rows came from the plan; and for each site
+    without a plan whose random validation samples are also test samples."""
     if split_assignment is None or "plan" not in split_assignment:
         return []
     lines = []
@@ -84,7 +85,15 @@ def plan_lines(split_assignment: pd.DataFrame | None) -> list[str]:
                          "validation samples" + (
                              " (too few other labelled rows for split.min_test to keep them "
                              "apart: they also calibrate the validation interval, whose test "
-                             "coverage is therefore not measured here; it covers >= the level "
-                             "by the random draw of the validation samples)." if in_test
+                             "coverage is therefore not measured on them; it covers >= the "
+                             "level by the random draw of the validation samples)." if in_test
                              else "."))
-    return ["", "Lab plans:", *lines] if lines else []
+    if "validation" in split_assignment:
+        shared = split_assignment.loc[(planned == "") & (split_assignment["role"] == "test")
+                                      & split_assignment["validation"].fillna(False).astype(bool)]
+        for site, rows in shared.groupby("site", sort=True):
+            lines.append(f"- {site}: its {len(rows)} random validation samples "
+                         "(split.n_validation) are also test samples (too few other labelled "
+                         "rows for split.min_test): they calibrate the validation interval, "
+                         "whose test coverage is measured on the other test samples only.")
+    return ["", "Lab plans and validation samples:", *lines] if lines else []

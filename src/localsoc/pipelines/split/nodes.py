@@ -94,8 +94,9 @@ def split_sites(
     and test rows, its column ``holdout`` saying which (``test_validation``: both, where the
     site has too few rows to keep them apart). ``assignment`` lists every site row with
     its role (calibration, validation, test, unlabelled), for calibration rows the
-    Kennard-Stone selection order, and its role in the lab plan (``plan``: calibration,
-    validation or empty). With ``no_test`` every labelled sample calibrates (Kennard-Stone still
+    Kennard-Stone selection order, its role in the lab plan (``plan``: calibration,
+    validation or empty) and whether it calibrates the validation interval (``validation``:
+    true for every validation sample, also one that stays a test sample). With ``no_test`` every labelled sample calibrates (Kennard-Stone still
     orders them), the validation and test sets are empty: the study then reports
     cross-validated figures only.
     """
@@ -138,8 +139,9 @@ def split_sites(
         calibration.append(labelled.iloc[order])
         test.append(labelled.loc[~is_cal].assign(holdout=np.where(
             is_val[~is_cal], ROLE_VALIDATION if apart else HOLDOUT_TEST_VALIDATION, ROLE_TEST)))
+        validates = is_val.copy()  # every validation sample, also one that is a test sample
         if not apart:
-            is_val[:] = False  # test samples in the assignment
+            is_val[:] = False  # test samples in the assignment's role
         unlabelled.append(rows.loc[rows["soc"].isna()])
         rank = np.full(len(labelled), -1, dtype=np.int64)
         rank[order] = np.arange(len(order))
@@ -152,6 +154,7 @@ def split_sites(
                                      np.where(is_val, ROLE_VALIDATION, ROLE_TEST)),
                     "ks_rank": rank,
                     "plan": [planned.get(str(s), "") for s in labelled["sample_id"]],
+                    "validation": validates,
                 }
             )
         )
@@ -160,6 +163,7 @@ def split_sites(
             assignment.append(
                 pd.DataFrame(
                     {"sample_id": extra, "site": site, "role": ROLE_UNLABELLED, "ks_rank": -1,
+                     "validation": False,
                      "plan": ""}
                 )
             )
@@ -213,12 +217,15 @@ def summarise_data(
                          **_soc_stats(table["soc"])})
     for site in sorted(sites_ssl["site"].dropna().unique()):
         table = sites_ssl.loc[sites_ssl["site"] == site]
-        roles = assignment.loc[assignment["site"] == site, "role"].value_counts()
+        of_site = assignment.loc[assignment["site"] == site]
+        roles = of_site["role"].value_counts()
         quarantined = int((sites_quarantine.get("site") == site).sum())
         rows.append({"set": site, "kind": "site", "samples": len(table),
                      "labelled": int(table["soc"].notna().sum()), "quarantined": quarantined,
                      "calibration": int(roles.get(ROLE_CALIBRATION, 0)),
-                     "validation": int(roles.get(ROLE_VALIDATION, 0)),
+                     "validation": (int(of_site["validation"].astype(bool).sum())
+                                    if "validation" in of_site
+                                    else int(roles.get(ROLE_VALIDATION, 0))),
                      "test": int(roles.get(ROLE_TEST, 0)),
                      "unlabelled": int(roles.get(ROLE_UNLABELLED, 0)),
                      **_soc_stats(table["soc"])})
