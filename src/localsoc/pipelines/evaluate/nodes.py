@@ -23,7 +23,8 @@ and the served model use; the others are reported beside it):
   winner; where the site has too few rows to keep them apart from the test set they are test
   samples too, and the interval's test coverage is scored on the other test samples only, NaN
   without any: the validation samples set its width, and leave-one-out on them would give
-  ceil(m (1 - alpha)) / m by construction; its guarantee then rests on the random draw alone): estimate +- the ceil((m + 1)(1 - alpha))-th smallest of the m validation
+  ceil(m (1 - alpha)) / m by construction; its guarantee then rests on the random draw
+  alone): estimate +- the ceil((m + 1)(1 - alpha))-th smallest of the m validation
   |residuals| of the represented (served) model. Its guarantee (Vovk et al. 2005; Lei et al.
   2018, theorem 2.1): coverage >= 1 - alpha for a new spectrum exchangeable with the validation
   samples, i.e. a random sample of the same field, and < 1 - alpha + 1/(m + 1) without ties;
@@ -480,8 +481,6 @@ def score_sites(
                     "fold_estimates": bool(fold_of_cal.max() > 0),  # the model has fold models
                     "calibration_residuals": np.abs(y_cal - cal_estimate).tolist(),
                     "calibration_difficulties": sigma_cal.tolist(),
-                    "validation_sample_ids": ids_val,
-                    "validation_residuals": np.abs(y_val - val_estimate).tolist(),
                 },
             }
         table = pd.DataFrame(site_rows)

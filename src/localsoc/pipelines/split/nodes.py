@@ -12,10 +12,11 @@ Validation samples are random samples of the field, so their residuals are excha
 new spectrum's: the evaluate stage calibrates the ``validation`` interval (split conformal) on
 them, which the Kennard-Stone extremes cannot do. A site keeps them apart only where
 ``min_test`` test rows remain; otherwise (e.g. a field whose only labels are its plan's) they
-stay test samples that also calibrate the validation interval (``holdout`` ``test_validation``;
-the evaluate stage does not score that interval's coverage on them: they set its width), and
-the stage says so. Validation and test rows are written out here (``site_test``, column ``holdout``:
-validation, test or test_validation) and not read again until evaluation.
+stay test samples that also calibrate the validation interval (``holdout``
+``test_validation``; the evaluate stage does not score that interval's coverage on them: they
+set its width), and the stage says so. Validation and test rows are written out here
+(``site_test``, column ``holdout``: validation, test or test_validation) and not read again
+until evaluation.
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def split_sites(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Per site: n calibration samples by Kennard-Stone on the preprocessed spectra, or the
     planned ones where ``site_plans`` has the site's lab plan; validation samples (the plan's,
-    or ``n_validation`` drawn at random with ``study["seed"]``, 0 without it); the rest of the labelled rows is the
-    test set.
+    or ``n_validation`` drawn at random with ``study["seed"]``, 0 without it); the rest of the
+    labelled rows is the test set.
 
     Returns (calibration, holdout, unlabelled, assignment). ``holdout`` holds the validation
     and test rows, its column ``holdout`` saying which (``test_validation``: both, where the
@@ -96,9 +97,9 @@ def split_sites(
     its role (calibration, validation, test, unlabelled), for calibration rows the
     Kennard-Stone selection order, its role in the lab plan (``plan``: calibration,
     validation or empty) and whether it calibrates the validation interval (``validation``:
-    true for every validation sample, also one that stays a test sample). With ``no_test`` every labelled sample calibrates (Kennard-Stone still
-    orders them), the validation and test sets are empty: the study then reports
-    cross-validated figures only.
+    true for every validation sample, also one that stays a test sample). With ``no_test``
+    every labelled sample calibrates (Kennard-Stone still orders them), the validation and
+    test sets are empty: the study then reports cross-validated figures only.
     """
     n_calibration = int(params["n_calibration"])
     no_test = bool(params.get("no_test", False))
@@ -139,9 +140,6 @@ def split_sites(
         calibration.append(labelled.iloc[order])
         test.append(labelled.loc[~is_cal].assign(holdout=np.where(
             is_val[~is_cal], ROLE_VALIDATION if apart else HOLDOUT_TEST_VALIDATION, ROLE_TEST)))
-        validates = is_val.copy()  # every validation sample, also one that is a test sample
-        if not apart:
-            is_val[:] = False  # test samples in the assignment's role
         unlabelled.append(rows.loc[rows["soc"].isna()])
         rank = np.full(len(labelled), -1, dtype=np.int64)
         rank[order] = np.arange(len(order))
@@ -150,11 +148,11 @@ def split_sites(
                 {
                     "sample_id": labelled["sample_id"].to_numpy(),
                     "site": site,
-                    "role": np.where(is_cal, ROLE_CALIBRATION,
-                                     np.where(is_val, ROLE_VALIDATION, ROLE_TEST)),
+                    "role": np.where(is_cal, ROLE_CALIBRATION,  # kept apart or a test sample
+                                     np.where(is_val & apart, ROLE_VALIDATION, ROLE_TEST)),
                     "ks_rank": rank,
                     "plan": [planned.get(str(s), "") for s in labelled["sample_id"]],
-                    "validation": validates,
+                    "validation": is_val,
                 }
             )
         )
