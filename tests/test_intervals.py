@@ -16,6 +16,7 @@ from localsoc.uncertainty import (
     interval_coverage,
     jackknife_plus_interval,
     normalized_halfwidths,
+    split_conformal_coverage_law,
     weighted_conformal_halfwidth,
 )
 
@@ -168,6 +169,41 @@ def test_split_conformal_on_validation_samples_covers_where_kennard_stone_residu
     coverage = float(np.mean(covered))
     assert level - 0.015 <= coverage <= level + 1 / (m + 1) + 0.015, coverage
     assert abs(float(np.mean(covered_extremes)) - level) > 0.3, np.mean(covered_extremes)
+
+
+def test_coverage_law_matches_a_hand_computation():
+    """m = 20 at 90 %: the half-width is the 19th smallest residual, and the covered share of
+    the population is Beta(19, 2), whose CDF is 20 x^19 - 19 x^20 in closed form."""
+    law = split_conformal_coverage_law(20, 0.9)
+    assert (law.m, law.rank) == (20, 19)
+    assert law.mean == pytest.approx(19 / 21)
+    for quantile, value in ((0.05, law.q05), (0.95, law.q95)):
+        assert 20 * value**19 - 19 * value**20 == pytest.approx(quantile, abs=1e-9)
+    assert law.below(0.83) == pytest.approx(20 * 0.83**19 - 19 * 0.83**20)
+    # m = 9 is the smallest finite 90 % interval: its largest residual, Beta(9, 1) = x^9
+    assert split_conformal_coverage_law(9, 0.9).below(0.8) == pytest.approx(0.8**9)
+    assert "Beta(19, 2)" in law.sentence() and "0.78 and 0.98" in law.sentence()
+    for too_few in (0, 8):
+        with pytest.raises(ValueError, match="too few"):
+            split_conformal_coverage_law(too_few, 0.9)
+
+
+def test_coverage_law_is_what_validation_draws_give():
+    """Draw m validation residuals from a known population, compute the validation half-width,
+    and measure the exact share of the population it covers: over many draws that share
+    follows the law's quantiles (continuous residuals: no ties)."""
+    rng = np.random.default_rng(7)
+    m, level, reps = 20, 0.9, 4000
+    law = split_conformal_coverage_law(m, level)
+    shares = np.empty(reps)  # residuals |N(0, 1)|: the share +-h covers is erf(h / sqrt 2)
+    for r in range(reps):
+        residuals = np.abs(rng.normal(size=m))
+        half = conformal_halfwidth(residuals, np.zeros(m), level)
+        shares[r] = math.erf(half / math.sqrt(2))
+    assert float(np.mean(shares)) == pytest.approx(law.mean, abs=0.004)
+    assert float(np.quantile(shares, 0.05)) == pytest.approx(law.q05, abs=0.01)
+    assert float(np.quantile(shares, 0.95)) == pytest.approx(law.q95, abs=0.005)
+    assert float(np.mean(shares < 0.83)) == pytest.approx(law.below(0.83), abs=0.015)
 
 
 def test_normalized_score_covers_under_heteroscedastic_noise():

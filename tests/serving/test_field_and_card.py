@@ -8,6 +8,7 @@ card must be the bundle's (``localsoc.serving.card``).
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -119,6 +120,13 @@ def test_the_card_is_the_bundles(client, study, project, site):
     assert card["data"]["test_samples"] == int((held == "test").sum())
     assert card["data"]["validation_samples"] == int((held == "validation").sum())
     assert card["interval"]["test_coverage"] == pytest.approx(winner["test_metrics"]["coverage"])
+    spread = card["interval"]["coverage_spread"]
+    if card["interval"]["method"] == "validation":  # Beta(k, m + 1 - k) over validation draws
+        m = card["data"]["validation_samples"]
+        assert (spread["m"], spread["rank"]) == (m, math.ceil(0.9 * (m + 1)))
+        assert spread["q05"] < 0.9 < spread["q95"] and spread["sentence"] in answer["markdown"]
+    else:  # CV+ from Kennard-Stone residuals: no such law
+        assert spread is None
     assert card["metrics"]["nested_calibration_rmse"] == pytest.approx(winner["cal_rmse"])
     # built from the served bundle: its model files' hashes, its versions
     assert card["versions"]["model_files_sha256"]

@@ -10,6 +10,7 @@ from localsoc.datasets.bento_bundle import load_stored_bundle
 from localsoc.field import site_field_summary
 from localsoc.pipelines.evaluate.nodes import study_table_markdown
 from localsoc.pipelines.report.nodes import field_summary_section, write_report
+from localsoc.uncertainty import split_conformal_coverage_law
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +47,17 @@ def test_report_has_the_field_summary_and_a_model_card_per_site(study, recorded_
         assert f"| {site} | lower |" in field and f"| {site} | upper |" in field
     assert "observed mean (check)" in field and "stock t C/ha" in field
     assert "<h2>Model cards</h2>" in html
+    # how one site's realised coverage varies over validation draws, for the m it was served
+    # with (a site falling back to CV+ has no such line)
+    uncertainty = report.split("## Uncertainty and applicability domain")[1]
+    served = study["metrics"].loc[study["metrics"]["interval"] == "validation"]
+    assert not served.empty
+    for m, rows in served.groupby("n_validation"):
+        law = split_conformal_coverage_law(int(m), 0.9)
+        sites = ", ".join(sorted(set(rows["site"])))
+        assert f"{sites}: with m = {int(m)} validation samples" in uncertainty
+        assert f"Beta({law.rank}, {int(m) + 1 - law.rank})" in uncertainty
+        assert f"between {law.q05:.2f} and {law.q95:.2f}" in uncertainty
 
 
 def test_the_field_summary_uses_estimates_only(study, recorded_predictions, manifest):

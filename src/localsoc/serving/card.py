@@ -21,6 +21,7 @@ import numpy as np
 
 from localsoc import field
 from localsoc.spectra.steps import describe_steps
+from localsoc.uncertainty import split_conformal_coverage_law
 
 NOT_RECORDED = "not recorded"
 
@@ -68,6 +69,7 @@ def site_card(manifest: Mapping[str, Any], site: str, tag: str | None = None) ->
             "calibration_residuals": int(residuals.size),
             "calibration_set": interval.get("calibration_set",
                                             "calibration samples (nested out of fold)"),
+            "coverage_spread": _coverage_spread(interval, residuals.size),
         },
         "field_summary": {
             "method": field.METHOD,
@@ -103,6 +105,20 @@ def site_card(manifest: Mapping[str, Any], site: str, tag: str | None = None) ->
                                    if name.startswith(prefix)},
         },
     }
+
+
+def _coverage_spread(interval: Mapping[str, Any], m: int) -> dict[str, Any] | None:
+    """For a validation (split-conformal) interval, how its coverage of the field varies over
+    validation draws (``uncertainty.split_conformal_coverage_law``); None for the others,
+    whose residuals are not exchangeable with the field's."""
+    if interval.get("method") != "validation":
+        return None
+    try:
+        law = split_conformal_coverage_law(m, float(interval["level"]))
+    except ValueError:
+        return None
+    return {"m": law.m, "rank": law.rank, "mean": law.mean, "q05": law.q05, "q95": law.q95,
+            "sentence": law.sentence()}
 
 
 def _shown(value: Any, digits: int = 3) -> str:
@@ -160,6 +176,8 @@ def card_markdown(card: Mapping[str, Any], heading: str = "##") -> str:
                  f"{_shown(interval['test_mean_width'])}")
     if interval.get("description"):
         lines.append(f"- {interval['description']}")
+    if interval.get("coverage_spread"):
+        lines.append(f"- {interval['coverage_spread']['sentence']}")
     lines.append(f"- field mean: {summary['method']}; this site's residuals: mean "
                  f"{_shown(summary['mean_residual'])}, s.d. {_shown(summary['residual_sd'])}")
     lines += ["", f"{sub} Inputs and domain", ""]

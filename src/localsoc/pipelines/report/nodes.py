@@ -15,6 +15,22 @@ from localsoc.methods import methods, reference_method
 from localsoc.pipelines.report.notes import carbon_kind_lines, plan_lines, skipped_scope_lines
 from localsoc.provenance import code_version, data_version
 from localsoc.serving.card import card_markdown, site_card
+from localsoc.uncertainty import split_conformal_coverage_law
+
+
+def validation_spread_sentence(study_metrics: pd.DataFrame) -> str:
+    """'; <how one site's realised coverage varies>' for the sites served the validation
+    interval, one clause per validation count m (``split_conformal_coverage_law``); empty when
+    none is."""
+    if not {"interval", "n_validation", "interval_level"} <= set(study_metrics):
+        return ""
+    served = study_metrics.loc[study_metrics["interval"] == "validation"]
+    clauses = []
+    for (m, level), rows in served.groupby(["n_validation", "interval_level"], sort=True):
+        sites = ", ".join(sorted(set(rows["site"].astype(str))))
+        clauses.append(f"{sites}: " + split_conformal_coverage_law(int(m), float(level))
+                       .sentence())
+    return "; " + "; ".join(clauses) if clauses else ""
 
 
 def _table(frame: pd.DataFrame, floats: str = "{:.3f}") -> str:
@@ -167,13 +183,14 @@ def write_report(
     out += ["## Uncertainty and applicability domain", ""]
     interval = (str(study_metrics["interval"].iloc[0]) if "interval" in study_metrics
                 else "plain")
+    spread = validation_spread_sentence(study_metrics)
     out.append(
         f"Served interval: **{interval}** at {level_pct}, lower bound clipped at 0. validation: "
         "split conformal on each site's validation samples (random samples of the field, "
         "never trained on and not used to choose the winner): estimate +- the "
         "ceil((m + 1)(1 - alpha))-th smallest validation |residual| of the served model; "
         "coverage >= the level for a new random sample of the same field (marginally over "
-        "the validation draw; with m = 20 a site's coverage varies by about +-0.06); a site "
+        f"the validation draw{spread}); a site "
         "without validation samples falls back to the interval its rows name. The others "
         "come from the nested out-of-fold calibration residuals. cv_plus: CV+ (Barber et al. 2021) "
         "from each outer-fold model's estimate of the spectrum: a method with a nested "
