@@ -167,3 +167,31 @@ def test_an_unsupported_layer_falls_back_to_the_loop():
                            TrainingSettings(engine=engine, max_epochs=5, batch_size=8), seed=2)
             for engine in ("loop", "stack")]
     np.testing.assert_array_equal(runs[0].oof_predictions, runs[1].oof_predictions)
+
+
+def test_repeated_stacked_predictions_do_not_warn_about_retracing():
+    """Each predict_stack call traces its own new network by design; TensorFlow's retracing
+    warning (it fires from the sixth such call on) is filtered, and only that warning."""
+    import logging
+
+    import tensorflow as tf
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    keep = Keep(level=logging.WARNING)
+    tf.get_logger().addHandler(keep)
+    try:
+        X, _ = _data(12)
+        for _ in range(8):
+            models = [build_cnn1d(BASE, X.shape[1], {}) for _ in range(2)]
+            outputs = fold_stack.predict_stack(models, [X, X[:7]])
+            assert [o.shape for o in outputs] == [(12,), (7,)]
+        tf.get_logger().warning("an unrelated warning")
+    finally:
+        tf.get_logger().removeHandler(keep)
+    messages = [r.getMessage() for r in records]
+    assert messages == ["an unrelated warning"], messages

@@ -28,6 +28,7 @@ unchanged.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -463,6 +464,20 @@ def train_fold_stack(
     return epochs.tolist()
 
 
+class _NewNetworkTraces(logging.Filter):
+    """Drops TensorFlow's "N out of the last N calls to <function predict_stack...> triggered
+    tf.function retracing" warning: each ``predict_stack`` call wraps a new stacked network
+    (new variables) in a new ``tf.function``, so one trace per call is by design, and the
+    warning would only break the progress bars of a run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message and "predict_stack" in message)
+
+
+_TRACE_FILTER = _NewNetworkTraces()
+
+
 def predict_stack(models: Sequence[keras.Model], arrays: Sequence[np.ndarray],
                   chunk: int = 4096) -> list[np.ndarray]:
     """``models[k]``'s standardised predictions of ``arrays[k]`` (float64): one stacked forward
@@ -475,6 +490,8 @@ def predict_stack(models: Sequence[keras.Model], arrays: Sequence[np.ndarray],
     except UnsupportedLayer:
         return [np.asarray(m.predict_on_batch(a)).reshape(-1).astype(np.float64) if len(a)
                 else np.empty(0) for m, a in zip(models, arrays, strict=True)]
+    if _TRACE_FILTER not in tf.get_logger().filters:
+        tf.get_logger().addFilter(_TRACE_FILTER)
     forward = tf.function(lambda x: network(x, training=False), reduce_retracing=True,
                           autograph=False)
     sizes = [a.shape[0] for a in arrays]
