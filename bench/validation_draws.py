@@ -1,6 +1,8 @@
 """How much the validation interval's coverage at one field varies with m, the validation count.
 
-    python bench/validation_draws.py PROJECT [PROJECT ...] [--sizes 10 20 30 40 60] [--draws 4000]
+    python bench/validation_draws.py [PROJECT ...] [--sizes 10 20 30 40 60] [--draws 4000]
+
+(default PROJECT: this project, after `make run`.)
 
 Each PROJECT is a study's project directory (a ``bench/study_seeds.py`` work directory's
 ``seed_N``, or the real-data example's project after ``localsoc study``). Per site and servable
@@ -13,7 +15,9 @@ the pool's other samples. Prints per m:
 
 - over every site and servable method: the mean coverage, the share of draws below 0.83 and
   the 5th percentile, beside an exactly valid split-conformal interval's Beta(k, m + 1 - k)
-  (k = ceil((m + 1) 0.9)) before the finite test set adds its own binomial noise;
+  (k = ceil((m + 1) 0.9)) before the finite test set adds its own binomial noise (the pool's
+  other samples are the test set here: a larger m leaves fewer, and that noise grows; the
+  share of the pool covered would not remove it, since the drawn samples are part of it);
 - for the study's winners: the same, and the chance that at least one of the projects' winners
   falls below 0.83 when every site draws its own validation set (the issue's "every site-seed"
   line), by simulation over the same draws.
@@ -80,11 +84,16 @@ def draw_coverages(residuals: np.ndarray, m: int, draws: int,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("projects", nargs="+", type=Path)
+    parser.add_argument("projects", nargs="*", type=Path, default=[ROOT],
+                        help="study project directories (default: this project, after make run)")
     parser.add_argument("--sizes", nargs="+", type=int, default=[10, 20, 30, 40, 60])
     parser.add_argument("--draws", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    for project in args.projects:
+        if not (project / "data/07_model_output/study_predictions.csv").exists():
+            raise SystemExit(f"{project}: no study outputs (data/07_model_output/"
+                             "study_predictions.csv); run `make run` there, or pass a project")
     rng = np.random.default_rng(args.seed)
     per_project = [pools(p) for p in args.projects]
     print(machine_line())

@@ -195,3 +195,9 @@ def test_repeated_stacked_predictions_do_not_warn_about_retracing():
         tf.get_logger().removeHandler(keep)
     messages = [r.getMessage() for r in records]
     assert messages == ["an unrelated warning"], messages
+    # a trial's epoch function is new per trial too; another function's retracing still shows
+    text = "5 out of the last 5 calls to <{}> triggered tf.function retracing. Tracing is..."
+    kept = [fold_stack._TRACE_FILTER.filter(logging.LogRecord(
+        "tensorflow", logging.WARNING, __file__, 1, text.format(name), None, None))
+        for name in ("bound method _Stack._epoch of <_Stack object>", "function my_model_step")]
+    assert kept == [False, True]

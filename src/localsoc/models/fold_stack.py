@@ -322,6 +322,7 @@ class _Stack:
         self.optimizer = StackOptimizer(optimizer, network.trainable)
         # Written without AutoGraph (an explicit while_loop; the layer code branches on Python
         # values only): tracing took 0.15-0.23 s per trial instead of ~0.5 s (BENCHMARKS.md).
+        _quiet_retracing()
         self.epoch = tf.function(self._epoch, reduce_retracing=True, autograph=False)
 
     def _losses(self, x, z, w, training: bool):
@@ -465,17 +466,28 @@ def train_fold_stack(
 
 
 class _NewNetworkTraces(logging.Filter):
-    """Drops TensorFlow's "N out of the last N calls to <function predict_stack...> triggered
-    tf.function retracing" warning: each ``predict_stack`` call wraps a new stacked network
-    (new variables) in a new ``tf.function``, so one trace per call is by design, and the
-    warning would only break the progress bars of a run."""
+    """Drops TensorFlow's "N out of the last N calls to <function ...> triggered tf.function
+    retracing" warning for this module's two functions: each ``predict_stack`` call and each
+    trial's ``_Stack`` wrap a new stacked network (new variables) in a new ``tf.function``, so
+    one trace per call is by design, and the warning would only break the progress bars of a
+    run. Other retracing warnings pass."""
+
+    OURS = ("predict_stack.<locals>", "_Stack._epoch")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not ("triggered tf.function retracing" in message and "predict_stack" in message)
+        return not ("triggered tf.function retracing" in message
+                    and any(name in message for name in self.OURS))
 
 
 _TRACE_FILTER = _NewNetworkTraces()
+
+
+def _quiet_retracing() -> None:
+    import tensorflow as tf
+
+    if _TRACE_FILTER not in tf.get_logger().filters:
+        tf.get_logger().addFilter(_TRACE_FILTER)
 
 
 def predict_stack(models: Sequence[keras.Model], arrays: Sequence[np.ndarray],
@@ -490,8 +502,7 @@ def predict_stack(models: Sequence[keras.Model], arrays: Sequence[np.ndarray],
     except UnsupportedLayer:
         return [np.asarray(m.predict_on_batch(a)).reshape(-1).astype(np.float64) if len(a)
                 else np.empty(0) for m, a in zip(models, arrays, strict=True)]
-    if _TRACE_FILTER not in tf.get_logger().filters:
-        tf.get_logger().addFilter(_TRACE_FILTER)
+    _quiet_retracing()
     forward = tf.function(lambda x: network(x, training=False), reduce_retracing=True,
                           autograph=False)
     sizes = [a.shape[0] for a in arrays]
