@@ -5,6 +5,7 @@ Benchmarks print figures; they assert nothing about speed (targets are quoted ne
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import resource
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -126,3 +128,22 @@ def print_header(title: str) -> None:
 
 def row(label: str, value: str) -> None:
     print(f"  {label:<58} {value}")
+
+
+def study_projects_parser(doc: str, root) -> argparse.ArgumentParser:
+    """The parser of a script that reads finished studies: positional project directories
+    (default: ``root``, this project after `make run`), ``--draws`` and ``--seed``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("projects", nargs="*", type=Path, default=[Path(root)],
+                        help="study project directories (default: this project, after make run)")
+    parser.add_argument("--draws", type=int, default=4000)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def check_study_projects(projects) -> None:
+    """Stop with a message naming the first project without study outputs."""
+    for project in projects:
+        if not (Path(project) / "data/07_model_output/study_predictions.csv").exists():
+            raise SystemExit(f"{project}: no study outputs (data/07_model_output/"
+                             "study_predictions.csv); run `make run` there, or pass a project")

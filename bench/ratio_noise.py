@@ -15,7 +15,6 @@ winners does, their draws independent. Refits nothing; seconds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import machine_line  # noqa: E402
+from bench._common import check_study_projects, machine_line, study_projects_parser  # noqa: E402
 
 FLOOR = 0.9
 
@@ -48,16 +47,9 @@ def residuals(project: Path) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("projects", nargs="*", type=Path, default=[ROOT],
-                        help="study project directories (default: this project, after make run)")
-    parser.add_argument("--draws", type=int, default=4000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = study_projects_parser(__doc__, ROOT)
     args = parser.parse_args()
-    for project in args.projects:
-        if not (project / "data/07_model_output/study_predictions.csv").exists():
-            raise SystemExit(f"{project}: no study outputs (data/07_model_output/"
-                             "study_predictions.csv); run `make run` there, or pass a project")
+    check_study_projects(args.projects)
     rng = np.random.default_rng(args.seed)
     print(machine_line())
     print(f"{'project':<22} {'site':<14} {'winner':<16} {'n':>3} {'test':>4} {'ratio':>6} "

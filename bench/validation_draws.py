@@ -27,7 +27,6 @@ It refits nothing; a demo project takes seconds. The figures go to BENCHMARKS.md
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -40,7 +39,7 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import machine_line  # noqa: E402
+from bench._common import check_study_projects, machine_line, study_projects_parser  # noqa: E402
 
 from localsoc.methods import servable_families  # noqa: E402
 
@@ -83,17 +82,10 @@ def draw_coverages(residuals: np.ndarray, m: int, draws: int,
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("projects", nargs="*", type=Path, default=[ROOT],
-                        help="study project directories (default: this project, after make run)")
+    parser = study_projects_parser(__doc__, ROOT)
     parser.add_argument("--sizes", nargs="+", type=int, default=[10, 20, 30, 40, 60])
-    parser.add_argument("--draws", type=int, default=4000)
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    for project in args.projects:
-        if not (project / "data/07_model_output/study_predictions.csv").exists():
-            raise SystemExit(f"{project}: no study outputs (data/07_model_output/"
-                             "study_predictions.csv); run `make run` there, or pass a project")
+    check_study_projects(args.projects)
     rng = np.random.default_rng(args.seed)
     per_project = [pools(p) for p in args.projects]
     print(machine_line())
