@@ -17,7 +17,8 @@ package and report stages left out. The outputs of each run are copied to
 ``WORKDIR/<field>/seed_<seed>/data/``, which ``bench/validation_draws.py`` and
 ``bench/ratio_noise.py`` read as projects.
 
-It prints per field and seed the winner and its figures, and per servable method the coverage
+It prints per field and seed the winner and its figures, the CNN rows (the Local CNN's test
+CCC, the best CNN against PLSR Local), and per servable method the coverage
 and mean width of every interval pooled over fields and seeds (weighted by test samples).
 About 1.5 minutes per field and seed on 2 cores.
 """
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import machine_line  # noqa: E402
-from bench.study_seeds import pooled_coverage, scratch, winner_rows  # noqa: E402
+from bench.study_seeds import cnn_rows, pooled_coverage, scratch, winner_rows  # noqa: E402
 from examples.real_data.prepare import geeves_clusters  # noqa: E402
 
 GRID = ["--grid-start", "1100", "--grid-stop", "2450", "--grid-step", "10"]
@@ -108,7 +109,7 @@ def main() -> int:
     split = {"n_calibration": 30, "n_validation": 20, "min_test": 10}
     smallest = sum(split.values())
     print(machine_line())
-    winners_table, all_metrics = [], []
+    winners_table, all_metrics, cnn_table = [], [], []
     for name, site, rest, nirsoil in fields(args.clusters, smallest):
         print(f"field {name}: {len(site)} samples; library NIRsoil {len(nirsoil)} + Geeves "
               f"{len(rest)}", flush=True)
@@ -133,6 +134,7 @@ def main() -> int:
             metrics.insert(0, "seed", seed)
             all_metrics.append(metrics)
             winners_table += winner_rows(seed, metrics, winners)
+            cnn_table += cnn_rows(seed, metrics)
     os.chdir(ROOT)
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 40)
@@ -148,6 +150,24 @@ def main() -> int:
     cv_plus = [float(by.loc[(row.seed, row.site, row.winner), "coverage_cv_plus"])
                for row in table.itertuples()]
     print(f"Winner CV+ coverage: min {min(cv_plus):.3f}, mean {np.mean(cv_plus):.3f}")
+    cnns = pd.DataFrame(cnn_table)
+    print("\nCNNs per field and seed (test set):")
+    print(cnns.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"Local CNN CCC: min {cnns['Local CCC'].min():.3f}, mean {cnns['Local CCC'].mean():.3f};"
+          f" best CNN / PLSR Local {cnns['best CNN / PLSR'].min():.3f}-"
+          f"{cnns['best CNN / PLSR'].max():.3f}, a CNN at least as good at "
+          f"{int((cnns['best CNN / PLSR'] <= 1).sum())} of {len(cnns)}")
+    drmse = metrics.loc[metrics["method"] == "DTL-Ig", "drmse"].to_numpy(np.float64)
+    print(f"DTL-Ig dRMSE against the Local CNN: mean {drmse.mean():+.1f} %, s.d. "
+          f"{drmse.std(ddof=1):.1f} % over {drmse.size} field-seeds (paper: +25.8 %)")
+    best = metrics.loc[metrics["family"] != "mbl"].groupby(["seed", "site"])["rmse"].min()
+    chosen = table.set_index(["seed", "site"])["test RMSE"]
+    plsr = metrics.loc[metrics["method"] == "PLSR Local"].set_index(["seed", "site"])["rmse"]
+    for name, against in (("PLSR Local's", plsr), ("the best servable model's (an oracle)",
+                                                    best)):
+        ratio = chosen / against
+        print(f"winner's test RMSE / {name}: {ratio.min():.3f}-{ratio.max():.3f}, mean "
+              f"{ratio.mean():.3f}")
     pooled = pooled_coverage(metrics)
     print("\nPer method, pooled over fields and seeds:")
     shown = ["method", "family", "site-seeds", "nested/test", "validation/test",
