@@ -101,6 +101,7 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true",
                         help="read the outputs already in --workdir instead of running")
     args = parser.parse_args()
+    args.workdir = args.workdir.resolve()  # the imports run in the scratch projects
 
     from localsoc.command_line import run_stages
     from localsoc.pipeline_registry import STAGES

@@ -182,7 +182,7 @@ def test_coverage_law_matches_a_hand_computation():
     assert law.below(0.83) == pytest.approx(20 * 0.83**19 - 19 * 0.83**20)
     # m = 9 is the smallest finite 90 % interval: its largest residual, Beta(9, 1) = x^9
     assert split_conformal_coverage_law(9, 0.9).below(0.8) == pytest.approx(0.8**9)
-    assert "Beta(19, 2)" in law.sentence() and "0.78 and 0.98" in law.sentence()
+    assert "Beta(19, 2)" in law.sentence() and "percentile 0.78-0.98" in law.sentence()
     for too_few in (0, 8):
         with pytest.raises(ValueError, match="too few"):
             split_conformal_coverage_law(too_few, 0.9)

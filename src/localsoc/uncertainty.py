@@ -101,10 +101,10 @@ class CoverageLaw:
 
     def sentence(self) -> str:
         """One line for a report or model card."""
-        return (f"with m = {self.m} validation samples the coverage this interval achieves at "
-                f"the field is itself random over the validation draw: Beta({self.rank}, "
-                f"{self.m + 1 - self.rank}), mean {self.mean:.3f}, 90 % of draws between "
-                f"{self.q05:.2f} and {self.q95:.2f}")
+        return (f"with m = {self.m} validation samples the share of the field this interval "
+                f"covers varies from one validation draw to another as Beta({self.rank}, "
+                f"{self.m + 1 - self.rank}): mean {self.mean:.3f}, 5th-95th percentile "
+                f"{self.q05:.2f}-{self.q95:.2f}")
 
 
 def split_conformal_coverage_law(m: int, level: float = 0.9) -> CoverageLaw:
@@ -117,7 +117,8 @@ def split_conformal_coverage_law(m: int, level: float = 0.9) -> CoverageLaw:
     population the interval covers is Beta(k, m + 1 - k): its mean k / (m + 1) is the marginal
     guarantee; its spread is what one field's realised coverage varies by (m = 20 at 90 %:
     Beta(19, 2), s.d. 0.063). A finite test set adds its own binomial noise to a measured
-    coverage. Raises ValueError when k > m (the interval is infinite: m >= 9 at 90 %).
+    coverage. Raises ValueError when k > m (an infinite interval: a finite one needs m >= 9 at
+    90 %).
     """
     from scipy.stats import beta
 

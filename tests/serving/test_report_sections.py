@@ -57,7 +57,7 @@ def test_report_has_the_field_summary_and_a_model_card_per_site(study, recorded_
         sites = ", ".join(sorted(set(rows["site"])))
         assert f"{sites}: with m = {int(m)} validation samples" in uncertainty
         assert f"Beta({law.rank}, {int(m) + 1 - law.rank})" in uncertainty
-        assert f"between {law.q05:.2f} and {law.q95:.2f}" in uncertainty
+        assert f"percentile {law.q05:.2f}-{law.q95:.2f}" in uncertainty
 
 
 def test_the_field_summary_uses_estimates_only(study, recorded_predictions, manifest):

@@ -177,7 +177,8 @@ def card_markdown(card: Mapping[str, Any], heading: str = "##") -> str:
     if interval.get("description"):
         lines.append(f"- {interval['description']}")
     if interval.get("coverage_spread"):
-        lines.append(f"- {interval['coverage_spread']['sentence']}")
+        sentence = interval["coverage_spread"]["sentence"]
+        lines.append(f"- {sentence[0].upper()}{sentence[1:]}")
     lines.append(f"- field mean: {summary['method']}; this site's residuals: mean "
                  f"{_shown(summary['mean_residual'])}, s.d. {_shown(summary['residual_sd'])}")
     lines += ["", f"{sub} Inputs and domain", ""]

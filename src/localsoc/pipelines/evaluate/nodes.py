@@ -28,9 +28,10 @@ and the served model use; the others are reported beside it):
   |residuals| of the represented (served) model. Its guarantee (Vovk et al. 2005; Lei et al.
   2018, theorem 2.1): coverage >= 1 - alpha for a new spectrum exchangeable with the validation
   samples, i.e. a random sample of the same field, and < 1 - alpha + 1/(m + 1) without ties;
-  the guarantee is marginal over the validation draw: one site's realised coverage is
-  Beta(k, m + 1 - k), k = ceil((m + 1)(1 - alpha)), over draws (m = 20: 90 % of draws between
-  0.78 and 0.98; ``uncertainty.split_conformal_coverage_law``, stated in the report). The Kennard-Stone calibration residuals are not exchangeable with
+  the guarantee is marginal over the validation draw: the share of the field one site's
+  interval covers is Beta(k, m + 1 - k), k = ceil((m + 1)(1 - alpha)), over draws (m = 20:
+  5th-95th percentile 0.78-0.98; ``uncertainty.split_conformal_coverage_law``, stated in the
+  report); a finite test set adds binomial noise to its measured coverage. The Kennard-Stone calibration residuals are not exchangeable with
   new ones (the extremes), which is why it is the default. A site without validation samples
   falls back to ``evaluate.interval_fallback`` (cv_plus), and its row says so (``interval``).
 - ``cv_plus`` (the fallback): the CV+ interval of Barber et al. (2021) from the outer-fold models'
