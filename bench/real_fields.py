@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -104,11 +105,12 @@ def main() -> int:
     args.workdir = args.workdir.resolve()  # the imports run in the scratch projects
 
     from localsoc.command_line import run_stages
+    from localsoc.methods import servable_families
     from localsoc.pipeline_registry import STAGES
     from localsoc.workflow import study_runtime_params
 
-    split = {"n_calibration": 30, "n_validation": 20, "min_test": 10}
-    smallest = sum(split.values())
+    split = yaml.safe_load((ROOT / "conf/base/parameters_split.yml").read_text())["split"]
+    smallest = sum(int(split[key]) for key in ("n_calibration", "n_validation", "min_test"))
     print(machine_line())
     winners_table, all_metrics, cnn_table = [], [], []
     for name, site, rest, nirsoil in fields(args.clusters, smallest):
@@ -175,7 +177,7 @@ def main() -> int:
              "cov validation", "width validation", "cov cv_plus", "width cv_plus"]
     print(pooled[[c for c in shown if c in pooled]].to_string(
         index=False, float_format=lambda v: f"{v:.3f}"))
-    servable = pooled.loc[pooled["family"] != "mbl"]
+    servable = pooled.loc[pooled["family"].isin(servable_families())]
     for name in ("validation", "cv_plus"):
         values = servable[f"cov {name}"].to_numpy(np.float64)
         print(f"servable methods, {name}: pooled coverage {values.min():.3f}-{values.max():.3f}"
