@@ -46,7 +46,11 @@ from examples.real_data.prepare import geeves_clusters  # noqa: E402
 
 GRID = ["--grid-start", "1100", "--grid-stop", "2450", "--grid-step", "10"]
 OUTPUTS = ("data/07_model_output/study_predictions.csv", "data/08_reporting/study_metrics.csv",
-           "data/08_reporting/study_winners.json", "data/08_reporting/data_summary.csv")
+           "data/08_reporting/study_winners.json", "data/08_reporting/data_summary.csv",
+           # the model inputs bench/validation_rule.py and bench/weighted_conformal.py read
+           "data/05_model_input/site_calibration.parquet",
+           "data/05_model_input/site_test.parquet", "data/04_feature/library_spectra.parquet",
+           "data/05_model_input/rslocal_selection.csv")
 
 
 def localsoc(project: Path, *arguments: str) -> None:

@@ -12,7 +12,14 @@ the simplest within one s.e.: ``evaluate._apply_rule``) fed different estimates:
   selection);
 - split: ``--draws`` random halves of the validation samples: the rule on one half's RMSE,
   the interval (split conformal at 90 %) from the other half's residuals of the chosen model
-  (honest, but m / 2 residuals: ceil((m/2 + 1) 0.9)-th smallest).
+  (honest, but m / 2 residuals: ceil((m/2 + 1) 0.9)-th smallest);
+- weighted field / weighted validation (where the project still holds the study's model
+  inputs): the rule on the nested out-of-fold RMSE weighted to the field, sqrt(sum w r^2 /
+  sum w) with w the density ratio target / calibration of each calibration spectrum
+  (``uncertainty.ShiftWeights``, spectra only: importance-weighted cross-validation,
+  Sugiyama, Krauledat & Mueller 2007, JMLR 8:985-1005); the target is the validation and test
+  spectra (field) or the 20 validation spectra only (validation: no test row touched); its
+  interval is the validation one (the validation labels did not choose it).
 
 Printed per site: each rule's pick and test RMSE, and the coverage and mean width on test of
 its interval; then the means over sites: test RMSE against the nested winner's, coverage (min
@@ -34,19 +41,66 @@ sys.path.insert(0, str(ROOT))
 
 from bench._common import check_study_projects, machine_line, study_projects_parser  # noqa: E402
 
+from localsoc.data.schema import spectra_of  # noqa: E402
 from localsoc.methods import servable_families  # noqa: E402
 from localsoc.pipelines.evaluate.nodes import _apply_rule, _rmse_se  # noqa: E402
+from localsoc.study.data import site_data  # noqa: E402
+from localsoc.uncertainty import ShiftWeights  # noqa: E402
 
 LEVEL = 0.9
 
 
-def _pick(servable: pd.DataFrame, residuals: dict[str, np.ndarray]) -> str:
-    """The rule's pick with RMSE and s.e. taken from ``residuals`` per method."""
+def _weighted_rmse_se(residuals: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """sqrt(sum w r^2 / sum w) and its delta-method standard error (weights normalised)."""
+    w = weights / weights.sum()
+    squared = residuals**2
+    mse = float(w @ squared)
+    se_mse = float(np.sqrt(np.sum(w**2 * (squared - mse) ** 2)))
+    rmse = float(np.sqrt(mse))
+    return rmse, (se_mse / (2 * rmse) if rmse > 0 else 0.0)
+
+
+def _pick(servable: pd.DataFrame, residuals: dict[str, np.ndarray],
+          weights: np.ndarray | None = None) -> str:
+    """The rule's pick with RMSE and s.e. taken from ``residuals`` per method (weighted by
+    ``weights`` when given)."""
     table = servable.copy()
-    table["cal_rmse"] = [float(np.sqrt(np.mean(residuals[m] ** 2))) for m in table["method"]]
-    table["cal_rmse_se"] = [_rmse_se(residuals[m], np.zeros_like(residuals[m]))
-                            for m in table["method"]]
+    if weights is None:
+        table["cal_rmse"] = [float(np.sqrt(np.mean(residuals[m] ** 2))) for m in table["method"]]
+        table["cal_rmse_se"] = [_rmse_se(residuals[m], np.zeros_like(residuals[m]))
+                                for m in table["method"]]
+    else:
+        figures = [_weighted_rmse_se(residuals[m], weights) for m in table["method"]]
+        table["cal_rmse"] = [f[0] for f in figures]
+        table["cal_rmse_se"] = [f[1] for f in figures]
     return str(_apply_rule(table)[0]["method"])
+
+
+def _shift_weights(project: Path) -> dict[str, dict[str, tuple[list[str], np.ndarray]]] | None:
+    """Per site and target, its calibration ids and their density-ratio weights target /
+    calibration (``uncertainty.ShiftWeights`` on the spectra alone). Targets: ``field``, the
+    validation and test spectra; ``validation``, the validation spectra only (what a study
+    could use without touching its test rows). None when the project lacks the study's model
+    inputs."""
+    data = project / "data"
+    needed = [data / "05_model_input/site_calibration.parquet",
+              data / "05_model_input/site_test.parquet",
+              data / "04_feature/library_spectra.parquet",
+              data / "05_model_input/rslocal_selection.csv"]
+    if not all(path.exists() for path in needed):
+        return None
+    calibration, test, library = (pd.read_parquet(path) for path in needed[:3])
+    selection = pd.read_csv(needed[3])
+    out = {}
+    for site, held in test.groupby("site"):
+        X_cal, _, ids_cal = site_data(library, calibration, selection, site)
+        ids = [str(i) for i in ids_cal]
+        validation = held.loc[held["holdout"].astype(str) == "validation"]
+        out[site] = {"field": (ids, ShiftWeights.fit(X_cal, spectra_of(held))(X_cal))}
+        if len(validation) >= 2:
+            out[site]["validation"] = (
+                ids, ShiftWeights.fit(X_cal, spectra_of(validation))(X_cal))
+    return out
 
 
 def _interval_figures(half: float, test: pd.DataFrame) -> tuple[float, float]:
@@ -67,6 +121,7 @@ def sites(project: Path, draws: int, rng: np.random.Generator) -> list[dict]:
                               low_memory=False)
     metrics = pd.read_csv(project / "data/08_reporting/study_metrics.csv")
     winners = json.loads((project / "data/08_reporting/study_winners.json").read_text())
+    weights = _shift_weights(project)
     out = []
     for site, winner in winners.items():
         servable = metrics.loc[(metrics["site"] == site)
@@ -82,8 +137,16 @@ def sites(project: Path, draws: int, rng: np.random.Generator) -> list[dict]:
                     for m, g in validation.items()}
         m = len(next(iter(residual.values())))
         row = {"project": "/".join(project.parts[-2:]), "site": site, "m": m}
-        nested = winner["method"]
-        for name, pick in (("nested", nested), ("validation", _pick(servable, residual))):
+        picks = {"nested": winner["method"], "validation": _pick(servable, residual)}
+        for target, (ids_cal, w) in (weights or {}).get(site, {}).items():
+            calibrated = rows.loc[rows["role"] == "calibration"]
+            nested_residual = {}
+            for label, group in calibrated.groupby("method"):
+                by_id = group.set_index(group["sample_id"].astype(str)).loc[ids_cal]
+                nested_residual[label] = np.abs((by_id["observed"] - by_id["estimated"])
+                                                .to_numpy(np.float64))
+            picks[f"weighted {target}"] = _pick(servable, nested_residual, w)
+        for name, pick in picks.items():
             coverage, width = _interval_figures(_half(residual[pick]), tests[pick])
             row.update({f"{name} pick": pick,
                         f"{name} test RMSE": float(np.sqrt(np.mean(
@@ -118,7 +181,9 @@ def main() -> int:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"\nover {len(table)} site(-seed)s; test RMSE / the nested winner's, coverage min / mean,"
           " mean width:")
-    for name in ("nested", "validation", "split"):
+    for name in ("nested", "validation", "split", "weighted field", "weighted validation"):
+        if f"{name} test RMSE" not in table or table[f"{name} test RMSE"].isna().all():
+            continue
         ratio = table[f"{name} test RMSE"] / table["nested test RMSE"]
         print(f"  {name:<10} RMSE ratio {ratio.mean():.3f} ({ratio.min():.3f}-{ratio.max():.3f})"
               f"; coverage {table[f'{name} cov'].min():.3f} / {table[f'{name} cov'].mean():.3f}"

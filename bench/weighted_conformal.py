@@ -5,8 +5,8 @@ The honest-evaluation issue asks for weighted conformal (Tibshirani, Barber, Can
 so calibration and field spectra differ in distribution, which is the case weighted conformal
 is made for. This script measures it on the outputs of studies already run (no training):
 
-- per site, density ratios w(x) of the site's test spectra to its calibration spectra from the
-  spectra alone (``localsoc.uncertainty.ShiftWeights``: a quadratic logistic classifier on PCA
+- per site, density ratios w(x) of the site's other spectra (validation and test) to its
+  calibration spectra from the spectra alone (``localsoc.uncertainty.ShiftWeights``: a quadratic logistic classifier on PCA
   scores; no SOC value used);
 - per method, the weighted conformal half-width of the nested out-of-fold calibration
   residuals at each test spectrum (``weighted_conformal_halfwidth``: +inf where the spectrum's
@@ -51,11 +51,15 @@ def study_rows(project: Path, level: float, components: int) -> list[dict]:
                               dtype={"sample_id": str})
     metrics = pd.read_csv(data / "08_reporting/study_metrics.csv")
     rows = []
-    for site, site_test in test.groupby("site"):
+    for site, held in test.groupby("site"):
         X_cal, _, ids_cal = site_data(library, calibration, selection, site)
+        # the field's other spectra (validation and test: spectra only, no SOC) are the
+        # target; coverage is scored on the test samples (``holdout``, as evaluate does)
+        site_test = (held.loc[held["holdout"].astype(str) != "validation"]
+                     if "holdout" in held else held)
         X_test = spectra_of(site_test)
         ids_test = site_test["sample_id"].astype(str).tolist()
-        shift = ShiftWeights.fit(X_cal, X_test, components)
+        shift = ShiftWeights.fit(X_cal, spectra_of(held), components)
         w_cal, w_test = shift(X_cal), shift(X_test)
         of_site = predictions.loc[predictions["site"] == site]
         for label, group in of_site.groupby("method", sort=False):
