@@ -130,14 +130,16 @@ def row(label: str, value: str) -> None:
     print(f"  {label:<58} {value}")
 
 
-def study_projects_parser(doc: str, root) -> argparse.ArgumentParser:
+def study_projects_parser(doc: str, root, draws: bool = True) -> argparse.ArgumentParser:
     """The parser of a script that reads finished studies: positional project directories
-    (default: ``root``, this project after `make run`), ``--draws`` and ``--seed``."""
+    (default: ``root``, this project after `make run`), and with ``draws`` the ``--draws`` and
+    ``--seed`` of its resampling."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("projects", nargs="*", type=Path, default=[Path(root)],
                         help="study project directories (default: this project, after make run)")
-    parser.add_argument("--draws", type=int, default=4000)
-    parser.add_argument("--seed", type=int, default=0)
+    if draws:
+        parser.add_argument("--draws", type=int, default=4000)
+        parser.add_argument("--seed", type=int, default=0)
     return parser
 
 

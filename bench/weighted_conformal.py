@@ -18,13 +18,12 @@ Printed: per method, pooled over the studies' sites (weighted by test samples): 
 width of both, the share of test spectra whose weighted interval is infinite, and the mean of
 nested / test and weighted nested / test RMSE.
 
-    python bench/weighted_conformal.py /tmp/localsoc_seeds/seed_42 [...]   (bench/study_seeds.py
-    leaves one project per seed)
+    python bench/weighted_conformal.py [/tmp/localsoc_seeds/seed_42 ...]   (bench/study_seeds.py
+    leaves one project per seed; default: this project, after make run)
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -34,7 +33,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import machine_line  # noqa: E402
+from bench._common import check_study_projects, machine_line, study_projects_parser  # noqa: E402
 
 from localsoc.data.schema import spectra_of  # noqa: E402
 from localsoc.study.data import site_data  # noqa: E402
@@ -89,11 +88,11 @@ def study_rows(project: Path, level: float, components: int) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("projects", type=Path, nargs="+")
+    parser = study_projects_parser(__doc__, ROOT, draws=False)
     parser.add_argument("--level", type=float, default=0.9)
     parser.add_argument("--components", type=int, default=5)
     args = parser.parse_args()
+    check_study_projects(args.projects)
     print(machine_line())
     table = pd.DataFrame([r for p in args.projects for r in study_rows(p, args.level,
                                                                          args.components)])
