@@ -44,7 +44,7 @@ test: setup ## the test suite
 serve: setup ## the prediction service on $(HOST):$(PORT), serving the bundle in data/06_models/bento_tag.txt; no API key unless LOCALSOC_API_KEY is set
 	$(BIN)/bentoml serve localsoc.serving.service:LocalSOCService --host $(HOST) --port $(PORT)
 
-bench: run ## the benchmark scripts under bench/ (figures go to BENCHMARKS.md), after the demo study (two of them read its outputs)
+bench: run ## the benchmark scripts under bench/ (figures go to BENCHMARKS.md), after the demo study (four of them read its outputs)
 	for script in bench/*.py; do case $$script in bench/_*|bench/compare_studies.py) continue;; esac; \
 	  $(BIN)/python $$script || exit 1; done
 
