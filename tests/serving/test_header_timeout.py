@@ -115,6 +115,25 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_timeout(server):
     assert TIMEOUT_S - 0.2 < elapsed < TIMEOUT_S + 1.5, elapsed
 
 
+def test_after_the_408_late_bytes_are_read_for_linger_s_then_the_socket_closes(server,
+                                                                               monkeypatch):
+    """The 408 and end-of-file come at the timeout; bytes the client still sends are read and
+    dropped (a socket closed at once would answer them with a reset, which can discard the 408
+    unread), until ``linger_s`` later the socket closes and the next bytes are refused."""
+    monkeypatch.setattr(HeaderTimeoutProtocol, "linger_s", 1.0)
+    with socket.create_connection(server) as connection:
+        received, _ = read_until_closed(connection, limit_s=TIMEOUT_S + 4)
+        assert received.startswith(b"HTTP/1.1 408 "), received
+        for _ in range(3):  # within the linger: accepted, no reset
+            connection.sendall(b"GET / HTTP/1.1\r\n")
+            time.sleep(0.1)
+        time.sleep(HeaderTimeoutProtocol.linger_s + 0.5)
+        with pytest.raises(OSError):  # closed now: the first bytes draw a reset
+            for _ in range(20):
+                connection.sendall(b"x")
+                time.sleep(0.1)
+
+
 def test_requests_in_time_are_served_and_each_request_on_a_connection_is_timed(server):
     with socket.create_connection(server) as connection:
         # headers in two parts, within the timeout

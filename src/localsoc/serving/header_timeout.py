@@ -6,7 +6,11 @@ passes no option that would add one. ``HeaderTimeoutProtocol`` is uvicorn's h11 
 one timer more: started when a connection opens and when the first byte of a later request on
 it arrives, stopped when h11 has read the request's headers in full. When it fires first, the
 client gets a 408 ``{"error", "field": null}`` with ``Connection: close`` and the connection is
-closed. Bodies are timed by the service's middleware (``LOCALSOC_BODY_TIMEOUT_S``).
+closed: at once for our side (the 408, then end-of-file), while what the client still sends is
+read and dropped for ``linger_s`` more before the socket closes. Closing it at once would answer
+those bytes with a TCP reset, which can make the client's system discard the 408 unread (a
+"lingering close", as Apache httpd does; a test that dribbles its headers met exactly that).
+Bodies are timed by the service's middleware (``LOCALSOC_BODY_TIMEOUT_S``).
 
 ``install(seconds)`` makes uvicorn build this protocol for ``http="auto"`` and ``"h11"`` (BentoML
 passes neither, so "auto" is used); the service module calls it at import, in every worker,
@@ -41,13 +45,18 @@ class HeaderTimeoutProtocol(H11Protocol):
 
     #: Seconds; set by ``install``.
     header_timeout_s: float = 10.0
+    #: Seconds a timed-out connection keeps reading (and dropping) before it closes.
+    linger_s: float = 2.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._header_timer: asyncio.TimerHandle | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
         super().connection_made(transport)
         self._start_header_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._linger_timer is not None:  # answered 408: what still comes is dropped
+            return
         # the first byte of a request after a keep-alive pause starts its clock
         if self.conn.their_state is h11.IDLE:
             self._start_header_timer()
@@ -63,6 +72,8 @@ class HeaderTimeoutProtocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         super().connection_lost(exc)
 
     def _start_header_timer(self) -> None:
@@ -88,7 +99,11 @@ class HeaderTimeoutProtocol(H11Protocol):
         self.logger.info("request headers not received within %g s: connection closed",
                          self.header_timeout_s)
         self.transport.write(timeout_reply(self.header_timeout_s))
-        self.transport.close()
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()  # the client reads the 408, then end-of-file
+        self._linger_timer = self.loop.call_later(self.linger_s, self.transport.close)
 
 
 def install(seconds: float) -> None:
