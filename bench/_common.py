@@ -130,6 +130,16 @@ def row(label: str, value: str) -> None:
     print(f"  {label:<58} {value}")
 
 
+def print_frame(frame, title: str | None = None) -> None:
+    """A result table, three decimals, every column on one line (``title`` above it)."""
+    import pandas as pd
+
+    if title:
+        print(title)
+    with pd.option_context("display.width", 250, "display.max_columns", 60):
+        print(frame.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
 def study_projects_parser(doc: str, root, draws: bool = True) -> argparse.ArgumentParser:
     """The parser of a script that reads finished studies: positional project directories
     (default: ``root``, this project after `make run`), and with ``draws`` the ``--draws`` and

@@ -40,7 +40,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import machine_line  # noqa: E402
+from bench._common import machine_line, print_frame  # noqa: E402
 from bench.study_seeds import cnn_rows, pooled_coverage, scratch, winner_rows  # noqa: E402
 from examples.real_data.prepare import geeves_clusters  # noqa: E402
 
@@ -143,11 +143,8 @@ def main() -> int:
             winners_table += winner_rows(seed, metrics, winners)
             cnn_table += cnn_rows(seed, metrics)
     os.chdir(ROOT)
-    pd.set_option("display.width", 250)
-    pd.set_option("display.max_columns", 40)
     table = pd.DataFrame(winners_table)
-    print("\nWinners per field and seed (served interval: validation):")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print_frame(table, "\nWinners per field and seed (served interval: validation):")
     print(f"\nWinner coverage: min {table['coverage'].min():.3f}, pooled (mean) "
           f"{table['coverage'].mean():.3f}; nested/test {table['nested/test'].min():.3f}-"
           f"{table['nested/test'].max():.3f}; validation/test "
@@ -158,8 +155,7 @@ def main() -> int:
                for row in table.itertuples()]
     print(f"Winner CV+ coverage: min {min(cv_plus):.3f}, mean {np.mean(cv_plus):.3f}")
     cnns = pd.DataFrame(cnn_table)
-    print("\nCNNs per field and seed (test set):")
-    print(cnns.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print_frame(cnns, "\nCNNs per field and seed (test set):")
     print(f"Local CNN CCC: min {cnns['Local CCC'].min():.3f}, mean {cnns['Local CCC'].mean():.3f};"
           f" best CNN / PLSR Local {cnns['best CNN / PLSR'].min():.3f}-"
           f"{cnns['best CNN / PLSR'].max():.3f}, a CNN at least as good at "
@@ -167,7 +163,7 @@ def main() -> int:
     drmse = metrics.loc[metrics["method"] == "DTL-Ig", "drmse"].to_numpy(np.float64)
     print(f"DTL-Ig dRMSE against the Local CNN: mean {drmse.mean():+.1f} %, s.d. "
           f"{drmse.std(ddof=1):.1f} % over {drmse.size} field-seeds (paper: +25.8 %)")
-    best = metrics.loc[metrics["family"] != "mbl"].groupby(["seed", "site"])["rmse"].min()
+    best = metrics.loc[metrics["family"].isin(servable_families())].groupby(["seed", "site"])["rmse"].min()
     chosen = table.set_index(["seed", "site"])["test RMSE"]
     plsr = metrics.loc[metrics["method"] == "PLSR Local"].set_index(["seed", "site"])["rmse"]
     for name, against in (("PLSR Local's", plsr), ("the best servable model's (an oracle)",
@@ -176,11 +172,10 @@ def main() -> int:
         print(f"winner's test RMSE / {name}: {ratio.min():.3f}-{ratio.max():.3f}, mean "
               f"{ratio.mean():.3f}")
     pooled = pooled_coverage(metrics)
-    print("\nPer method, pooled over fields and seeds:")
     shown = ["method", "family", "site-seeds", "nested/test", "validation/test",
              "cov validation", "width validation", "cov cv_plus", "width cv_plus"]
-    print(pooled[[c for c in shown if c in pooled]].to_string(
-        index=False, float_format=lambda v: f"{v:.3f}"))
+    print_frame(pooled[[c for c in shown if c in pooled]],
+                "\nPer method, pooled over fields and seeds:")
     servable = pooled.loc[pooled["family"].isin(servable_families())]
     for name in ("validation", "cv_plus"):
         values = servable[f"cov {name}"].to_numpy(np.float64)

@@ -28,13 +28,11 @@ It refits nothing; a demo project takes seconds. The figures go to BENCHMARKS.md
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from bench._common import check_study_projects, machine_line, study_projects_parser  # noqa: E402
 
 from localsoc.methods import servable_families  # noqa: E402
+from localsoc.uncertainty import conformal_halfwidth, split_conformal_coverage_law  # noqa: E402
 
 LEVEL = 0.9
 FLOOR = 0.83
@@ -71,11 +70,10 @@ def draw_coverages(residuals: np.ndarray, m: int, draws: int,
     """Coverage on the rest of the pool, and the interval's width, of ``draws`` validation sets
     of size ``m`` drawn from ``residuals`` (the served model's absolute residuals)."""
     n = residuals.size
-    rank = math.ceil((m + 1) * LEVEL)
     coverage, width = np.empty(draws), np.empty(draws)
     for d in range(draws):
         order = rng.permutation(n)
-        half = np.sort(residuals[order[:m]])[rank - 1]
+        half = conformal_halfwidth(residuals[order[:m]], np.zeros(m), LEVEL)
         coverage[d] = np.mean(residuals[order[m:]] <= half)
         width[d] = 2 * half
     return coverage, width
@@ -95,11 +93,11 @@ def main() -> int:
     print(f"{'m':>3} {'set':<8} {'mean cov':>8} {'P<0.83':>7} {'q05':>6} {'width':>6}   "
           f"{'Beta mean':>9} {'P<0.83':>7} {'q05':>6}   P(any winner < 0.83)")
     for m in args.sizes:
-        rank = math.ceil((m + 1) * LEVEL)
-        if rank > m:
+        try:
+            law = split_conformal_coverage_law(m, LEVEL)
+        except ValueError:
             print(f"{m:>3} too few for a finite {LEVEL:.0%} interval")
             continue
-        theory = stats.beta(rank, m + 1 - rank)
         every, winner_draws = [], []
         for residuals, chosen in per_project:
             for (site, label), r in residuals.items():
@@ -116,12 +114,12 @@ def main() -> int:
             width = np.concatenate([w for _, w in group])
             line = (f"{m:>3} {name:<8} {coverage.mean():8.3f} {np.mean(coverage < FLOOR):7.3f} "
                     f"{np.quantile(coverage, 0.05):6.3f} {width.mean():6.3f}   "
-                    f"{theory.mean():9.3f} {theory.cdf(FLOOR):7.3f} {theory.ppf(0.05):6.3f}")
+                    f"{law.mean:9.3f} {law.below(FLOOR):7.3f} {law.q05:6.3f}")
             if name == "winners":
                 # each winner draws its own validation set: draw d of every winner together
                 below = np.vstack([c < FLOOR for c, _ in group]).any(axis=0)
                 line += (f"   {below.mean():.3f} over {len(group)} winners "
-                         f"(exact Beta: {1 - (1 - theory.cdf(FLOOR)) ** len(group):.3f})")
+                         f"(exact Beta: {1 - (1 - law.below(FLOOR)) ** len(group):.3f})")
             print(line)
     return 0
 

@@ -29,7 +29,6 @@ and mean) and width. Refits nothing; seconds.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -39,13 +38,23 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import check_study_projects, machine_line, study_projects_parser  # noqa: E402
+from bench._common import (  # noqa: E402
+    check_study_projects,
+    machine_line,
+    print_frame,
+    study_projects_parser,
+)
 
 from localsoc.data.schema import spectra_of  # noqa: E402
 from localsoc.methods import servable_families  # noqa: E402
 from localsoc.pipelines.evaluate.nodes import _apply_rule, _rmse_se  # noqa: E402
 from localsoc.study.data import site_data  # noqa: E402
-from localsoc.uncertainty import ShiftWeights  # noqa: E402
+from localsoc.uncertainty import (  # noqa: E402
+    ShiftWeights,
+    clip_interval,
+    conformal_halfwidth,
+    interval_coverage,
+)
 
 LEVEL = 0.9
 
@@ -105,15 +114,14 @@ def _shift_weights(project: Path) -> dict[str, dict[str, tuple[list[str], np.nda
 
 def _interval_figures(half: float, test: pd.DataFrame) -> tuple[float, float]:
     """Coverage and mean width on test of estimate +- half, lower bound clipped at 0."""
-    lower = np.maximum(test["estimated"] - half, 0.0)
-    upper = test["estimated"] + half
-    covered = (test["observed"] >= lower) & (test["observed"] <= upper)
-    return float(covered.mean()), float((upper - lower).mean())
+    estimate = test["estimated"].to_numpy(np.float64)
+    lower, upper = clip_interval(estimate - half, estimate + half)
+    return interval_coverage(test["observed"], lower, upper), float(np.mean(upper - lower))
 
 
 def _half(residuals: np.ndarray) -> float:
-    rank = math.ceil((residuals.size + 1) * LEVEL)
-    return float("inf") if rank > residuals.size else float(np.sort(residuals)[rank - 1])
+    """The split-conformal half-width of absolute residuals (``conformal_halfwidth``)."""
+    return conformal_halfwidth(residuals, np.zeros_like(residuals), LEVEL)
 
 
 def sites(project: Path, draws: int, rng: np.random.Generator) -> list[dict]:
@@ -138,13 +146,15 @@ def sites(project: Path, draws: int, rng: np.random.Generator) -> list[dict]:
         m = len(next(iter(residual.values())))
         row = {"project": "/".join(project.parts[-2:]), "site": site, "m": m}
         picks = {"nested": winner["method"], "validation": _pick(servable, residual)}
-        for target, (ids_cal, w) in (weights or {}).get(site, {}).items():
-            calibrated = rows.loc[rows["role"] == "calibration"]
+        targets = (weights or {}).get(site, {})
+        if targets:  # the nested residuals in the order of the weights' calibration ids
+            ids_cal = next(iter(targets.values()))[0]
             nested_residual = {}
-            for label, group in calibrated.groupby("method"):
+            for label, group in rows.loc[rows["role"] == "calibration"].groupby("method"):
                 by_id = group.set_index(group["sample_id"].astype(str)).loc[ids_cal]
                 nested_residual[label] = np.abs((by_id["observed"] - by_id["estimated"])
                                                 .to_numpy(np.float64))
+        for target, (_, w) in targets.items():
             picks[f"weighted {target}"] = _pick(servable, nested_residual, w)
         for name, pick in picks.items():
             coverage, width = _interval_figures(_half(residual[pick]), tests[pick])
@@ -176,9 +186,7 @@ def main() -> int:
     rng = np.random.default_rng(args.seed)
     print(machine_line())
     table = pd.DataFrame([row for p in args.projects for row in sites(p, args.draws, rng)])
-    pd.set_option("display.width", 250)
-    pd.set_option("display.max_columns", 30)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print_frame(table)
     print(f"\nover {len(table)} site(-seed)s; test RMSE / the nested winner's, coverage min / mean,"
           " mean width:")
     for name in ("nested", "validation", "split", "weighted field", "weighted validation"):
