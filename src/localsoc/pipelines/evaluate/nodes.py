@@ -31,8 +31,9 @@ and the served model use; the others are reported beside it):
   the guarantee is marginal over the validation draw: the share of the field one site's
   interval covers is Beta(k, m + 1 - k), k = ceil((m + 1)(1 - alpha)), over draws (m = 20:
   5th-95th percentile 0.78-0.98; ``uncertainty.split_conformal_coverage_law``, stated in the
-  report); a finite test set adds binomial noise to its measured coverage. The Kennard-Stone calibration residuals are not exchangeable with
-  new ones (the extremes), which is why it is the default. A site without validation samples
+  report); a finite test set adds binomial noise to its measured coverage. The Kennard-Stone
+  calibration residuals are not exchangeable with new ones (the extremes), which is why it is
+  the default. A site without validation samples
   falls back to ``evaluate.interval_fallback`` (cv_plus), and its row says so (``interval``).
 - ``cv_plus`` (the fallback): the CV+ interval of Barber et al. (2021) from the outer-fold models'
   estimates of each spectrum and the nested out-of-fold residuals: a method with a nested
