@@ -189,3 +189,71 @@ def test_a_stratum_of_one_sample_has_no_interval_and_stops_nothing():
     assert "1 sample" in lone.stock_note
     for name in (ALL, "a", "b"):
         assert summaries[name].soc.lower < summaries[name].soc.upper
+
+
+def _field(n=12, seed=4):
+    rng = np.random.default_rng(seed)
+    return rng.normal(2.0, 0.5, n), rng.normal(0.1, 0.3, 30)
+
+
+def test_a_stratum_named_all_is_refused_not_summarised_twice():
+    estimates, residuals = _field()
+    with pytest.raises(ValueError, match=r"stratum\[6\] is 'all'.*rename"):
+        field_summary(estimates, residuals, strata=["a"] * 6 + [" all"] * 6)
+
+
+@pytest.mark.parametrize("blank", ["", "  ", None])
+def test_samples_without_a_stratum_label_are_counted_and_said(blank):
+    estimates, residuals = _field()
+    summaries = field_summary(estimates, residuals, strata=["a"] * 8 + [blank] * 4)
+    assert [(s.stratum, s.n_samples) for s in summaries] == [(ALL, 12), ("a", 8)]
+    assert summaries[0].notes == ("4 of 12 samples have no stratum label: they count in the "
+                                  "whole field only",)
+    assert "4 of 12 samples have no stratum label" in summary_table(summaries)["notes"][0]
+    assert summaries[1].notes == ()
+
+
+@pytest.mark.parametrize(("density", "depth", "note"), [
+    (1.2, None, "no depth_cm column (bulk_density_g_cm3 is given)"),
+    (None, 30.0, "no bulk_density_g_cm3 column (depth_cm is given)"),
+    (None, None, "no bulk_density_g_cm3 and no depth_cm column"),
+])
+def test_the_stock_note_names_only_what_is_missing(density, depth, note):
+    estimates, residuals = _field()
+    summary = field_summary(estimates, residuals,
+                            bulk_density_g_cm3=None if density is None else [density] * 12,
+                            depth_cm=None if depth is None else [depth] * 12)[0]
+    assert summary.stock is None and summary.stock_note == note
+
+
+def test_missing_stock_values_are_named_per_column():
+    estimates, residuals = _field()
+    density, depth = np.full(12, 1.2), np.full(12, 30.0)
+    density[[1, 2]] = np.nan
+    summary = field_summary(estimates, residuals, bulk_density_g_cm3=density, depth_cm=depth)[0]
+    assert summary.stock_note == "2 of 12 samples lack bulk_density_g_cm3"
+
+
+def test_a_field_mostly_outside_the_models_domain_gets_no_summary():
+    """Reflectance declared as absorbance: every spectrum outside the domain. The summary is
+    refused with the count and the likely cause (issue 27, item 4)."""
+    from localsoc.field import OutOfDomainError
+
+    estimates, residuals = _field()
+    with pytest.raises(OutOfDomainError, match=r"7 of 12 spectra are outside the model's "
+                                               r"domain.*units are declared wrongly"):
+        field_summary(estimates, residuals, in_domain=[True] * 5 + [False] * 7)
+    half = field_summary(estimates, residuals, in_domain=[True] * 6 + [False] * 6)
+    assert half[0].n_out_of_domain == 6 and half[0].soc.lower < half[0].soc.upper
+
+
+def test_a_stratum_mostly_outside_the_domain_is_marked_unusable():
+    estimates, residuals = _field()
+    flags = [True] * 9 + [False] * 3
+    summaries = {s.stratum: s for s in field_summary(
+        estimates, residuals, strata=["a"] * 8 + ["b"] * 4, in_domain=flags)}
+    outside = summaries["b"]
+    assert outside.n_out_of_domain == 3 and math.isnan(outside.soc.lower)
+    assert outside.notes == ("unusable: 3 of 4 spectra outside the model's domain (no interval)",)
+    assert summaries["a"].n_out_of_domain == 0 and summaries["a"].notes == ()
+    assert summaries[ALL].n_out_of_domain == 3

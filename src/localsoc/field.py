@@ -79,6 +79,9 @@ METHOD = (
 TARGETS = ("field", "samples")
 #: The stratum name of the summary over all samples.
 ALL = "all"
+#: More than this share of a group's spectra outside the model's domain ("most of them") makes
+#: its mean an extrapolation: no field summary for the field, no interval for a stratum.
+MAX_OUT_OF_DOMAIN_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,8 @@ class FieldSummary:
     soc: MeanInterval
     stock: MeanInterval | None  # t C / ha; None without bulk density and depth
     stock_note: str | None = None
+    n_out_of_domain: int | None = None  # None: the domain flags were not given
+    notes: tuple[str, ...] = ()  # what the reader must know (unlabelled samples, domain)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,11 +124,16 @@ class FieldSummary:
                "mean_estimate": self.soc.mean_estimate,
                "bias_correction": self.soc.bias_correction,
                "sampling_se": self.soc.sampling_se, "model_se": self.soc.model_se,
-               "stock_t_ha": math.nan, "stock_lower": math.nan, "stock_upper": math.nan}
+               "stock_t_ha": math.nan, "stock_lower": math.nan, "stock_upper": math.nan,
+               "n_out_of_domain": self.n_out_of_domain, "notes": "; ".join(self.notes)}
         if self.stock is not None:
             row.update({"stock_t_ha": self.stock.estimate, "stock_lower": self.stock.lower,
                         "stock_upper": self.stock.upper})
         return row
+
+
+class OutOfDomainError(ValueError):
+    """Most of the field's spectra are outside the model's domain: no field summary."""
 
 
 def _as_finite(values, name: str) -> np.ndarray:
@@ -195,15 +205,71 @@ def _optional(values, size: int, name: str) -> np.ndarray | None:
     return array
 
 
+def _groups(strata, size: int) -> tuple[list[tuple[str, np.ndarray]], int]:
+    """The groups of ``field_summary`` (the whole field, then each stratum by name) and how many
+    samples have no stratum label (null or blank: they count in ``ALL`` only)."""
+    groups: list[tuple[str, np.ndarray]] = [(ALL, np.ones(size, dtype=bool))]
+    if strata is None:
+        return groups, 0
+    labels = pd.Series(list(strata), dtype="string")
+    if labels.size != size:
+        raise ValueError(f"strata has {labels.size} labels for {size} estimates; give one per "
+                         "sample (blank where unknown)")
+    labels = labels.str.strip().mask(labels.str.strip() == "")
+    if (labels == ALL).any():
+        first = int(np.flatnonzero((labels == ALL).fillna(False).to_numpy(bool))[0])
+        raise ValueError(f"stratum[{first}] is {ALL!r}, the name of the whole field's summary; "
+                         "rename that stratum (e.g. 'all_stratum')")
+    for name in sorted(labels.dropna().unique()):
+        groups.append((str(name), (labels == name).fillna(False).to_numpy(bool)))
+    return groups, int(labels.isna().sum())
+
+
+def _stock_note(density: np.ndarray | None, depth: np.ndarray | None,
+                mask: np.ndarray) -> str | None:
+    """Why a group has no SOC stock (None: it has one): the columns or values missing."""
+    if density is None and depth is None:
+        return "no bulk_density_g_cm3 and no depth_cm column"
+    if density is None or depth is None:
+        return (f"no {'bulk_density_g_cm3' if density is None else 'depth_cm'} column "
+                f"({'depth_cm' if density is None else 'bulk_density_g_cm3'} is given)")
+    lacking = [f"{int((~np.isfinite(values[mask])).sum())} of {int(mask.sum())} samples lack "
+               f"{name}" for name, values in (("bulk_density_g_cm3", density),
+                                              ("depth_cm", depth))
+               if (~np.isfinite(values[mask])).any()]
+    return "; ".join(lacking) or None
+
+
+def _out_of_domain(in_domain, size: int) -> np.ndarray | None:
+    """Which samples are outside the model's domain (None: not known); refuses the field
+    summary (``OutOfDomainError``) when more than ``MAX_OUT_OF_DOMAIN_SHARE`` of them are."""
+    if in_domain is None:
+        return None
+    outside = ~np.asarray(in_domain, dtype=bool).ravel()
+    if outside.size != size:
+        raise ValueError(f"in_domain has {outside.size} flags for {size} estimates")
+    if outside.sum() > MAX_OUT_OF_DOMAIN_SHARE * size:
+        raise OutOfDomainError(
+            f"{int(outside.sum())} of {size} spectra are outside the model's domain: a field "
+            "mean of them would extrapolate, so there is no field summary. The likely cause: "
+            "the spectra's units are declared wrongly (reflectance given as absorbance, or "
+            "absorbance as reflectance); otherwise the spectra are unlike the site's "
+            "calibration samples (another instrument, preparation or soil)")
+    return outside
+
+
 def field_summary(estimates, residuals, level: float = 0.9, *, strata=None,
-                  bulk_density_g_cm3=None, depth_cm=None,
-                  target: str = "field") -> list[FieldSummary]:
+                  bulk_density_g_cm3=None, depth_cm=None, target: str = "field",
+                  in_domain=None) -> list[FieldSummary]:
     """The field summary (module notes): the whole field first (stratum ``ALL``), then each
-    stratum (sorted by name) when ``strata`` (one label per estimate; null labels count in
-    ``ALL`` only) has any label. ``bulk_density_g_cm3`` and ``depth_cm`` (one per estimate,
-    NaN where unknown) give the SOC stock of a group whose samples all have both.
+    stratum (sorted by name) when ``strata`` (one label per estimate) has any label; samples
+    without a label (null or blank) count in ``ALL`` only, which says how many. A stratum
+    named ``ALL`` is refused. ``bulk_density_g_cm3`` and ``depth_cm`` (one per estimate, NaN
+    where unknown) give the SOC stock of a group whose samples all have both.
     ``residuals``: the signed residuals of the served model the site's interval is calibrated
-    on (validation samples, or nested out-of-fold calibration residuals)."""
+    on (validation samples, or nested out-of-fold calibration residuals). ``in_domain`` (one
+    flag per estimate; None: unknown): more than ``MAX_OUT_OF_DOMAIN_SHARE`` outside refuses
+    the summary (``OutOfDomainError``); a stratum with most outside gets no interval."""
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}; got {target!r}")
     yhat = _as_finite(estimates, "estimates")
@@ -211,35 +277,31 @@ def field_summary(estimates, residuals, level: float = 0.9, *, strata=None,
     fraction = 1.0 if target == "samples" else 0.0
     density = _optional(bulk_density_g_cm3, yhat.size, "bulk_density_g_cm3")
     depth = _optional(depth_cm, yhat.size, "depth_cm")
-    groups: list[tuple[str, np.ndarray]] = [(ALL, np.ones(yhat.size, dtype=bool))]
-    if strata is not None:
-        labels = pd.Series(list(strata), dtype="string")
-        if labels.size != yhat.size:
-            raise ValueError(f"strata has {labels.size} labels for {yhat.size} estimates; give "
-                             "one per sample (blank where unknown)")
-        labels = labels.str.strip().mask(labels.str.strip() == "")
-        for name in sorted(labels.dropna().unique()):
-            groups.append((str(name), (labels == name).fillna(False).to_numpy(bool)))
+    groups, unlabelled = _groups(strata, yhat.size)
+    outside = _out_of_domain(in_domain, yhat.size)
     summaries = []
     for name, mask in groups:
-        if name != ALL and int(mask.sum()) < 2 and fraction < 1:
-            summaries.append(FieldSummary(name, int(mask.sum()), int(e.size), float(level),
-                                          target, _no_interval(yhat[mask], e), None,
-                                          "1 sample: no interval for this stratum"))
+        size = int(mask.sum())
+        n_out = None if outside is None else int(outside[mask].sum())
+        notes = [f"{unlabelled} of {size} samples have no stratum label: they count in the "
+                 "whole field only"] if name == ALL and unlabelled else []
+        unusable = n_out is not None and n_out > MAX_OUT_OF_DOMAIN_SHARE * size
+        if unusable:
+            notes.append(f"unusable: {n_out} of {size} spectra outside the model's domain "
+                         "(no interval)")
+        if unusable or (name != ALL and size < 2 and fraction < 1):
+            note = ("1 sample: no interval for this stratum" if size < 2 else
+                    "most spectra outside the model's domain: no interval")
+            summaries.append(FieldSummary(name, size, int(e.size), float(level), target,
+                                          _no_interval(yhat[mask], e), None, note, n_out,
+                                          tuple(notes)))
             continue
-        soc = difference_mean(yhat[mask], e, level, fraction)
-        stock, note = None, None
-        if density is None or depth is None:
-            note = "no bulk_density_g_cm3 and depth_cm columns"
-        else:
-            weights = density[mask] * depth[mask]
-            missing = int((~np.isfinite(weights)).sum())
-            if missing:
-                note = f"{missing} of {int(mask.sum())} samples lack bulk density or depth"
-            else:
-                stock = difference_mean(yhat[mask], e, level, fraction, weights)
-        summaries.append(FieldSummary(name, int(mask.sum()), int(e.size), float(level), target,
-                                      soc, stock, note))
+        stock_note = _stock_note(density, depth, mask)
+        stock = None if stock_note else difference_mean(yhat[mask], e, level, fraction,
+                                                        density[mask] * depth[mask])
+        summaries.append(FieldSummary(name, size, int(e.size), float(level), target,
+                                      difference_mean(yhat[mask], e, level, fraction), stock,
+                                      stock_note, n_out, tuple(notes)))
     return summaries
 
 
@@ -268,10 +330,27 @@ def optional_columns(table: pd.DataFrame) -> dict:
 
 
 def site_field_summary(entry: Mapping, estimates, *, strata=None, bulk_density_g_cm3=None,
-                       depth_cm=None, target: str = "field") -> list[FieldSummary]:
+                       depth_cm=None, target: str = "field",
+                       in_domain=None) -> list[FieldSummary]:
     """``field_summary`` of a served site (a bundle site entry): the signed residuals its
     interval is calibrated on and its interval level. What ``localsoc predict``, the report and
-    ``POST /field`` call."""
+    ``POST /field`` call; ``in_domain``: the served model's domain flags of the estimates."""
     return field_summary(estimates, site_residuals(entry), float(entry["interval"]["level"]),
                          strata=strata, bulk_density_g_cm3=bulk_density_g_cm3,
-                         depth_cm=depth_cm, target=target)
+                         depth_cm=depth_cm, target=target, in_domain=in_domain)
+
+
+def predictions_summary(entry: Mapping, table: pd.DataFrame, predictions: pd.DataFrame,
+                        target: str = "field") -> pd.DataFrame:
+    """The field summary table (one ``FieldSummary.row`` per group) of a served site's
+    predictions of a canonical table (rows in the same order; ``soc_percent`` and
+    ``in_domain`` columns, as ``localsoc.workflow.predict_table`` writes them), with the
+    table's optional stratum, bulk density and depth columns."""
+    summaries = site_field_summary(entry, predictions["soc_percent"].to_numpy(np.float64),
+                                   **optional_columns(table.reset_index(drop=True)),
+                                   target=target,
+                                   in_domain=predictions["in_domain"].to_numpy(bool))
+    out = summary_table(summaries)
+    out.insert(0, "site", entry["site"])
+    out["target"] = target
+    return out
