@@ -19,11 +19,17 @@ the constants below are their defaults.
 - Absorbance: at most ``absorbance_max`` (5 means reflectance 1e-5, 0.001 %, darker than any
   soil); the lowest absorbance a reflectance at most ``reflectance_max`` gives is
   ``-log10(reflectance_max)``.
+- One range for both (``SpectralBounds``): reflectance fractions in
+  ``[10 ** -absorbance_max, reflectance_max]`` (and above ``reflectance_min_exclusive``), which
+  is absorbance in ``[-log10(reflectance_max), absorbance_max]``: a spectrum is accepted or
+  refused alike whichever of the two it is sent as.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -88,6 +94,57 @@ def lowest_absorbance(reflectance_max: float = FRACTION_MAX) -> float:
     """The smallest absorbance of a reflectance at most ``reflectance_max``:
     ``-log10(reflectance_max)``."""
     return -math.log10(reflectance_max)
+
+
+@dataclass(frozen=True)
+class SpectralBounds:
+    """The one range of soil spectra, in reflectance fractions and in absorbance alike.
+
+    ``reflectance_max`` (inclusive) and ``absorbance_max`` (inclusive) are the ends;
+    ``reflectance_min_exclusive`` a further floor on reflectance (the validate stage's), which
+    the absorbance floor ``10 ** -absorbance_max`` already exceeds with the defaults."""
+
+    reflectance_max: float = FRACTION_MAX
+    absorbance_max: float = ABSORBANCE_MAX
+    reflectance_min_exclusive: float = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Mapping) -> SpectralBounds:
+        """The bounds of a bundle's ``serving`` settings (``reflectance_max``,
+        ``absorbance_max``, ``reflectance_min_exclusive``)."""
+        return cls(float(settings["reflectance_max"]), float(settings["absorbance_max"]),
+                   float(settings["reflectance_min_exclusive"]))
+
+    @property
+    def reflectance_min(self) -> float:
+        """The smallest reflectance accepted (inclusive): that of absorbance ``absorbance_max``."""
+        return 10.0 ** -float(self.absorbance_max)
+
+    @property
+    def absorbance_min(self) -> float:
+        """The smallest absorbance accepted: that of reflectance ``reflectance_max``."""
+        return lowest_absorbance(self.reflectance_max) + 0.0  # -0.0 -> 0.0
+
+    def outside(self, values: np.ndarray, units: str) -> np.ndarray:
+        """Which ``values`` (reflectance fractions or absorbance, ``units``) are outside the
+        range, as a boolean array of their shape (non-finite values count as outside)."""
+        values = np.asarray(values, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            if units == "absorbance":
+                inside = ((values >= self.absorbance_min - 1e-12) & (values <= self.absorbance_max)
+                          & (10.0 ** -values > self.reflectance_min_exclusive))
+            elif units == "reflectance":
+                inside = ((values >= self.reflectance_min) & (values <= self.reflectance_max)
+                          & (values > self.reflectance_min_exclusive))
+            else:
+                raise ValueError(f"bounds are for 'reflectance' or 'absorbance'; got {units!r}")
+        return ~inside
+
+    def describe(self) -> str:
+        """The range in words, for error messages."""
+        return (f"reflectance fractions in [{self.reflectance_min:g}, {self.reflectance_max:g}]"
+                f", i.e. absorbance log10(1/R) in [{self.absorbance_min:g}, "
+                f"{self.absorbance_max:g}]")
 
 
 #: Spectral column conventions whose names say the units (``localsoc.data.importers``).
