@@ -238,3 +238,21 @@ def test_known_networks_build_and_lie_in_the_full_space():
         model = build_cnn1d(values, 211, {})
         conv = sum(1 for layer in weight_layers(model) if layer.name.startswith("conv_"))
         assert conv == entry["values"]["conv_blocks"], name
+
+
+def test_search_config_from_the_train_parameters():
+    """``SearchConfig.from_params`` reads the conf keys of ``params:train``; a config and the
+    same settings as keywords are one or the other, not both."""
+    from localsoc.models.search import SearchConfig
+
+    params = {"tuner": "random", "space": {}, "progress": False, "threads": 2,
+              "distributed": {"enabled": False}}
+    config = SearchConfig.from_params(params, {"trials": 2}, 11, "site/local")
+    assert config == SearchConfig(budget={"trials": 2}, seed=11, tuner="random", space=None,
+                                  progress=False, threads=2, project_name="site_local",
+                                  distributed={"enabled": False})
+    with pytest.raises(KeyError, match="distributed"):
+        SearchConfig.from_params({k: v for k, v in params.items() if k != "distributed"},
+                                 {}, 0, "x")
+    with pytest.raises(TypeError, match="not both"):
+        search_cnn(np.zeros((6, 4)), np.zeros(6), config, seed=3)

@@ -40,7 +40,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,7 @@ from localsoc.models.ensemble import (
     make_folds,
 )
 from localsoc.models.runtime import configure_tensorflow
-from localsoc.models.training import resolve_budget
+from localsoc.models.training import config_or_settings, resolve_budget
 from localsoc.models.tuner import (
     TUNERS,
     CNN1DHyperModel,
@@ -73,7 +73,7 @@ from localsoc.models.tuner import (
     trial_table,
 )
 
-__all__ = ["TUNERS", "SearchResult", "search_cnn"]
+__all__ = ["TUNERS", "SearchConfig", "SearchResult", "search_cnn"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,49 +104,114 @@ class SearchResult:
         return self.ensemble.oof_predictions_
 
 
+@dataclass(frozen=True)
+class SearchConfig:
+    """How one search runs: budget, seed, tuner, space, state directory, TensorFlow settings.
+
+    ``budget``: see the module docstring (``None``: ``localsoc.models.training.DEFAULT_BUDGET``).
+    ``tuner``: a key of ``TUNERS``. ``space``: overrides of
+    ``localsoc.models.cnn1d.DEFAULT_SEARCH_SPACE``. ``directory``, ``resume``, ``project_name``:
+    where the Keras-Tuner state lives and whether an earlier search there is continued.
+    ``threads``, ``deterministic``: ``localsoc.models.runtime.configure_tensorflow``.
+    ``distributed``: ``train.distributed`` (``localsoc.models.distributed_search``).
+    """
+
+    budget: Mapping[str, Any] | None = None
+    seed: int = 0
+    tuner: str = "bayesian"
+    space: Mapping[str, Any] | None = None
+    directory: str | os.PathLike | None = None
+    resume: bool = False
+    progress: bool = True
+    project_name: str = "cnn1d_search"
+    data_version: str | None = None
+    threads: int | None = None
+    deterministic: bool = True
+    distributed: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_params(
+        cls, params: Mapping[str, Any], budget: Mapping[str, Any], seed: int, label: str
+    ) -> SearchConfig:
+        """The search of one data set from ``params:train`` (``tuner``, ``space``, ``progress``,
+        ``threads``, ``distributed``), one of its budgets, a seed and a label (the project name,
+        ``/`` replaced by ``_``)."""
+        return cls(
+            budget=budget,
+            seed=seed,
+            tuner=params["tuner"],
+            space=params["space"] or None,
+            progress=bool(params["progress"]),
+            threads=params["threads"],
+            project_name=label.replace("/", "_"),
+            distributed=params["distributed"] or None,  # Keras-Tuner chief/worker mode
+        )
+
+
 def search_cnn(
     X: Any,
     y: Any,
+    config: SearchConfig | None = None,
     *,
     folds: Folds | None = None,
-    budget: Mapping[str, Any] | None = None,
-    seed: int = 0,
-    directory: str | os.PathLike | None = None,
-    tuner: str = "bayesian",
-    resume: bool = False,
-    progress: bool = True,
-    space: Mapping[str, Any] | None = None,
     sample_ids: Sequence | None = None,
-    data_version: str | None = None,
-    project_name: str = "cnn1d_search",
-    threads: int | None = None,
-    deterministic: bool = True,
-    distributed: Mapping[str, Any] | None = None,
+    **settings: Any,
 ) -> SearchResult:
     """Search 1D-CNN architectures and training settings by K-fold CV RMSE.
 
-    ``X``: preprocessed spectra ``(n, n_bands)``; ``y``: targets ``(n,)``. ``folds``: the data
-    set's fixed folds (rows in the order of ``X``); ``None`` makes ``budget["folds"]`` folds from
-    ``sample_ids`` (default ``0..n-1``) and ``seed``. ``space``: overrides of
-    ``localsoc.models.cnn1d.DEFAULT_SEARCH_SPACE``. See the module docstring for the budget,
+    ``X``: preprocessed spectra ``(n, n_bands)``; ``y``: targets ``(n,)``. ``config``: a
+    ``SearchConfig``, or its fields as keywords (``settings``). ``folds``: the data set's fixed
+    folds (rows in the order of ``X``); ``None`` makes ``budget["folds"]`` folds from
+    ``sample_ids`` (default ``0..n-1``) and the seed. See the module docstring for the budget,
     ``directory`` and ``resume``.
 
-    ``distributed``: ``{"enabled": True, "oracle_ip", "oracle_port", "directory",
+    ``config.distributed``: ``{"enabled": True, "oracle_ip", "oracle_port", "directory",
     "wait_timeout_s"}`` (``train.distributed``) makes this call Keras-Tuner's chief: workers
     started with ``python -m localsoc.models.distributed_search`` run the trials, and the result
     is what a single-process search returns. The ``KERASTUNER_*`` variables with
     ``KERASTUNER_TUNER_ID=chief`` do the same. See ``localsoc.models.distributed_search``.
     """
-    budget = resolve_budget(budget)
-    space = resolve_search_space(space)
-    if tuner not in TUNERS:
-        raise ValueError(f"tuner must be one of {list(TUNERS)}, got {tuner!r}")
+    config = config_or_settings(SearchConfig, config, settings)
+    budget = resolve_budget(config.budget)
+    space = resolve_search_space(config.space)
+    if config.tuner not in TUNERS:
+        raise ValueError(f"tuner must be one of {list(TUNERS)}, got {config.tuner!r}")
+    X, y, folds = _search_data(X, y, folds, sample_ids, int(budget["folds"]), config.seed)
+    distributed = distributed_search.resolve_distributed(config.distributed, config.directory)
+    directory = config.directory if distributed is None else distributed.directory
+    if config.resume and directory is None:
+        raise ValueError("resume=True needs the directory of the search to resume")
+
+    tf_info = configure_tensorflow(config.threads, config.deterministic)
+    hash_ = data_hash(X, y, folds.sample_ids)
+    data = {"X": X, "y": y, "folds": folds, "budget": budget, "space": space,
+            "seed": int(config.seed), "n_bands": X.shape[1]}
+    with _search_directory(directory) as (root, kept_directory):
+        project_dir = root / config.project_name
+        cv_tuner = _open_search(config, data, hash_, root, distributed)
+        _run_trials(cv_tuner, config, data, hash_, distributed)
+        trial_id, best_values, outcome = _best_trial(cv_tuner, project_dir, data)
+        trials = trial_table(cv_tuner)
+
+    info = {"kind": "search", "tuner": config.tuner, "trial_id": trial_id, "budget": budget,
+            "space": space}
+    ensemble = _fold_ensemble(outcome, folds, best_values, config, hash_, info)
+    return SearchResult(best_hyperparameters=best_values, trials=trials, ensemble=ensemble,
+                        tuner=config.tuner, directory=kept_directory, tensorflow=tf_info)
+
+
+# --------------------------------------------------------------------------------------------
+# The steps of a search
+
+
+def _search_data(
+    X: Any, y: Any, folds: Folds | None, sample_ids: Sequence | None, n_folds: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, Folds]:
+    """Validated spectra and targets and the folds (made from ``sample_ids`` when ``None``)."""
     X = as_spectra(X)
     y = as_target(y, X.shape[0])
     if folds is None:
-        folds = make_folds(
-            sample_ids if sample_ids is not None else X.shape[0], int(budget["folds"]), seed
-        )
+        folds = make_folds(sample_ids if sample_ids is not None else X.shape[0], n_folds, seed)
     elif not isinstance(folds, Folds):
         raise TypeError(f"folds must be a Folds (see make_folds), got {type(folds).__name__}")
     if folds.n_samples != X.shape[0]:
@@ -155,131 +220,161 @@ def search_cnn(
         folds.sample_ids, np.asarray([str(s) for s in sample_ids], dtype=object)
     ):
         raise ValueError("sample_ids differ from the folds' sample ids (or their order)")
-    distributed_settings = distributed_search.resolve_distributed(distributed, directory)
-    if distributed_settings is not None:
-        directory = distributed_settings.directory  # shared with the workers
-    if resume and directory is None:
-        raise ValueError("resume=True needs the directory of the search to resume")
+    return X, y, folds
 
-    tf_info = configure_tensorflow(threads, deterministic)
-    hash_ = data_hash(X, y, folds.sample_ids)
+
+@contextlib.contextmanager
+def _search_directory(
+    directory: str | os.PathLike | None,
+) -> Iterator[tuple[Path, str | None]]:
+    """(root of the Keras-Tuner state, the directory kept afterwards or ``None``): a temporary
+    directory, removed on exit, when ``directory`` is ``None``."""
+    if directory is None:
+        with tempfile.TemporaryDirectory(prefix="cnn1d_search_") as temporary:
+            yield Path(temporary), None
+        return
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    yield directory, str(directory)
+
+
+def _open_search(
+    config: SearchConfig,
+    data: Mapping[str, Any],
+    hash_: str,
+    root: Path,
+    distributed: distributed_search.DistributedSettings | None,
+) -> CrossValidationTuner:
+    """The search's tuner under ``root/project_name``, its state file written (with
+    ``resume``: after checking that the stored search ran on the same data and settings)."""
     state = {
         "training_data_hash": hash_,
-        "folds": folds.to_dict(),
-        "seed": int(seed),
-        "tuner": tuner,
-        "space": space,
+        "folds": data["folds"].to_dict(),
+        "seed": int(config.seed),
+        "tuner": config.tuner,
+        "space": data["space"],
     }
+    project_dir = root / config.project_name
+    if config.resume:
+        _check_resume(project_dir, state)
+    cv_tuner = _make_tuner(config, data, root, distributed)
+    project_dir.mkdir(parents=True, exist_ok=True)
+    (project_dir / _STATE_FILE).write_text(json.dumps(state))
+    return cv_tuner
 
-    with contextlib.ExitStack() as stack:
-        if directory is None:
-            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="cnn1d_search_"))
-            kept_directory = None
-        else:
-            directory = Path(directory)
-            directory.mkdir(parents=True, exist_ok=True)
-            kept_directory = str(directory)
-        project_dir = Path(directory) / project_name
-        state_file = project_dir / _STATE_FILE
-        if resume and state_file.exists():
-            stored = json.loads(state_file.read_text())
-            changed = [key for key in state if stored.get(key) != json.loads(json.dumps(state[key]))]
-            if changed:
-                raise ValueError(
-                    f"resume=True, but the search in {project_dir} was run with other {changed}; "
-                    "pass resume=False to start over, or another directory"
-                )
 
-        oracle = make_oracle(tuner, budget, seed)
-        hypermodel = CNN1DHyperModel(X.shape[1], space)
-        data = {
-            "X": X,
-            "y": y,
-            "folds": folds,
-            "budget": budget,
-            "space": space,
-            "seed": int(seed),
-            "n_bands": X.shape[1],
-        }
-        keras.utils.set_random_seed(int(seed))
-        with contextlib.ExitStack() as role:
-            if distributed_settings is not None:
-                role.enter_context(distributed_search.tuner_environment(
-                    "chief", distributed_settings.oracle_ip, distributed_settings.oracle_port))
-            role.enter_context(contextlib.redirect_stdout(LoggingStream()))
-            cv_tuner = CrossValidationTuner(
-                oracle,
-                hypermodel,
-                data=data,
-                directory=str(directory),
-                project_name=project_name,
-                overwrite=not resume,
-            )
-        project_dir.mkdir(parents=True, exist_ok=True)
-        state_file.write_text(json.dumps(state))
-        done = sum(
-            1 for t in cv_tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED")
+def _check_resume(project_dir: Path, state: Mapping[str, Any]) -> None:
+    """Raise when the stored search in ``project_dir`` ran with other data or settings."""
+    state_file = project_dir / _STATE_FILE
+    if not state_file.exists():
+        return
+    stored = json.loads(state_file.read_text())
+    changed = [key for key in state if stored.get(key) != json.loads(json.dumps(state[key]))]
+    if changed:
+        raise ValueError(
+            f"resume=True, but the search in {project_dir} was run with other {changed}; "
+            "pass resume=False to start over, or another directory"
         )
-        with tqdm(
-            total=int(budget["trials"]),
-            initial=min(done, int(budget["trials"])),
-            desc=f"CNN search ({tuner}, {folds.n_splits}-fold)",
-            unit="trial",
-            disable=not progress,
-            leave=True,
-        ) as bar:
-            cv_tuner.progress_bar = bar
-            with contextlib.redirect_stdout(LoggingStream()):
-                if distributed_settings is None:
-                    cv_tuner.search(verbose=0)
-                else:  # the chief: workers run the trials
-                    distributed_search.serve_search(
-                        cv_tuner, data, tuner, hash_, distributed_settings, bar
-                    )
-            cv_tuner.progress_bar = None
 
-        best_trials = cv_tuner.oracle.get_best_trials(1)
-        if not best_trials or best_trials[0].score is None:
-            raise RuntimeError(
-                f"no trial of the search in {project_dir} completed; see the trial messages "
-                "there (a model diverged on every try?)"
-            )
-        best = best_trials[0]
-        best_values = dict(best.hyperparameters.values)
-        outcome = load_best_outcome(project_dir, best.trial_id)
-        if outcome is None:  # e.g. resumed after a kill between training and saving
-            logger.info("retraining the fold models of best trial %s", best.trial_id)
-            outcome = train_trial(best_values, data)
-        trials = trial_table(cv_tuner)
 
-    ensemble = FoldEnsemble(
+def _make_tuner(
+    config: SearchConfig,
+    data: Mapping[str, Any],
+    root: Path,
+    distributed: distributed_search.DistributedSettings | None,
+) -> CrossValidationTuner:
+    """The oracle and the cross-validation tuner (as the chief when ``distributed``)."""
+    oracle = make_oracle(config.tuner, data["budget"], config.seed)
+    hypermodel = CNN1DHyperModel(data["n_bands"], data["space"])
+    keras.utils.set_random_seed(int(config.seed))
+    with contextlib.ExitStack() as role:
+        if distributed is not None:
+            role.enter_context(distributed_search.tuner_environment(
+                "chief", distributed.oracle_ip, distributed.oracle_port))
+        role.enter_context(contextlib.redirect_stdout(LoggingStream()))
+        return CrossValidationTuner(
+            oracle,
+            hypermodel,
+            data=data,
+            directory=str(root),
+            project_name=config.project_name,
+            overwrite=not config.resume,
+        )
+
+
+def _run_trials(
+    cv_tuner: CrossValidationTuner,
+    config: SearchConfig,
+    data: Mapping[str, Any],
+    hash_: str,
+    distributed: distributed_search.DistributedSettings | None,
+) -> None:
+    """Run the budget's trials (those not done yet), here or on the workers."""
+    n_trials = int(data["budget"]["trials"])
+    done = sum(1 for t in cv_tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED"))
+    with tqdm(
+        total=n_trials,
+        initial=min(done, n_trials),
+        desc=f"CNN search ({config.tuner}, {data['folds'].n_splits}-fold)",
+        unit="trial",
+        disable=not config.progress,
+        leave=True,
+    ) as bar:
+        cv_tuner.progress_bar = bar
+        with contextlib.redirect_stdout(LoggingStream()):
+            if distributed is None:
+                cv_tuner.search(verbose=0)
+            else:  # the chief: workers run the trials
+                distributed_search.serve_search(
+                    cv_tuner, data, config.tuner, hash_, distributed, bar
+                )
+        cv_tuner.progress_bar = None
+
+
+def _best_trial(
+    cv_tuner: CrossValidationTuner, project_dir: Path, data: Mapping[str, Any]
+) -> tuple[str, dict[str, Any], Any]:
+    """(trial id, hyperparameter values, fold models) of the best trial; its stored fold models,
+    or trained again when they are missing."""
+    best_trials = cv_tuner.oracle.get_best_trials(1)
+    if not best_trials or best_trials[0].score is None:
+        raise RuntimeError(
+            f"no trial of the search in {project_dir} completed; see the trial messages "
+            "there (a model diverged on every try?)"
+        )
+    best = best_trials[0]
+    best_values = dict(best.hyperparameters.values)
+    outcome = load_best_outcome(project_dir, best.trial_id)
+    if outcome is None:  # e.g. resumed after a kill between training and saving
+        logger.info("retraining the fold models of best trial %s", best.trial_id)
+        outcome = train_trial(best_values, data)
+    return best.trial_id, best_values, outcome
+
+
+def _fold_ensemble(
+    outcome: Any,
+    folds: Folds,
+    best_values: dict[str, Any],
+    config: SearchConfig,
+    hash_: str,
+    info: dict[str, Any],
+) -> FoldEnsemble:
+    """The best trial's fold models as a ``FoldEnsemble`` (``info`` plus the training facts)."""
+    return FoldEnsemble(
         models_=outcome.models,
         y_mean_=outcome.y_mean,
         y_scale_=outcome.y_scale,
         folds=folds,
         hyperparameters=best_values,
-        seed=int(seed),
+        seed=int(config.seed),
         oof_predictions_=outcome.oof_predictions,
         fold_rmse_=outcome.fold_rmse,
         training_data_hash=hash_,
-        data_version=data_version,
+        data_version=config.data_version,
         info={
-            "kind": "search",
-            "tuner": tuner,
-            "trial_id": best.trial_id,
-            "budget": budget,
-            "space": space,
+            **info,
             "epochs": list(outcome.epochs),
             "keras_version": keras.__version__,
             "backend": keras.backend.backend(),
         },
     )
-    return SearchResult(
-        best_hyperparameters=best_values,
-        trials=trials,
-        ensemble=ensemble,
-        tuner=tuner,
-        directory=kept_directory,
-        tensorflow=tf_info,
-    )
-

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import keras
 import numpy as np
@@ -40,6 +40,7 @@ __all__ = [
     "CrossValidationOutcome",
     "FoldTrainer",
     "TrainingSettings",
+    "config_or_settings",
     "cross_validate",
     "fit_fold_models",
     "fit_model",
@@ -92,6 +93,19 @@ def resolve_budget(budget: Mapping[str, Any] | None) -> dict[str, Any]:
             f"budget 'validation_fraction' must be in [0, 1), got {resolved['validation_fraction']}"
         )
     return resolved
+
+
+T = TypeVar("T")
+
+
+def config_or_settings(cls: type[T], config: T | None, settings: Mapping[str, Any]) -> T:
+    """``config``, or a ``cls`` made of the keyword ``settings`` (a function's settings come as
+    one config object or as its fields, not both)."""
+    if config is None:
+        return cls(**settings)
+    if settings:
+        raise TypeError(f"give the settings in config or as keywords, not both: {sorted(settings)}")
+    return config
 
 
 @dataclass(frozen=True)
