@@ -144,3 +144,25 @@ def test_bad_transfer_arguments(base, site):
     with pytest.raises(ValueError, match="bands"):
         transfer_representation(base, X[:, :20], y, X_site_cal=X, y_site_cal=y,
                                 progress=False)
+
+
+def test_transfer_config_from_the_transfer_parameters(base, site):
+    """``TransferConfig.from_params`` reads the conf keys of ``params:transfer``; the
+    fine-tuning settings take the base's searched values where the budget says ``None``."""
+    from localsoc.models.transfer import (
+        DEFAULT_FINE_TUNE,
+        TransferConfig,
+        fine_tune_settings,
+    )
+
+    params = {"depths": [0, 1], "fine_tune": FINE_TUNE, "progress": False, "threads": 2}
+    config = TransferConfig.from_params(params, 9)
+    assert config == TransferConfig(depths=[0, 1], fine_tune=FINE_TUNE, seed=9, progress=False,
+                                    threads=2)
+    settings = fine_tune_settings({**DEFAULT_FINE_TUNE, "learning_rate_factor": 0.1},
+                                  HYPERPARAMETERS)
+    assert settings.learning_rate == pytest.approx(0.001)  # 0.01 searched x 0.1
+    assert (settings.optimizer, settings.batch_size) == ("adam", 16)
+    X, y = site
+    with pytest.raises(TypeError, match="not both"):
+        transfer_representation(base, X, y, config, X_site_cal=X, y_site_cal=y, seed=1)
