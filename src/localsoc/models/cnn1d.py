@@ -293,6 +293,23 @@ def _output_length(length: int, window: int, stride: int, padding: str) -> int:
     return (length - window) // stride + 1 if length >= window else 0
 
 
+#: The hyperparameters of a block, in the order they are drawn (``<kind>_<i>_<name>``, drawn
+#: from the space's ``<name>``, ``fc_<name>`` for an FC-block). A pair is a switch and the
+#: hyperparameters it turns on (drawn under its conditional scope).
+BLOCK_HYPERPARAMETERS: dict[str, tuple] = {
+    "conv": ("filters", "kernel_size", "strides", "padding", "activation",
+             "batch_normalization", ("pooling", ("pool_type", "pool_size", "pool_strides")),
+             ("dropout", ("dropout_rate",))),
+    "fc": ("units", "activation", "batch_normalization", ("dropout", ("dropout_rate",))),
+}
+
+#: Pooling layers by ``pool_type``.
+POOLING_LAYERS: dict[str, type] = {
+    "max": keras.layers.MaxPooling1D,
+    "average": keras.layers.AveragePooling1D,
+}
+
+
 def build_cnn1d(
     hp: Any, n_bands: int, space: Mapping[str, Any] | None = None
 ) -> keras.Model:
@@ -313,87 +330,11 @@ def build_cnn1d(
     inputs = keras.Input(shape=(n_bands,), name="spectrum")
     x = keras.layers.Reshape((n_bands, 1), name="bands_as_channels")(inputs)
     length = n_bands
-
-    n_conv = _draw(hp, "conv_blocks", space["conv_blocks"])
-    max_conv = _max_count(space["conv_blocks"])
-    # With Keras-Tuner, every block's hyperparameters are registered (inactive ones under their
-    # conditional scope return None), so the oracle tunes blocks a trial does not use yet.
-    registering = not isinstance(hp, FixedHyperParameters)
-    for i in range(max_conv if registering else n_conv):
-        with hp.conditional_scope("conv_blocks", list(range(i + 1, max_conv + 1))):
-            filters = _draw(hp, f"conv_{i}_filters", space["filters"])
-            kernel = _draw(hp, f"conv_{i}_kernel_size", space["kernel_size"])
-            strides = _draw(hp, f"conv_{i}_strides", space["strides"])
-            padding = _draw(hp, f"conv_{i}_padding", space["padding"])
-            activation = _draw(hp, f"conv_{i}_activation", space["activation"])
-            batch_norm = _draw(hp, f"conv_{i}_batch_normalization", space["batch_normalization"])
-            pooling = _draw(hp, f"conv_{i}_pooling", space["pooling"])
-            with hp.conditional_scope(f"conv_{i}_pooling", [True]):
-                if pooling or registering:
-                    pool_type = _draw(hp, f"conv_{i}_pool_type", space["pool_type"])
-                    pool_size = _draw(hp, f"conv_{i}_pool_size", space["pool_size"])
-                    pool_strides = _draw(hp, f"conv_{i}_pool_strides", space["pool_strides"])
-            dropout = _draw(hp, f"conv_{i}_dropout", space["dropout"])
-            with hp.conditional_scope(f"conv_{i}_dropout", [True]):
-                if dropout or registering:
-                    rate = _draw(hp, f"conv_{i}_dropout_rate", space["dropout_rate"])
-        if i >= n_conv:
-            continue
-
-        if _output_length(length, kernel, strides, padding) < 1:
-            adjustments.append(
-                f"conv_{i}: kernel {kernel} on {length} steps with 'valid' padding leaves "
-                "nothing; built with 'same' padding"
-            )
-            padding = "same"
-        x = keras.layers.Conv1D(
-            filters, kernel, strides=strides, padding=padding, name=f"conv_{i}"
-        )(x)
-        length = _output_length(length, kernel, strides, padding)
-        if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"conv_{i}_batch_normalization")(x)
-        x = _activation_layer(activation, f"conv_{i}_activation")(x)
-        if pooling:
-            pool_padding = "valid"
-            if _output_length(length, pool_size, pool_strides, "valid") < 1:
-                adjustments.append(
-                    f"conv_{i}: pool {pool_size} on {length} steps leaves nothing; "
-                    "pooled with 'same' padding"
-                )
-                pool_padding = "same"
-            pool_class = (
-                keras.layers.MaxPooling1D if pool_type == "max" else keras.layers.AveragePooling1D
-            )
-            x = pool_class(
-                pool_size, strides=pool_strides, padding=pool_padding, name=f"conv_{i}_pooling"
-            )(x)
-            length = _output_length(length, pool_size, pool_strides, pool_padding)
-        if dropout:
-            x = keras.layers.Dropout(rate, name=f"conv_{i}_dropout")(x)
-
+    for block in _draw_blocks(hp, space, "conv"):
+        x, length = _conv_block(x, length, block, adjustments)
     x = keras.layers.Flatten(name="flatten")(x)
-
-    n_fc = _draw(hp, "fc_blocks", space["fc_blocks"])
-    max_fc = _max_count(space["fc_blocks"])
-    for i in range(max_fc if registering else n_fc):
-        with hp.conditional_scope("fc_blocks", list(range(i + 1, max_fc + 1))):
-            units = _draw(hp, f"fc_{i}_units", space["fc_units"])
-            activation = _draw(hp, f"fc_{i}_activation", space["fc_activation"])
-            batch_norm = _draw(
-                hp, f"fc_{i}_batch_normalization", space["fc_batch_normalization"]
-            )
-            dropout = _draw(hp, f"fc_{i}_dropout", space["fc_dropout"])
-            with hp.conditional_scope(f"fc_{i}_dropout", [True]):
-                if dropout or registering:
-                    rate = _draw(hp, f"fc_{i}_dropout_rate", space["fc_dropout_rate"])
-        if i >= n_fc:
-            continue
-        x = keras.layers.Dense(units, name=f"fc_{i}")(x)
-        if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"fc_{i}_batch_normalization")(x)
-        x = _activation_layer(activation, f"fc_{i}_activation")(x)
-        if dropout:
-            x = keras.layers.Dropout(rate, name=f"fc_{i}_dropout")(x)
+    for block in _draw_blocks(hp, space, "fc"):
+        x = _fc_block(x, block)
 
     outputs = keras.layers.Dense(1, activation="linear", name="output")(x)
     model = keras.Model(inputs, outputs, name="cnn1d")
@@ -401,6 +342,101 @@ def build_cnn1d(
         logger.debug("build_cnn1d: %s", note)
     model.localsoc_adjustments = adjustments
     return model
+
+
+def _draw_blocks(hp: Any, space: Mapping[str, Any], kind: str) -> Iterator[dict[str, Any]]:
+    """The drawn hyperparameters of each block of ``kind`` the network uses, block by block
+    (``name`` is ``<kind>_<i>``).
+
+    With Keras-Tuner, every block's hyperparameters are registered (inactive ones under their
+    conditional scope return None), so the oracle tunes blocks a trial does not use yet.
+    """
+    n_blocks = _draw(hp, f"{kind}_blocks", space[f"{kind}_blocks"])
+    max_blocks = _max_count(space[f"{kind}_blocks"])
+    registering = not isinstance(hp, FixedHyperParameters)
+    for i in range(max_blocks if registering else n_blocks):
+        with hp.conditional_scope(f"{kind}_blocks", list(range(i + 1, max_blocks + 1))):
+            block = _draw_block(hp, space, kind, i, registering)
+        if i < n_blocks:
+            yield block
+
+
+def _draw_block(
+    hp: Any, space: Mapping[str, Any], kind: str, i: int, registering: bool
+) -> dict[str, Any]:
+    """One block's hyperparameters in ``BLOCK_HYPERPARAMETERS`` order; a switched-off group is
+    drawn only while registering."""
+    prefix = "fc_" if kind == "fc" else ""
+    block: dict[str, Any] = {"name": f"{kind}_{i}"}
+
+    def draw(key: str) -> None:
+        block[key] = _draw(hp, f"{kind}_{i}_{key}", space[prefix + key])
+
+    for entry in BLOCK_HYPERPARAMETERS[kind]:
+        switch, dependents = entry if isinstance(entry, tuple) else (entry, ())
+        draw(switch)
+        if dependents:
+            with hp.conditional_scope(f"{kind}_{i}_{switch}", [True]):
+                if block[switch] or registering:
+                    for key in dependents:
+                        draw(key)
+    return block
+
+
+def _conv_block(
+    x: Any, length: int, block: Mapping[str, Any], adjustments: list[str]
+) -> tuple[Any, int]:
+    """Conv1D -> [BatchNormalization] -> activation -> [pooling] -> [Dropout]; returns the
+    output and its sequence length. A ``valid`` convolution longer than the sequence is built
+    with ``same`` padding (noted in ``adjustments``)."""
+    name, kernel, strides = block["name"], block["kernel_size"], block["strides"]
+    padding = block["padding"]
+    if _output_length(length, kernel, strides, padding) < 1:
+        adjustments.append(
+            f"{name}: kernel {kernel} on {length} steps with 'valid' padding leaves "
+            "nothing; built with 'same' padding"
+        )
+        padding = "same"
+    x = keras.layers.Conv1D(
+        block["filters"], kernel, strides=strides, padding=padding, name=name
+    )(x)
+    length = _output_length(length, kernel, strides, padding)
+    if block["batch_normalization"]:
+        x = keras.layers.BatchNormalization(name=f"{name}_batch_normalization")(x)
+    x = _activation_layer(block["activation"], f"{name}_activation")(x)
+    if block["pooling"]:
+        x, length = _pooling(x, length, block, adjustments)
+    if block["dropout"]:
+        x = keras.layers.Dropout(block["dropout_rate"], name=f"{name}_dropout")(x)
+    return x, length
+
+
+def _pooling(
+    x: Any, length: int, block: Mapping[str, Any], adjustments: list[str]
+) -> tuple[Any, int]:
+    """The block's pooling layer (``same`` padding when a ``valid`` pool leaves nothing)."""
+    name, size, strides = block["name"], block["pool_size"], block["pool_strides"]
+    padding = "valid"
+    if _output_length(length, size, strides, "valid") < 1:
+        adjustments.append(
+            f"{name}: pool {size} on {length} steps leaves nothing; pooled with 'same' padding"
+        )
+        padding = "same"
+    pool_class = POOLING_LAYERS[block["pool_type"]]
+    x = pool_class(size, strides=strides, padding=padding, name=f"{name}_pooling")(x)
+    return x, _output_length(length, size, strides, padding)
+
+
+def _fc_block(x: Any, block: Mapping[str, Any]) -> Any:
+    """Dense -> [BatchNormalization] -> activation -> [Dropout]."""
+    name = block["name"]
+    x = keras.layers.Dense(block["units"], name=name)(x)
+    if block["batch_normalization"]:
+        x = keras.layers.BatchNormalization(name=f"{name}_batch_normalization")(x)
+    x = _activation_layer(block["activation"], f"{name}_activation")(x)
+    if block["dropout"]:
+        x = keras.layers.Dropout(block["dropout_rate"], name=f"{name}_dropout")(x)
+    return x
 
 
 def fold_builder(hp: Any, n_bands: int, space: Mapping[str, Any] | None = None):
