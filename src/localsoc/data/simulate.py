@@ -1125,74 +1125,18 @@ def _library_groups() -> list[SoilGroup]:
 def _simulate_library(
     global_size: int, seed: int, wavelengths: np.ndarray, sizes: Mapping[str, int]
 ) -> pd.DataFrame:
+    """The global library: SOC, country, soil group, composition, spectrum and place of each
+    row, every part from its own named stream; rows shuffled, ids in the final order."""
     groups = _library_groups()
-    group_names = [g.name for g in groups]
-    other_size = global_size - sum(sizes.values())
-
-    # SOC per portion: the country rows follow their own Table 1 rows, the rest is solved so
-    # that the pooled library follows the global row.
-    country_quantiles = {code: _fit_quantile(PAPER_SOC_STATISTICS[code]) for code in sizes}
-    parts = [(sizes[code] / global_size, country_quantiles[code]) for code in sizes]
-    other_quantile = _fit_remainder_quantile(
-        PAPER_SOC_STATISTICS["global"], parts, other_size / global_size
-    )
-    soc_parts = [
-        _stratified_draw(country_quantiles[code], sizes[code], _stream(seed, f"library/soc/{code}"))
-        for code in sizes
-    ]
-    soc_parts.append(
-        _stratified_draw(other_quantile, other_size, _stream(seed, "library/soc/other"))
-    )
-    soc = np.concatenate(soc_parts)
-
-    # Countries, their instruments and soil-group mixtures.
-    layout = _stream(seed, "library/layout")
+    soc = _library_soc(global_size, seed, sizes)
+    layout = _stream(seed, "library/layout")  # its draws: countries, groups, then row order
+    countries = _library_countries(sizes, [g.name for g in groups])
     instrument_rng = _stream(seed, "library/instruments")
-    countries: list[_Country] = [_STUDY_COUNTRIES[code] for code in sizes]
-    countries += [
-        _Country(code, lat, lon, climate, _CLIMATE_GROUPS[climate])
-        for code, lat, lon, climate in _OTHER_COUNTRIES
-    ]
-    countries.append(
-        _Country(
-            "",
-            np.nan,
-            np.nan,
-            "temperate",
-            {name: 1.0 for name in group_names if name != "histosol"},
-        )
-    )
     instruments = [
         _random_instrument(f"library_{c.code or 'unknown'}", instrument_rng) for c in countries
     ]
-    other_weights = layout.dirichlet(np.full(len(_OTHER_COUNTRIES), 1.5))
-    other_probabilities = np.append(
-        other_weights * (1.0 - _UNKNOWN_ORIGIN_SHARE), _UNKNOWN_ORIGIN_SHARE
-    )
-    other_country = len(sizes) + layout.choice(
-        len(other_probabilities), size=other_size, p=other_probabilities
-    )
-    country_index = np.concatenate(
-        [np.full(sizes[code], i) for i, code in enumerate(sizes)] + [other_country]
-    )
-
-    # Soil group: organic (histosol) with a probability rising with SOC, else the country's mix.
-    weights = np.array(
-        [[c.group_weights.get(name, 0.0) for name in group_names] for c in countries]
-    )
-    weights = weights[country_index]
-    for column, group in enumerate(groups):
-        if group.soc_window is not None:
-            low, high = group.soc_window
-            weights[:, column] *= (soc >= low) & (soc <= high)
-    weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
-    cumulative = np.cumsum(weights, axis=1)
-    draw = layout.random(global_size)
-    mineral_group = np.minimum((draw[:, None] > cumulative).sum(axis=1), len(groups) - 1)
-    organic_probability = 1.0 / (1.0 + np.exp(-(soc - _ORGANIC_SOC_MIDPOINT) / _ORGANIC_SOC_WIDTH))
-    organic = layout.random(global_size) < organic_probability
-    group_index = np.where(organic, group_names.index("histosol"), mineral_group)
-
+    country_index = _library_country_index(sizes, global_size - sum(sizes.values()), layout)
+    group_index = _library_group_index(soc, countries, country_index, groups, layout)
     concentrations, coarseness, spread = _compose(
         soc, group_index, groups, spread_factor=1.0, rng=_stream(seed, "library/composition")
     )
@@ -1206,13 +1150,7 @@ def _simulate_library(
         rng_scatter=_stream(seed, "library/scatter"),
         rng_noise=_stream(seed, "library/noise"),
     )
-
-    # Coordinates near each country's centre; unknown origin has none.
-    centre_lat = np.array([c.latitude for c in countries])[country_index]
-    centre_lon = np.array([c.longitude for c in countries])[country_index]
-    coordinates = _stream(seed, "library/coordinates")
-    lat = np.clip(centre_lat + 3.0 * coordinates.standard_normal(global_size), -89.0, 89.0)
-    lon = (centre_lon + 4.0 * coordinates.standard_normal(global_size) + 180.0) % 360.0 - 180.0
+    lat, lon = _library_coordinates(countries, country_index, seed)
 
     # Rows in a shuffled order, as in a compiled library; ids follow the final order.
     order = layout.permutation(global_size)
@@ -1230,6 +1168,103 @@ def _simulate_library(
         }
     )
     return make_table(meta, reflectance[order], wavelengths)
+
+
+def _library_soc(global_size: int, seed: int, sizes: Mapping[str, int]) -> np.ndarray:
+    """SOC of the library rows, country portions first (in ``sizes`` order), then the rest:
+    the country rows follow their own Table 1 rows, the rest is solved so that the pooled
+    library follows the global row."""
+    other_size = global_size - sum(sizes.values())
+    country_quantiles = {code: _fit_quantile(PAPER_SOC_STATISTICS[code]) for code in sizes}
+    parts = [(sizes[code] / global_size, country_quantiles[code]) for code in sizes]
+    other_quantile = _fit_remainder_quantile(
+        PAPER_SOC_STATISTICS["global"], parts, other_size / global_size
+    )
+    soc_parts = [
+        _stratified_draw(country_quantiles[code], sizes[code], _stream(seed, f"library/soc/{code}"))
+        for code in sizes
+    ]
+    soc_parts.append(
+        _stratified_draw(other_quantile, other_size, _stream(seed, "library/soc/other"))
+    )
+    return np.concatenate(soc_parts)
+
+
+def _library_countries(sizes: Mapping[str, int], group_names: Sequence[str]) -> list[_Country]:
+    """The study countries (``sizes`` order), the other countries, then unknown origin (code
+    ``""``, no place, every mineral group)."""
+    countries: list[_Country] = [_STUDY_COUNTRIES[code] for code in sizes]
+    countries += [
+        _Country(code, lat, lon, climate, _CLIMATE_GROUPS[climate])
+        for code, lat, lon, climate in _OTHER_COUNTRIES
+    ]
+    countries.append(
+        _Country(
+            "",
+            np.nan,
+            np.nan,
+            "temperate",
+            {name: 1.0 for name in group_names if name != "histosol"},
+        )
+    )
+    return countries
+
+
+def _library_country_index(
+    sizes: Mapping[str, int], other_size: int, layout: np.random.Generator
+) -> np.ndarray:
+    """Each row's country (index into ``_library_countries``): the study countries' rows in
+    order, then the others drawn from Dirichlet weights (a share of unknown origin)."""
+    other_weights = layout.dirichlet(np.full(len(_OTHER_COUNTRIES), 1.5))
+    other_probabilities = np.append(
+        other_weights * (1.0 - _UNKNOWN_ORIGIN_SHARE), _UNKNOWN_ORIGIN_SHARE
+    )
+    other_country = len(sizes) + layout.choice(
+        len(other_probabilities), size=other_size, p=other_probabilities
+    )
+    return np.concatenate(
+        [np.full(sizes[code], i) for i, code in enumerate(sizes)] + [other_country]
+    )
+
+
+def _library_group_index(
+    soc: np.ndarray,
+    countries: Sequence[_Country],
+    country_index: np.ndarray,
+    groups: Sequence[SoilGroup],
+    layout: np.random.Generator,
+) -> np.ndarray:
+    """Each row's soil group: organic (histosol) with a probability rising with SOC, else one
+    from its country's mixture (groups with a SOC window only inside it)."""
+    group_names = [g.name for g in groups]
+    weights = np.array(
+        [[c.group_weights.get(name, 0.0) for name in group_names] for c in countries]
+    )
+    weights = weights[country_index]
+    for column, group in enumerate(groups):
+        if group.soc_window is not None:
+            low, high = group.soc_window
+            weights[:, column] *= (soc >= low) & (soc <= high)
+    weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+    cumulative = np.cumsum(weights, axis=1)
+    draw = layout.random(soc.size)
+    mineral_group = np.minimum((draw[:, None] > cumulative).sum(axis=1), len(groups) - 1)
+    organic_probability = 1.0 / (1.0 + np.exp(-(soc - _ORGANIC_SOC_MIDPOINT) / _ORGANIC_SOC_WIDTH))
+    organic = layout.random(soc.size) < organic_probability
+    return np.where(organic, group_names.index("histosol"), mineral_group)
+
+
+def _library_coordinates(
+    countries: Sequence[_Country], country_index: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(lat, lon) near each row's country centre; unknown origin has none (NaN)."""
+    n = country_index.size
+    centre_lat = np.array([c.latitude for c in countries])[country_index]
+    centre_lon = np.array([c.longitude for c in countries])[country_index]
+    coordinates = _stream(seed, "library/coordinates")
+    lat = np.clip(centre_lat + 3.0 * coordinates.standard_normal(n), -89.0, 89.0)
+    lon = (centre_lon + 4.0 * coordinates.standard_normal(n) + 180.0) % 360.0 - 180.0
+    return lat, lon
 
 
 def _simulate_site(site: SiteConfig, seed: int, wavelengths: np.ndarray) -> pd.DataFrame:
@@ -1271,6 +1306,33 @@ def _simulate_site(site: SiteConfig, seed: int, wavelengths: np.ndarray) -> pd.D
     return make_table(meta, reflectance, wavelengths)
 
 
+def _checked_sizes(
+    global_size: int, seed: int, country_sizes: Mapping[str, int] | None
+) -> dict[str, int]:
+    """Rows per country SSL (in the study's country order), after checking the seed and the
+    sizes; ``ValueError`` naming the bad argument."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    if isinstance(global_size, bool) or not isinstance(global_size, int | np.integer):
+        raise ValueError(f"global_size must be an integer; got {global_size!r}")
+    sizes = dict(country_sizes_for(int(global_size)) if country_sizes is None else country_sizes)
+    unknown = sorted(set(sizes) - set(_STUDY_COUNTRIES))
+    if unknown:
+        raise ValueError(
+            f"country_sizes: unknown country code(s) {unknown}; use keys among {sorted(_STUDY_COUNTRIES)}"
+        )
+    if any(int(v) < 2 for v in sizes.values()):
+        raise ValueError(f"country_sizes must all be at least 2; got {sizes}")
+    sizes = {code: int(sizes[code]) for code in _STUDY_COUNTRIES if code in sizes}
+    if global_size < sum(sizes.values()) + MIN_OTHER_SIZE:
+        raise ValueError(
+            f"global_size={global_size} is too small for the country SSLs {sizes}: it needs at "
+            f"least {sum(sizes.values()) + MIN_OTHER_SIZE} rows (the countries plus "
+            f"{MIN_OTHER_SIZE} others); raise global_size or pass smaller country_sizes"
+        )
+    return sizes
+
+
 def simulate_ssl(
     global_size: int = GLOBAL_SIZE_PAPER,
     seed: int = DEFAULT_SEED,
@@ -1299,25 +1361,7 @@ def simulate_ssl(
     (library, sites)
         Two canonical SSL tables (see the module docstring).
     """
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
-    if isinstance(global_size, bool) or not isinstance(global_size, int | np.integer):
-        raise ValueError(f"global_size must be an integer; got {global_size!r}")
-    sizes = dict(country_sizes_for(int(global_size)) if country_sizes is None else country_sizes)
-    unknown = sorted(set(sizes) - set(_STUDY_COUNTRIES))
-    if unknown:
-        raise ValueError(
-            f"country_sizes: unknown country code(s) {unknown}; use keys among {sorted(_STUDY_COUNTRIES)}"
-        )
-    if any(int(v) < 2 for v in sizes.values()):
-        raise ValueError(f"country_sizes must all be at least 2; got {sizes}")
-    sizes = {code: int(sizes[code]) for code in _STUDY_COUNTRIES if code in sizes}
-    if global_size < sum(sizes.values()) + MIN_OTHER_SIZE:
-        raise ValueError(
-            f"global_size={global_size} is too small for the country SSLs {sizes}: it needs at "
-            f"least {sum(sizes.values()) + MIN_OTHER_SIZE} rows (the countries plus "
-            f"{MIN_OTHER_SIZE} others); raise global_size or pass smaller country_sizes"
-        )
+    sizes = _checked_sizes(global_size, seed, country_sizes)
     grid = Grid() if grid is None else grid
     wavelengths = grid.wavelengths_nm
     site_configs = tuple(default_sites() if sites is None else sites)
