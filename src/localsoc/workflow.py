@@ -7,7 +7,10 @@ command line only parses arguments and prints.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import pandas as pd
 
 from localsoc.data.importers import import_asd, import_ossl, import_wide
 from localsoc.data.schema import Grid, spectra_of, wavelengths_of
+from localsoc.datasets.atomic import remove_path, remove_stale_staging, staging_path, write_text
 from localsoc.datasets.imported_tables import (
     CARBON_KINDS,
     PLAN_SUFFIX,
@@ -70,14 +74,140 @@ class ImportOutcome:
     plan_note: str | None = None
 
 
-def _dvc_add(project: Path, path: Path) -> str:
+class DvcAddError(ValueError):
+    """``dvc add`` of an imported table failed (the import is undone)."""
+
+
+def dvc_add(project: Path, path: Path) -> str:
+    """Track ``path`` with ``dvc add``, run as ``python -m dvc`` by this interpreter (as
+    ``localsoc run`` runs ``dvc repro``: no ``dvc`` on PATH needed); the status line to print.
+    A project without ``.dvc`` is not versioned (a status, not an error); a failing ``dvc add``
+    raises :class:`DvcAddError` with the end of DVC's message."""
+    relative = path.relative_to(project)
     if not (project / ".dvc").is_dir():
         return "not a DVC repository: the file is not versioned (run `dvc init` to version it)"
-    done = subprocess.run(["dvc", "add", str(path.relative_to(project))], cwd=project,
+    done = subprocess.run([sys.executable, "-m", "dvc", "add", str(relative)], cwd=project,
                           capture_output=True, text=True)
     if done.returncode != 0:
-        return f"`dvc add` failed: {done.stderr.strip()[-300:]}"
-    return f"tracked by DVC ({path.relative_to(project)}.dvc); `dvc push` sends it to the remote"
+        message = (done.stderr.strip() or done.stdout.strip())[-300:]
+        raise DvcAddError(f"`dvc add {relative}` failed: {message}")
+    return f"tracked by DVC ({relative}.dvc); `dvc push` sends it to the remote"
+
+
+def _dvc_files(path: Path) -> dict[Path, bytes | None]:
+    """The small files ``dvc add`` of ``path`` writes (its ``.dvc`` file and the folder's
+    ``.gitignore``) as they are now (None: absent), to put them back."""
+    files = (path.with_name(path.name + ".dvc"), path.parent / ".gitignore")
+    return {file: file.read_bytes() if file.exists() else None for file in files}
+
+
+def _keep_previous(path: Path) -> Path | None:
+    """A hard link (or, where links fail, a copy) of the table at ``path`` under a hidden
+    staging name (``localsoc.datasets.atomic.staging_path``); None when there is no table."""
+    if not path.exists():
+        return None
+    kept = staging_path(path)
+    try:
+        os.link(path, kept)
+    except OSError:
+        shutil.copy2(path, kept)
+    return kept
+
+
+def _roll_back(path: Path, previous: Path | None, dvc_files: dict[Path, bytes | None]) -> str:
+    """Put the previous table (or no table) and DVC's small files back; what was done."""
+    for file, content in dvc_files.items():
+        if content is None:
+            file.unlink(missing_ok=True)
+        elif not file.exists() or file.read_bytes() != content:
+            write_text(file, content.decode())
+    if previous is not None:
+        os.replace(previous, path)
+        return "the previous table is back"
+    path.unlink(missing_ok=True)
+    return "no table was stored"
+
+
+def store_table(project: Path, path: Path, table: pd.DataFrame, grid: dict,
+                carbon_kind: str | None, track: bool) -> str:
+    """Write an imported table (``write_table``: atomic, the grid inside) and track it with DVC
+    when ``track``, all or nothing: when anything fails after the write (``dvc add``, an
+    interrupt) the previous table and its ``.dvc`` file are put back, or a new table removed,
+    and the error says so. Stale staging leftovers of killed imports in the folder are removed
+    first. Returns the DVC status line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(path.parent)
+    dvc_files = _dvc_files(path)
+    previous = _keep_previous(path)
+    try:
+        write_table(path, table, grid, carbon_kind=carbon_kind)
+        status = dvc_add(project, path) if track else "not tracked (--no-dvc)"
+    except DvcAddError as error:
+        undone = _roll_back(path, previous, dvc_files)
+        raise DvcAddError(f"{error}. The import was undone ({undone}); fix DVC and import "
+                          "again, or import with --no-dvc") from None
+    except BaseException:
+        _roll_back(path, previous, dvc_files)
+        raise
+    finally:
+        if previous is not None:
+            remove_path(previous)
+    return status
+
+
+def _check_carbon_kind(carbon_kind: str | None, options: dict) -> None:
+    if carbon_kind is not None and carbon_kind not in CARBON_KINDS:
+        raise ValueError(f"carbon kind {carbon_kind!r}: use one of {list(CARBON_KINDS)}")
+    if carbon_kind == "total" and str(options.get("carbon_units", "")).startswith("organic_"):
+        raise ValueError(f"--carbon-kind total with --carbon-units {options['carbon_units']}: "
+                         "organic matter converts to organic carbon; declare --carbon-kind "
+                         "organic, or give the total-carbon values in percent or g/kg")
+
+
+def _source_tables(source: Path, ossl_tables: dict | None) -> dict[str, Path]:
+    """The extra tables given (``soillab``, ``soilsite``, ``labels``); every file must exist."""
+    tables = {key: Path(value) for key, value in (ossl_tables or {}).items() if value}
+    for path in (source, *tables.values()):
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file")
+    return tables
+
+
+def read_source(source: Path, tables: dict[str, Path], grid: dict, name: str, options: dict):
+    """``(table, report)`` of a source: ``.asd`` files (a file or a directory;
+    ``import_asd``), an OSSL vis-NIR table joined with ``soillab`` / ``soilsite``
+    (``import_ossl``), or a wide table (``import_wide``)."""
+    tables = dict(tables)
+    labels = tables.pop("labels", None)
+    if source.is_dir() or source.suffix.lower() == ".asd":
+        return import_asd(source, grid=grid, library=name, labels=labels, **options)
+    if labels is not None:
+        raise ValueError("--labels is for .asd spectra; a table's carbon is its --carbon-column")
+    if tables:
+        return import_ossl(source, tables.get("soillab"), tables.get("soilsite"), grid=grid,
+                           library=name, **options)
+    return import_wide(source, grid=grid, library=name, **options)
+
+
+def _met_plan(project: Path, stored_plan: Path, name: str, source: Path, kept: pd.DataFrame,
+              table: pd.DataFrame, carbon_column: str | None) -> tuple[pd.DataFrame, str]:
+    """A site's stored lab plan and its note, when the import meets it (every planned sample
+    has a usable lab value); else ValueError naming the samples and the fixes."""
+    plan = read_plan(stored_plan)
+    problem = unmet_plan(plan, kept.loc[kept["soc"].notna(), "sample_id"], table["sample_id"])
+    where = stored_plan.relative_to(project)
+    if problem:
+        column = carbon_column or "the carbon column"
+        raise ValueError(
+            f"site {name}: {source} does not meet its lab plan ({where}): {problem}. Add those "
+            f"samples' lab values to {source} (column {column!r}; a value that fails validation "
+            "counts as missing), or make a new plan (`localsoc plan FILE --site "
+            f"{name} --replace`), or import without the plan (`--no-plan`, which removes "
+            "it); nothing was stored")
+    note = (f"lab plan {where}: {int((plan['role'] == 'calibration').sum())} calibration and "
+            f"{int((plan['role'] == 'validation').sum())} validation samples, all with lab "
+            "values; the study calibrates on the planned samples")
+    return plan, note
 
 
 def import_table(
@@ -100,7 +230,7 @@ def import_table(
     ``ossl_tables`` (``{"soillab": path, "soilsite": path}``, either may be None): OSSL tables
     joined to ``source``, its vis-NIR table, on the layer id (``import_ossl``). A ``source``
     that is an ``.asd`` file or a directory is read as ASD FieldSpec spectra (``import_asd``),
-    with the carbon of ``ossl_tables["labels"]`` when given.
+    with the carbon of ``ossl_tables["labels"]`` when given (:func:`read_source`).
 
     ``carbon_kind`` (``organic`` or ``total``; None: not declared) is recorded in the stored
     table's metadata. Carbon given as organic matter is organic carbon by definition, so
@@ -108,33 +238,17 @@ def import_table(
 
     A site with a stored lab plan (``localsoc plan``) must give a usable lab value (present and
     passing validation) for every planned sample, else nothing is stored and a ValueError names
-    the samples and the fixes; ``use_plan=False`` imports without the plan and removes it."""
+    the samples and the fixes; ``use_plan=False`` imports without the plan and removes it.
+    Storing is all or nothing (:func:`store_table`)."""
     name = check_name(name, f"{kind} name")
-    if carbon_kind is not None and carbon_kind not in CARBON_KINDS:
-        raise ValueError(f"carbon kind {carbon_kind!r}: use one of {list(CARBON_KINDS)}")
-    if carbon_kind == "total" and str(options.get("carbon_units", "")).startswith("organic_"):
-        raise ValueError(f"--carbon-kind total with --carbon-units {options['carbon_units']}: "
-                         "organic matter converts to organic carbon; declare --carbon-kind "
-                         "organic, or give the total-carbon values in percent or g/kg")
+    _check_carbon_kind(carbon_kind, options)
     source = Path(source)
-    tables = {key: Path(value) for key, value in (ossl_tables or {}).items() if value}
-    for path in (source, *tables.values()):
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such file")
+    tables = _source_tables(source, ossl_tables)
     if kind not in ("site", "library"):
         raise ValueError(f"kind must be 'library' or 'site'; got {kind!r}")
     if kind == "site":
         options["site"] = name
-    labels = tables.pop("labels", None)
-    if source.is_dir() or source.suffix.lower() == ".asd":
-        table, report = import_asd(source, grid=grid, library=name, labels=labels, **options)
-    elif labels is not None:
-        raise ValueError("--labels is for .asd spectra; a table's carbon is its --carbon-column")
-    elif tables:
-        table, report = import_ossl(source, tables.get("soillab"), tables.get("soilsite"),
-                                    grid=grid, library=name, **options)
-    else:
-        table, report = import_wide(source, grid=grid, library=name, **options)
+    table, report = read_source(source, tables, grid, name, options)
     if kind == "site":
         table["library"] = pd.array([None] * len(table), dtype="string")
     kept, quarantine, validation = validate_table(table, validate_params, grid, role=kind,
@@ -142,41 +256,28 @@ def import_table(
     plan, plan_note = None, None
     stored_plan = plan_path(project, name) if kind == "site" else None
     if stored_plan is not None and stored_plan.exists() and use_plan:
-        plan = read_plan(stored_plan)
-        problem = unmet_plan(plan, kept.loc[kept["soc"].notna(), "sample_id"],
-                             table["sample_id"])
-        if problem:
-            column = options.get("carbon_column") or "the carbon column"
-            raise ValueError(
-                f"site {name}: {source} does not meet its lab plan "
-                f"({stored_plan.relative_to(project)}): {problem}. Add those samples' lab "
-                f"values to {source} (column {column!r}; a value that fails validation counts "
-                "as missing), or make a new plan (`localsoc plan FILE --site "
-                f"{name} --replace`), or import without the plan (`--no-plan`, which removes "
-                "it); nothing was stored")
-        plan_note = (f"lab plan {stored_plan.relative_to(project)}: "
-                     f"{int((plan['role'] == 'calibration').sum())} calibration and "
-                     f"{int((plan['role'] == 'validation').sum())} validation samples, all "
-                     "with lab values; the study calibrates on the planned samples")
-    folder = project / IMPORTS / ("libraries" if kind == "library" else "sites")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.parquet"
-    # atomic, the grid inside: a killed import keeps the old one
-    write_table(path, table, grid, carbon_kind=carbon_kind)
+        plan, plan_note = _met_plan(project, stored_plan, name, source, kept, table,
+                                    options.get("carbon_column"))
+    path = imported_path(project, kind, name)
+    status = store_table(project, path, table, grid, carbon_kind, track)
     if stored_plan is not None and stored_plan.exists() and not use_plan:
         stored_plan.unlink()
         plan_note = (f"lab plan {stored_plan.relative_to(project)} removed (--no-plan): the "
                      "study picks the calibration samples by Kennard-Stone on labelled rows")
-    status = _dvc_add(project, path) if track else "not tracked (--no-dvc)"
     return ImportOutcome(name, kind, path, table, report.to_dict(), quarantine, validation,
                          status, plan, plan_note)
 
 
-def imported_grid(project: Path, kind: str, name: str) -> dict:
+def imported_path(project: Path, kind: str, name: str) -> Path:
+    """Where an imported library or site table is stored."""
     folder = project / IMPORTS / ("libraries" if kind == "library" else "sites")
-    path = folder / f"{check_name(name)}.parquet"
+    return folder / f"{check_name(name)}.parquet"
+
+
+def imported_grid(project: Path, kind: str, name: str) -> dict:
+    path = imported_path(project, kind, name)
     if not path.exists():
-        have = sorted(p.stem for p in folder.glob("*.parquet"))
+        have = sorted(p.stem for p in path.parent.glob("*.parquet"))
         command = "localsoc import FILE --as" if kind == "library" else "localsoc site FILE --name"
         raise ValueError(f"no imported {kind} {name!r} (imported: {have or 'none'}); add it "
                          f"with `{command} {name}`")

@@ -4,7 +4,8 @@
 (``.<name>.saving-<pid>-<random>``), flush it to disk and then put it in place with
 ``os.replace`` (a directory: the old one renamed aside, the new one renamed in, the old one
 removed). A run killed during a save leaves at most a hidden staging leftover, never a 0-byte or
-half-written output; ``replace_path`` is the same step for the project's own datasets.
+half-written output; ``replace_path`` is the same step for the project's own datasets, and
+``remove_stale_staging`` removes the leftovers of writers that are no longer running.
 
 The catalog's file datasets are these subclasses of kedro-datasets' (``CSVDataset``,
 ``ParquetDataset``, ``JSONDataset``, ``TextDataset``, ``MatplotlibDataset``).
@@ -13,6 +14,7 @@ The catalog's file datasets are these subclasses of kedro-datasets' (``CSVDatase
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path, PurePosixPath
@@ -24,11 +26,53 @@ from kedro_datasets.pandas import CSVDataset as _CSVDataset
 from kedro_datasets.pandas import ParquetDataset as _ParquetDataset
 from kedro_datasets.text import TextDataset as _TextDataset
 
+#: A name ``staging_path`` gives: ``.<target name>.saving-<writer's pid>-<8 hex digits>``,
+#: with ``.old`` for a directory moved aside by ``replace_path``.
+STAGING_NAME = re.compile(r"^\.(?P<target>.+)\.saving-(?P<pid>\d+)-[0-9a-f]{8}(?:\.old)?$")
+
 
 def staging_path(target: str | Path) -> Path:
     """A hidden path beside ``target`` for writing it (never taken for the output itself)."""
     target = Path(target)
     return target.with_name(f".{target.name}.saving-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (ours included: this process may be
+    holding a staged file, as ``localsoc.workflow.store_table`` holds the previous table)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def stale_staging(directory: str | Path, target: str | None = None) -> list[Path]:
+    """The staging leftovers in ``directory`` (of ``target``'s name only, when given) whose
+    writer is no longer running: names that ``staging_path`` gives (``STAGING_NAME``), with the
+    pid of a process that has ended. Leftovers of a live writer and other hidden files are not
+    listed."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = []
+    for path in sorted(directory.iterdir()):
+        match = STAGING_NAME.match(path.name)
+        if match is None or (target is not None and match["target"] != target):
+            continue
+        if not _running(int(match["pid"])):
+            stale.append(path)
+    return stale
+
+
+def remove_stale_staging(directory: str | Path, target: str | None = None) -> list[Path]:
+    """Remove ``stale_staging(directory, target)`` (a killed write's leftovers); returns them."""
+    stale = stale_staging(directory, target)
+    for path in stale:
+        remove_path(path)
+    return stale
 
 
 def _fsync(path: Path) -> None:
@@ -52,7 +96,8 @@ def replace_path(staged: Path, target: Path) -> None:
     """Put ``staged`` (a file or a directory, written completely) at ``target``."""
     _fsync(staged)
     if staged.is_dir() and target.exists():
-        old = staging_path(target).with_suffix(".old")
+        aside = staging_path(target)
+        old = aside.with_name(aside.name + ".old")
         target.rename(old)
         staged.rename(target)
         remove_path(old)
@@ -80,8 +125,7 @@ class AtomicSave:
     def save(self, data: Any) -> None:
         target = Path(str(self._filepath))
         target.parent.mkdir(parents=True, exist_ok=True)
-        for leftover in target.parent.glob(f".{target.name}.saving-*"):  # of a killed run
-            remove_path(leftover)
+        remove_stale_staging(target.parent, target.name)  # of a killed run
         staged = staging_path(target)
         self._filepath = PurePosixPath(str(staged))
         try:

@@ -3,12 +3,13 @@
 ``localsoc import`` and ``localsoc site`` write ``<directory>/<name>.parquet`` (DVC-tracked) with
 :func:`write_table`: the study grid the table was imported on, and the kind of carbon its
 ``soc`` column holds when the import declared it (``--carbon-kind organic|total``), travel in the
-file's own metadata, and the file is written under a temporary name in the same directory, then renamed over the old
-one (``os.replace``), so an interrupted import leaves the previous table and its grid as they
-were. The ingest pipeline loads the directory as an :class:`ImportedTables` mapping
-``{name: DataFrame}`` that reads a table only when it is looked up: a run reads the tables it
-uses and no others. A table that cannot be read is a :class:`DamagedTableError` naming the file
-and the fix.
+file's own metadata, and the file is written under a temporary name in the same directory, then
+renamed over the old one (``os.replace``), so an interrupted import leaves the previous table and
+its grid as they were (and a hidden leftover, removed by the next write once its writer has
+ended: ``localsoc.datasets.atomic.remove_stale_staging``). The ingest pipeline loads the
+directory as an :class:`ImportedTables` mapping ``{name: DataFrame}`` that reads a table only
+when it is looked up: a run reads the tables it uses and no others. A table that cannot be read
+is a :class:`DamagedTableError` naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from kedro.io import AbstractDataset, DatasetError
 
-from localsoc.datasets.atomic import remove_path, replace_path, staging_path
+from localsoc.datasets.atomic import (
+    remove_path,
+    remove_stale_staging,
+    replace_path,
+    staging_path,
+)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: Longest name: it becomes a file name (with a suffix and a temporary prefix) and a column value.
@@ -83,6 +89,7 @@ def write_table(path: str | Path, table: pd.DataFrame, grid: Mapping | None = No
         metadata[CARBON_KIND_KEY] = carbon_kind.encode()
     arrow = arrow.replace_schema_metadata(metadata)
     # staged under a hidden name that does not end in .parquet: a leftover is never a table
+    remove_stale_staging(path.parent, path.name)  # of a killed import
     staged = staging_path(path)
     try:
         pq.write_table(arrow, staged)
@@ -235,6 +242,7 @@ def write_plan(path: str | Path, plan: pd.DataFrame) -> None:
     """Write a lab plan atomically (as :func:`write_table` does)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(path.parent, path.name)
     staged = staging_path(path)
     try:
         plan.to_csv(staged, index=False)
