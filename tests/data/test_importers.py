@@ -389,13 +389,40 @@ def test_rows_in_other_units_than_the_file_are_quarantined_with_the_reason():
     assert list(kept.columns) == list(schema.META_COLUMNS) + GRID.columns
 
 
-def test_a_file_mostly_in_other_units_than_its_largest_values_stops_validation():
-    # the file's maximum (percent rows) made every row percent: 30 of 40 rows are fractions
-    table, _ = import_wide(mixed_units(percent_rows=10, fraction_rows=30), grid=GRID,
-                           library="lab", site="field", spectra="auto")
-    with pytest.raises(ValueError, match="30 of 40 rows") as error:
-        validate_site(table)
-    assert "reflectance fractions" in str(error.value)
+def test_a_file_mostly_of_fractions_names_its_rows_in_percent():
+    # the file's maximum (10 percent rows) would make every row percent: 30 of 40 are fractions
+    with pytest.raises(ValueError, match="30 of 40 rows look like reflectance fractions") as error:
+        import_wide(mixed_units(percent_rows=10, fraction_rows=30), grid=GRID,
+                    library="lab", site="field", spectra="auto")
+    message = str(error.value)
+    assert "10 row(s) hold values above 1.5" in message
+    # the largest cell of each row, and how many more
+    assert "row 0, column 'nm_2500': 41.5 and 430 more cell(s) above 1.5" in message
+    assert "(10 rows in all)" in message and "separate file" in message
+
+
+@pytest.mark.parametrize(("value", "spectra"), [(45.0, "auto"), (45.0, "reflectance"),
+                                                (450.0, "auto"), (45.0, "percent_reflectance")])
+def test_one_cell_above_the_threshold_in_a_fraction_file_is_named(value, spectra):
+    frame = wide_frame(rows=40)
+    frame.loc[7, "nm_1200"] = value  # a percent value (or a typo) among fractions
+    with pytest.raises(ValueError) as error:
+        import_wide(frame, grid=GRID, library="lab", site="field", spectra=spectra,
+                    id_column="lab_id")
+    message = str(error.value)
+    assert f"row 7 (sample 'S7'), column 'nm_1200': {value:g}" in message
+    assert "39 of 40 rows look like reflectance fractions" in message
+    assert "1 row(s) hold values above 1.5" in message
+    assert "divide it by 100" in message and "blank" in message
+    assert "other cell" not in message and "rows in all" not in message
+
+
+def test_a_fraction_file_with_a_cell_above_the_threshold_names_every_cell_of_its_row():
+    frame = wide_frame(rows=3).drop(columns="lab_id")  # no id column: rows only
+    frame.loc[1, ["nm_400", "nm_405"]] = [2.0, 3.0]
+    with pytest.raises(ValueError, match="2 of 3 rows") as error:
+        import_wide(frame, grid=GRID, library="lab", spectra="auto")
+    assert "row 1, column 'nm_405': 3 and 1 more cell(s) above 1.5" in str(error.value)
 
 
 @pytest.mark.parametrize("column", ["sample_id", "id", "id.layer_uuid_txt", "id.layer_local_c"])

@@ -410,6 +410,53 @@ def _to_reflectance(
     return units_rules.to_fractions(values, units), units, conversions
 
 
+def _largest_by_row(values: np.ndarray) -> np.ndarray:
+    """Each row's largest finite value (-inf for a row without one)."""
+    return np.where(np.isfinite(values), values, -np.inf).max(axis=1)
+
+
+def _cells_above(values: np.ndarray, columns: list, ids: pd.Series | None, threshold: float,
+                 shown: int = 5) -> str:
+    """The cells above ``threshold``, row by row (row counted from 0, sample id, column, value;
+    the largest of a row's cells, with how many more the row has), for error messages."""
+    rows = np.flatnonzero(_largest_by_row(values) > threshold)
+    parts = []
+    for row in rows[:shown]:
+        cells = np.flatnonzero(values[row] > threshold)
+        column = int(cells[np.argmax(values[row, cells])])
+        sample = "" if ids is None or pd.isna(ids.iloc[row]) else f" (sample {ids.iloc[row]!r})"
+        more = f" and {cells.size - 1} more cell(s) above {threshold:g}" if cells.size > 1 else ""
+        parts.append(f"row {row}{sample}, column {columns[column]!r}: {values[row, column]:g}"
+                     f"{more}")
+    rest = f"; ... ({rows.size} rows in all)" if rows.size > shown else ""
+    return "; ".join(parts) + rest
+
+
+def _check_few_cells_above(values: np.ndarray, units: str, columns: list,
+                           ids: pd.Series | None, percent_reflectance_above: float) -> None:
+    """The unit rule for a file of reflectance fractions with a few cells above
+    ``percent_reflectance_above``: when most rows (with a number) stay at or below it, those
+    rows are fractions and the rows above it are the exception, so the file is not read as
+    percent reflectance (which would quarantine every fraction row) nor refused as a whole:
+    ``ValueError`` naming the cells and the fixes. Absorbance has no such rule."""
+    if units == "absorbance":
+        return
+    top = _largest_by_row(values)
+    above = int((top > percent_reflectance_above).sum())
+    at_most = int((np.isfinite(top) & (top <= percent_reflectance_above)).sum())
+    if above == 0 or at_most <= above:
+        return
+    raise ValueError(
+        f"{at_most:,} of {at_most + above:,} rows look like reflectance fractions (largest value "
+        f"<= {percent_reflectance_above:g}) but {above} row(s) hold values above "
+        f"{percent_reflectance_above:g}: "
+        f"{_cells_above(values, columns, ids, percent_reflectance_above)}. If the file holds "
+        "fractions, correct those cells (a percent value among fractions: divide it by 100) or "
+        "blank them (validation then quarantines the row), and import with "
+        "spectra='reflectance' (or 'auto'); if those rows really are percent reflectance, "
+        "import them from a separate file with spectra='percent_reflectance'")
+
+
 def _rows_in_other_units(
     values: np.ndarray, units: str, percent_reflectance_above: float
 ) -> pd.Series | None:
@@ -672,6 +719,9 @@ def import_wide(
             f"({found.columns[0]!r}, ...), which holds {named_units.replace('_', ' ')}; "
             f"declare spectra={named_units!r} or 'auto'")
     raw = _numeric_block(frame, found.columns, "spectral")
+    _check_few_cells_above(raw, declared, found.columns,
+                           _as_ids(columns["id_column"]) if "id_column" in columns else None,
+                           percent_reflectance_above)
     reflectance, units, conversions = _to_reflectance(
         raw, declared, found.columns, percent_reflectance_above, absorbance_max
     )
