@@ -13,7 +13,11 @@ export BENTOML_DO_NOT_TRACK := true
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: setup run test serve bench lint lock clean
+.PHONY: help setup run test serve bench lint lock clean
+.DEFAULT_GOAL := help
+
+help: ## this list of targets (the Makefile's double-hash comments)
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-z][a-z_-]*:.*## / {printf "  make %-6s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,14 +45,14 @@ run: setup ## the whole demo study on the embedded simulated data, through `dvc 
 test: setup ## the test suite
 	$(BIN)/python -m pytest
 
-serve: setup ## the prediction service on $(HOST):$(PORT), serving the bundle in data/06_models/bento_tag.txt; no API key unless LOCALSOC_API_KEY is set
+serve: setup ## the prediction service on HOST:PORT (default 127.0.0.1:3000), serving the bundle in data/06_models/bento_tag.txt; no API key unless LOCALSOC_API_KEY is set
 	$(BIN)/bentoml serve localsoc.serving.service:LocalSOCService --host $(HOST) --port $(PORT)
 
 bench: run ## the benchmark scripts under bench/ (figures go to BENCHMARKS.md), after the demo study (four of them read its outputs)
 	for script in bench/*.py; do case $$script in bench/_*|bench/compare_studies.py) continue;; esac; \
 	  $(BIN)/python $$script || exit 1; done
 
-lint: setup
+lint: setup ## ruff on the Python, hadolint on the Dockerfile
 	$(BIN)/ruff check src tests bench examples tools
 	$(BIN)/hadolint Dockerfile
 
@@ -57,5 +61,5 @@ lock: ## refresh requirements.lock from the current virtualenv, and its runtime 
 	 $(BIN)/pip freeze --exclude-editable | grep -v '^localsoc') > requirements.lock
 	$(BIN)/python tools/runtime_lock.py
 
-clean:
+clean: ## remove the virtualenv and the built kernels
 	rm -rf $(VENV) build src/localsoc/_native/*.so src/localsoc/_native/*.c native/*.c

@@ -57,23 +57,23 @@ def lab_file(root, plan: pd.DataFrame, drop: list[str] = ()) -> str:
 @pytest.fixture(scope="module")
 def planned_study(field):
     root = field
+    plan = invoke(root, "plan", str(root / "data/examples/geeves_scans.csv.gz"), "--site", SITE,
+                  "--n", "30", "--validation", "20", "--spectra", "reflectance", "--out",
+                  str(root / "lab_request.csv"), "--id-column", "sample_id", *GRID)
     common = ["--id-column", "sample_id", "--no-dvc", *GRID]
-    scans = str(root / "data/examples/geeves_scans.csv.gz")
-    plan = invoke(root, "plan", scans, "--site", SITE, "--n", "30", "--validation", "20",
-                  "--spectra", "reflectance", "--out", str(root / "lab_request.csv"), *common)
     assert plan.exit_code == 0, plan.output
-    assert invoke(root, "import", str(root / "data/examples/nirsoil_library.csv.gz"), "--as",
+    assert invoke(root, "import", str(root / "data/examples/nirsoil_library.csv.gz"), "--library",
                   "nirsoil", "--spectra", "absorbance", "--carbon-column", "Ciso",
                   "--carbon-kind", "organic", "--country", "BE", *common).exit_code == 0
-    assert invoke(root, "import", str(root / "au_small.csv"), "--as", "au_small",
+    assert invoke(root, "import", str(root / "au_small.csv"), "--library", "au_small",
                   "--spectra", "reflectance", "--carbon-column", "TotalCarbon",
                   "--carbon-kind", "total", "--country", "AU", *common).exit_code == 0
     request = pd.read_csv(root / "lab_request.csv")
     missing = request.loc[request["role"] == "calibration", "sample_id"].iloc[3]
-    refused = invoke(root, "site", lab_file(root, request, drop=[missing]), "--name", SITE,
+    refused = invoke(root, "site", lab_file(root, request, drop=[missing]), "--site", SITE,
                      "--spectra", "reflectance", "--carbon-column", "TotalCarbon",
                      "--country", "AU", *common, catch=True)
-    site = invoke(root, "site", lab_file(root, request), "--name", SITE, "--spectra",
+    site = invoke(root, "site", lab_file(root, request), "--site", SITE, "--spectra",
                   "reflectance", "--carbon-column", "TotalCarbon", "--carbon-kind", "total",
                   "--country", "AU", *common)
     assert site.exit_code == 0, site.output
@@ -249,8 +249,8 @@ def test_a_plan_with_too_few_validation_samples_says_what_the_study_will_need(fi
     """Only the calibration samples planned: the study would have no test set, and plan says so
     (a site name of its own, so the planned study above is untouched)."""
     done = invoke(field, "plan", str(field / "data/examples/geeves_scans.csv.gz"), "--site",
-                  "lab_only_field", "--n", "30", "--spectra", "reflectance", "--id-column",
-                  "sample_id", *GRID)
+                  "lab_only_field", "--n", "30", "--validation", "0", "--spectra",
+                  "reflectance", "--id-column", "sample_id", *GRID)
     assert done.exit_code == 0, done.output
     text = " ".join(done.output.split())
     assert "fewer than 10 validation samples (split.min_test)" in text

@@ -6,6 +6,8 @@ for `kedro run`.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import time
@@ -22,6 +24,11 @@ for _name, _value in (
     ("TF_CPP_MIN_LOG_LEVEL", "3"),
 ):
     os.environ.setdefault(_name, _value)
+
+#: The Kedro environment every command defaults to: the demo (``make run``'s). conf/demo
+#: changes only the simulated library's size and the search budgets; the grid, validation and
+#: split settings that import, site, plan and study read are conf/base's in both.
+DEFAULT_ENV = "demo"
 
 
 def project_root() -> Path:
@@ -118,11 +125,21 @@ def _cell(value) -> str:
     return "" if value is None else str(value)
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="localsoc", prog_name="localsoc")
 @click.option("--verbose", is_flag=True,
               help="show TensorFlow's start-up lines (oneDNN, CUDA, absl) on the console")
 def main(verbose: bool) -> None:
-    """LocalSOC: localise a large soil spectral library to one field's SOC."""
+    """LocalSOC: localise a large soil spectral library to one field's SOC.
+
+    \b
+    Examples:
+      localsoc run                                         the demo study (make run)
+      localsoc import nirsoil.csv --library nirsoil --spectra absorbance
+      localsoc site field.csv --site my_field --carbon-column TotalCarbon
+      localsoc study --site my_field --library nirsoil
+      localsoc predict --site my_field                     its unlabelled scans
+    """
     from localsoc.quiet_start import VERBOSE_ENV
 
     if verbose:
@@ -151,14 +168,10 @@ def run_through_dvc(project: Path, env: str, params: dict | None = None,
 
     A project that is not a DVC repository (no .dvc/) runs the stages in this process instead,
     and says so: nothing is recorded."""
-    import subprocess
-    import sys
-    import tempfile
-
     from rich.console import Console
 
     start_tensorflow()  # quietly, before the pipelines (dvc.yaml's generator) import it
-    from localsoc.dvc_stages import DVC_FILE, dvc_yaml, write_params
+    from localsoc.dvc_stages import write_params
     from localsoc.pipeline_registry import STAGES
 
     console = Console(stderr=True)
@@ -171,33 +184,8 @@ def run_through_dvc(project: Path, env: str, params: dict | None = None,
             f"{project}/src/localsoc: the package source is not in this project; the DVC "
             "stages depend on it. Run from a clone of the project")
     write_params(project, env, params)
-    text = dvc_yaml(project)
-    dvc_file = project / DVC_FILE
-    if not dvc_file.exists() or dvc_file.read_text() != text:
-        from localsoc.datasets.atomic import write_text
-
-        write_text(dvc_file, text)
-        console.print(f"{DVC_FILE} written from the pipelines (`localsoc dvc-yaml`)")
-    command = [sys.executable, "-m", "dvc", "repro"]
-    if force:
-        command.append("--force")
-    if stages:
-        command += ["--single-item", *stages]
-    with tempfile.TemporaryDirectory() as scratch:
-        log = Path(scratch) / "stages.log"
-        environment = {**os.environ, STAGE_LOG_VARIABLE: str(log),
-                       "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-        console.rule("[bold]dvc repro")
-        done = subprocess.run(command, cwd=project, env=environment)
-        seconds = {}
-        if log.exists():
-            for line in log.read_text().splitlines():
-                name, value = line.rsplit(" ", 1)
-                seconds[name] = float(value)
-    if done.returncode != 0:
-        raise click.ClickException(
-            f"`dvc repro` failed (exit {done.returncode}); the message above names the stage. "
-            "Fix it and run again: the stages that finished are recorded and are not rerun")
+    _refresh_dvc_yaml(project, console)
+    seconds = _dvc_repro(project, stages, force, console)
     if not seconds:
         console.print("[green]Nothing changed since the last run: every stage is up to date "
                       "(dvc.lock); the results below are that run's")
@@ -208,6 +196,42 @@ def run_through_dvc(project: Path, env: str, params: dict | None = None,
                       "running the package stage again")
         seconds.update(run_through_dvc(project, env, params, stages=["package"], force=True))
     return seconds
+
+
+def _refresh_dvc_yaml(project: Path, console) -> None:
+    """Write dvc.yaml from the pipelines when it is missing or stale."""
+    from localsoc.datasets.atomic import write_text
+    from localsoc.dvc_stages import DVC_FILE, dvc_yaml
+
+    text = dvc_yaml(project)
+    dvc_file = project / DVC_FILE
+    if not dvc_file.exists() or dvc_file.read_text() != text:
+        write_text(dvc_file, text)
+        console.print(f"{DVC_FILE} written from the pipelines (`localsoc dvc-yaml`)")
+
+
+def _dvc_repro(project: Path, stages: list[str] | None, force: bool,
+               console) -> dict[str, float]:
+    """`dvc repro` (of ``stages``, or all) in ``project``: the seconds of each stage that ran,
+    as `localsoc stage` logs them; a ClickException when DVC fails."""
+    import subprocess
+    import sys
+    import tempfile
+
+    command = [sys.executable, "-m", "dvc", "repro", *(["--force"] if force else []),
+               *(["--single-item", *stages] if stages else [])]
+    with tempfile.TemporaryDirectory() as scratch:
+        log = Path(scratch) / "stages.log"
+        environment = {**os.environ, STAGE_LOG_VARIABLE: str(log),
+                       "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        console.rule("[bold]dvc repro")
+        done = subprocess.run(command, cwd=project, env=environment)
+        lines = log.read_text().splitlines() if log.exists() else []
+    if done.returncode != 0:
+        raise click.ClickException(
+            f"`dvc repro` failed (exit {done.returncode}); the message above names the stage. "
+            "Fix it and run again: the stages that finished are recorded and are not rerun")
+    return {name: float(value) for name, value in (line.rsplit(" ", 1) for line in lines)}
 
 
 def _bundle_in_store(project: Path) -> bool:
@@ -223,8 +247,14 @@ def _bundle_in_store(project: Path) -> bool:
     return True
 
 
+def env_option(function):
+    """``--env``: the Kedro environment under conf/ (every command's, ``DEFAULT_ENV``)."""
+    return click.option("--env", default=DEFAULT_ENV, show_default=True,
+                        help="Kedro environment under conf/ (demo, base, test, or yours)")(function)
+
+
 @main.command()
-@click.option("--env", default="demo", show_default=True, help="Kedro environment under conf/")
+@env_option
 @click.option(
     "--pipeline", "pipelines", multiple=True,
     help="only these stages, if changed (default: every stage, in order)"
@@ -233,8 +263,15 @@ def _bundle_in_store(project: Path) -> bool:
 def run(env: str, pipelines: tuple[str, ...], force: bool) -> None:
     """Run the study stages through DVC (only what changed) and print the summary.
 
-    With ``--pipeline`` after `localsoc study`, the study's own choices (site, libraries, n,
-    grid) recorded in params.yaml are kept, so the stages rerun for the same study."""
+    With --pipeline after `localsoc study`, the study's own choices (site, libraries, n,
+    grid) recorded in params.yaml are kept, so the stages rerun for the same study.
+
+    \b
+    Examples:
+      localsoc run                          the demo study on simulated data (make run)
+      localsoc run --env base               the paper-sized budgets (a GPU job)
+      localsoc run --pipeline evaluate --pipeline report
+    """
     start_tensorflow()  # quietly, before the pipelines import it
     from localsoc.dvc_stages import recorded_overrides
     from localsoc.pipeline_registry import STAGES
@@ -249,10 +286,17 @@ def run(env: str, pipelines: tuple[str, ...], force: bool) -> None:
     print_summary(project, seconds, study=not pipelines)
 
 
-@main.command()
+@main.command(hidden=True)
 @click.argument("name")
 def stage(name: str) -> None:
-    """Run one stage with the parameters of params.yaml (what each dvc.yaml stage calls)."""
+    """Run one stage with the parameters of params.yaml (what each dvc.yaml stage calls).
+
+    Internal: dvc.yaml's stages call it.
+
+    \b
+    Example:
+      localsoc stage split
+    """
     start_tensorflow()  # quietly, before the pipelines import it
     from localsoc.dvc_stages import read_params
     from localsoc.pipeline_registry import STAGES
@@ -273,10 +317,17 @@ def stage(name: str) -> None:
             log.write(f"{name} {seconds[name]}\n")
 
 
-@main.command(name="dvc-yaml")
+@main.command(name="dvc-yaml", hidden=True)
 @click.option("--check", is_flag=True, help="exit 1 if dvc.yaml differs instead of writing it")
 def write_dvc_yaml(check: bool) -> None:
-    """Write dvc.yaml from the pipeline registry, the catalog and the source imports."""
+    """Write dvc.yaml from the pipeline registry, the catalog and the source imports.
+
+    Internal: `localsoc run` writes it when it is stale.
+
+    \b
+    Example:
+      localsoc dvc-yaml --check
+    """
     start_tensorflow()  # quietly, before the pipelines import it
     from localsoc.datasets.atomic import write_text
     from localsoc.dvc_stages import DVC_FILE, dvc_yaml
@@ -299,56 +350,129 @@ def write_dvc_yaml(check: bool) -> None:
 # Bring your own library and site
 
 
-def _import_options(spectra, carbon_column, carbon_units, om_factor, id_column, country,
-                    country_column, lat_column, lon_column, narrow_grid_ok) -> dict:
-    options = {"spectra": spectra, "carbon_column": carbon_column or None,
-               "carbon_units": carbon_units, "id_column": id_column, "country": country,
-               "country_column": country_column, "lat_column": lat_column,
-               "lon_column": lon_column, "narrow_grid_ok": narrow_grid_ok}
-    if om_factor is not None:
-        options["om_factor"] = om_factor
-    return options
+@dataclasses.dataclass(frozen=True)
+class FileOptions:
+    """How `import`, `site`, `plan` and `predict` read a file of spectra (their shared options;
+    a command without one of them gets the default here)."""
+
+    spectra: str = "auto"
+    carbon_column: str | None = "auto"
+    carbon_units: str = "percent"
+    om_factor: float | None = None
+    carbon_kind: str | None = None
+    id_column: str | None = None
+    country: str | None = None
+    country_column: str | None = None
+    lat_column: str | None = None
+    lon_column: str | None = None
+    grid_start: float | None = None
+    grid_stop: float | None = None
+    grid_step: float | None = None
+    narrow_grid_ok: bool = False
+    no_dvc: bool = False
+    env: str = DEFAULT_ENV
+
+    def importer_options(self, carbon_column: str | None = None) -> dict:
+        """Keyword arguments of the importers (``localsoc.data.importers``);
+        ``carbon_column`` replaces this file's (None: no carbon column)."""
+        options = {"spectra": self.spectra, "carbon_column": carbon_column or None,
+                   "carbon_units": self.carbon_units, "id_column": self.id_column,
+                   "country": self.country, "country_column": self.country_column,
+                   "lat_column": self.lat_column, "lon_column": self.lon_column,
+                   "narrow_grid_ok": self.narrow_grid_ok}
+        if self.om_factor is not None:
+            options["om_factor"] = self.om_factor
+        return options
+
+    def grid(self, default: dict) -> dict:
+        """The grid to import on: ``default`` (the environment's) with --grid-* applied."""
+        from localsoc.workflow import grid_from_options
+
+        return grid_from_options(self.grid_start, self.grid_stop, self.grid_step, default)
 
 
-def import_options(function):
-    """Options shared by `import` and `site`: how to read the file."""
-    for option in reversed([
-        click.option("--spectra", type=click.Choice(["reflectance", "percent_reflectance",
-                                                     "absorbance", "auto"]),
-                     default="auto", show_default=True,
-                     help="what the spectral columns hold (absorbance must be declared)"),
-        click.option("--carbon-column", default="auto", show_default=True,
-                     help="column with the lab carbon values ('' for none; auto: soc, else "
-                          "OSSL's organic carbon column, named in the report)"),
-        click.option("--carbon-units", type=click.Choice(["percent", "g_per_kg",
-                                                          "organic_matter_percent",
-                                                          "organic_matter_g_per_kg"]),
-                     default="percent", show_default=True),
-        click.option("--om-factor", type=float, default=None,
-                     help="organic matter to organic carbon factor (default 1.724)"),
-        click.option("--carbon-kind", type=click.Choice(["organic", "total"]), default=None,
-                     help="what the carbon column measures: organic carbon, or total carbon "
-                          "(organic + carbonate; e.g. dry combustion of untreated soil). "
-                          "Recorded with the table; the study warns when a site and a "
-                          "library differ"),
-        click.option("--id-column", default=None,
-                     help="column with sample ids (default: one named sample_id, id, "
-                          "id.layer_uuid_txt or id.layer_local_c; else generated)"),
-        click.option("--country", default=None, help="ISO country code for every row"),
-        click.option("--country-column", default=None, help="column with ISO country codes"),
-        click.option("--lat-column", default=None),
-        click.option("--lon-column", default=None),
-        click.option("--grid-start", type=float, default=None, help="grid start, nm"),
-        click.option("--grid-stop", type=float, default=None, help="grid end, nm"),
-        click.option("--grid-step", type=float, default=None, help="grid step, nm"),
-        click.option("--narrow-grid-ok", is_flag=True,
-                     help="import on the part of the grid the file covers"),
-        click.option("--no-dvc", is_flag=True, help="do not `dvc add` the imported table"),
-        click.option("--env", default="base", show_default=True,
-                     help="Kedro environment whose grid and validation settings apply"),
-    ]):
-        function = option(function)
-    return function
+_SPECTRA_UNITS = ["reflectance", "percent_reflectance", "absorbance", "auto"]
+_CARBON_UNITS = ["percent", "g_per_kg", "organic_matter_percent", "organic_matter_g_per_kg"]
+#: Each file option as a ``click.option`` waiting for its last keywords (``hidden``, ...).
+FILE_OPTIONS = {
+    "spectra": functools.partial(
+        click.option, "--spectra", type=click.Choice(_SPECTRA_UNITS),
+        default=FileOptions.spectra, show_default=True,
+        help="what the spectral columns hold (absorbance must be declared)"),
+    "carbon_column": functools.partial(
+        click.option, "--carbon-column", default=FileOptions.carbon_column, show_default=True,
+        help="column with the lab carbon values ('' for none; auto: soc, else OSSL's organic "
+             "carbon column, named in the report)"),
+    "carbon_units": functools.partial(
+        click.option, "--carbon-units", type=click.Choice(_CARBON_UNITS),
+        default=FileOptions.carbon_units, show_default=True),
+    "om_factor": functools.partial(
+        click.option, "--om-factor", type=float, default=None,
+        help="organic matter to organic carbon factor (default 1.724)"),
+    "carbon_kind": functools.partial(
+        click.option, "--carbon-kind", type=click.Choice(["organic", "total"]), default=None,
+        help="what the carbon column measures: organic carbon, or total carbon (organic + "
+             "carbonate; e.g. dry combustion of untreated soil). Recorded with the table; the "
+             "study warns when a site and a library differ"),
+    "id_column": functools.partial(
+        click.option, "--id-column", default=None,
+        help="column with sample ids (default: one named sample_id, id, id.layer_uuid_txt or "
+             "id.layer_local_c; else generated)"),
+    "country": functools.partial(click.option, "--country", default=None,
+                                 help="ISO country code for every row"),
+    "country_column": functools.partial(click.option, "--country-column", default=None,
+                                        help="column with ISO country codes"),
+    "lat_column": functools.partial(click.option, "--lat-column", default=None),
+    "lon_column": functools.partial(click.option, "--lon-column", default=None),
+    "grid_start": functools.partial(click.option, "--grid-start", type=float, default=None,
+                                    help="grid start, nm"),
+    "grid_stop": functools.partial(click.option, "--grid-stop", type=float, default=None,
+                                   help="grid end, nm"),
+    "grid_step": functools.partial(click.option, "--grid-step", type=float, default=None,
+                                   help="grid step, nm"),
+    "narrow_grid_ok": functools.partial(click.option, "--narrow-grid-ok", is_flag=True,
+                                        help="import on the part of the grid the file covers"),
+    "no_dvc": functools.partial(click.option, "--no-dvc", is_flag=True,
+                                help="do not `dvc add` the imported table"),
+    "env": functools.partial(click.option, "--env", default=FileOptions.env, show_default=True,
+                             help="Kedro environment whose grid and validation settings apply"),
+}
+#: The options of every command that reads a file of spectra.
+READING = ("spectra", "id_column", "country", "country_column", "lat_column", "lon_column",
+           "narrow_grid_ok")
+#: ... of one that reads its carbon column (import, site, predict).
+CARBON = ("carbon_column", "carbon_units", "om_factor")
+#: ... of one that reads it on the environment's grid (import, site, plan).
+GRID = ("grid_start", "grid_stop", "grid_step", "env")
+#: ... of one that stores it (import, site).
+STORING = (*READING, *CARBON, "carbon_kind", *GRID, "no_dvc")
+
+
+def file_options(*names: str, ignored: tuple[str, ...] = ()):
+    """Add the ``FILE_OPTIONS`` ``names`` to a command, which gets them as one ``FileOptions``
+    keyword argument, ``read``; the ``ignored`` ones are accepted, hidden, with a note that
+    they do nothing in this command (it had them once)."""
+    def decorate(function):
+        @functools.wraps(function)
+        def command(*args, **kwargs):
+            read = FileOptions(**{name: kwargs.pop(name) for name in names})
+            for name in ignored:
+                kwargs.pop(name)
+            return function(*args, read=read, **kwargs)
+
+        for name in reversed(ignored):
+            command = FILE_OPTIONS[name](hidden=True, callback=_ignored_note)(command)
+        for name in reversed(names):
+            command = FILE_OPTIONS[name]()(command)
+        return command
+    return decorate
+
+
+def _ignored_note(ctx, param, value):
+    if ctx.get_parameter_source(param.name) is click.core.ParameterSource.COMMANDLINE:
+        click.echo(f"Note: {param.opts[0]} has no effect in `localsoc {ctx.info_name}`; "
+                   "ignored", err=True)
+    return value
 
 
 def ossl_options(function):
@@ -364,34 +488,65 @@ def ossl_options(function):
                         help="OSSL soil lab table to join on the layer id (carbon)")(function)
 
 
-def _do_import(kind, file, name, spectra, carbon_column, carbon_units, om_factor, carbon_kind,
-               id_column, country, country_column, lat_column, lon_column, grid_start,
-               grid_stop, grid_step, narrow_grid_ok, no_dvc, env, no_plan=False, ossl_lab=None,
-               ossl_site=None, labels=None):
+def renamed_option(flag: str, old: str, help: str):
+    """The required option ``flag`` whose old name ``old`` still works, hidden from the help,
+    with a deprecation note on stderr. The command gets one keyword argument, ``flag``'s."""
+    dest = flag.lstrip("-").replace("-", "_")
+
+    def note(ctx, param, value):
+        if value is not None:
+            click.echo(f"Note: {old} is deprecated; use {flag} (the same in every command)",
+                       err=True)
+        return value
+
+    def decorate(function):
+        @functools.wraps(function)
+        def command(*args, **kwargs):
+            value, legacy = kwargs.pop(dest), kwargs.pop(f"legacy_{dest}")
+            if value is not None and legacy is not None and value != legacy:
+                raise click.UsageError(f"{flag} {value!r} and {old} {legacy!r} disagree; give "
+                                       f"{flag} only")
+            if value is None and legacy is None:
+                raise click.UsageError(f"Missing option '{flag}'.")
+            return function(*args, **{dest: value if value is not None else legacy}, **kwargs)
+
+        command = click.option(old, f"legacy_{dest}", hidden=True, callback=note)(command)
+        return click.option(flag, dest, help=help)(command)
+    return decorate
+
+
+def _do_import(kind: str, file: str, name: str, read: FileOptions, *, no_plan: bool = False,
+               ossl: dict | None = None) -> None:
+    """Import ``file`` as a library or a site (``localsoc.workflow.import_table``) and say what
+    was stored."""
     from rich.console import Console
 
-    from localsoc.workflow import grid_from_options, import_table, project_parameters
+    from localsoc.workflow import import_table, project_parameters
 
-    console = Console()
     project = project_root()
-    params = project_parameters(project, env)
-    grid = grid_from_options(grid_start, grid_stop, grid_step, params["grid"])
+    params = project_parameters(project, read.env)
     try:
+        grid = read.grid(params["grid"])
         outcome = import_table(
             project, file, name=name, kind=kind, grid=grid, validate_params=params["validate"],
-            track=not no_dvc, carbon_kind=carbon_kind, use_plan=not no_plan,
-            ossl_tables={"soillab": ossl_lab, "soilsite": ossl_site, "labels": labels},
-            **_import_options(spectra, carbon_column, carbon_units, om_factor, id_column,
-                              country, country_column, lat_column, lon_column, narrow_grid_ok),
-        )
+            track=not read.no_dvc, carbon_kind=read.carbon_kind, use_plan=not no_plan,
+            ossl_tables={"soillab": None, "soilsite": None, "labels": None, **(ossl or {})},
+            **read.importer_options(read.carbon_column))
     except (ValueError, OSError) as error:  # OSError: a file that cannot be read or written
         raise click.ClickException(str(error)) from None
-    report = outcome.report
+    print_import(Console(), outcome, file, grid, read.carbon_kind)
+
+
+def print_import(console, outcome, file: str, grid: dict, carbon_kind: str | None) -> None:
+    """What an import stored: rows, units, ids, carbon, labelled rows, validation, where."""
+    from localsoc.data.schema import band_columns
+
+    report, kind = outcome.report, outcome.kind
     labelled = int(outcome.table["soc"].notna().sum())
     console.print(f"[bold]{kind} {outcome.name}[/]: {len(outcome.table)} rows from {file} "
                   f"({report['spectral_columns']} spectral columns, {report['spectral_convention']}"
                   f" naming, {report['spectra_units']}; {report['source_range_nm'][0]:g}-"
-                  f"{report['source_range_nm'][1]:g} nm) -> {len(band_columns_of(outcome.table))}"
+                  f"{report['source_range_nm'][1]:g} nm) -> {len(band_columns(outcome.table))}"
                   f" bands on {grid['start_nm']:g}-{grid['stop_nm']:g} nm every "
                   f"{grid['step_nm']:g} nm")
     console.print(f"  sample ids: column {report['id_column']!r}" if report["id_column"]
@@ -410,54 +565,64 @@ def _do_import(kind, file, name, spectra, carbon_column, carbon_units, om_factor
                       f"{len(outcome.table) - labelled} unlabelled rows (spectra to predict)")
     else:
         console.print(f"  {labelled} rows with carbon values")
-    if len(outcome.quarantine):
-        console.print(f"[yellow]  {len(outcome.quarantine)} row(s) would be quarantined by "
-                      "validation:")
-        reasons = outcome.quarantine["failed_expectations"]
-        for _, rows in outcome.quarantine.groupby(reasons, sort=False):
-            first = rows.iloc[0]
-            shown = ", ".join(str(r) for r in rows["source_row"].head(5))
-            more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
-            console.print(f"    {len(rows)} row(s) (rows {shown}{more}): "
-                          f"{first['quarantine_reason']}")
-        console.print("    (validation quarantines them with these reasons when the study runs)")
-    else:
-        console.print("  validation: every row passes")
+    print_quarantine(console, outcome.quarantine)
     if outcome.plan_note:
         console.print(f"  {outcome.plan_note}")
     console.print(f"  stored: {outcome.path}; {outcome.dvc}")
 
 
-def band_columns_of(table):
-    from localsoc.data.schema import band_columns
-
-    return band_columns(table)
+def print_quarantine(console, quarantine) -> None:
+    """The rows validation would quarantine, grouped by reason (or that every row passes)."""
+    if not len(quarantine):
+        console.print("  validation: every row passes")
+        return
+    console.print(f"[yellow]  {len(quarantine)} row(s) would be quarantined by validation:")
+    for _, rows in quarantine.groupby(quarantine["failed_expectations"], sort=False):
+        shown = ", ".join(str(r) for r in rows["source_row"].head(5))
+        more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+        console.print(f"    {len(rows)} row(s) (rows {shown}{more}): "
+                      f"{rows.iloc[0]['quarantine_reason']}")
+    console.print("    (validation quarantines them with these reasons when the study runs)")
 
 
 @main.command(name="import")
 @click.argument("file", type=click.Path())  # a directory of .asd files too
-@click.option("--as", "name", required=True, help="the library's name")
-@import_options
+@renamed_option("--library", "--as", "the library's name (required)")
+@file_options(*STORING)
 @ossl_options
-def import_library(file, name, **options) -> None:
-    """Validate and add a spectral library (wide CSV / Parquet, OSSL naming too)."""
-    _do_import("library", file, name, **options)
+def import_library(file, library, read, ossl_lab, ossl_site, labels) -> None:
+    """Validate and add a spectral library (wide CSV / Parquet, OSSL naming too).
+
+    \b
+    Example:
+      localsoc import nirsoil.csv.gz --library nirsoil --spectra absorbance \\
+          --carbon-column Ciso --carbon-kind organic --country BE
+    """
+    _do_import("library", file, library, read,
+               ossl={"soillab": ossl_lab, "soilsite": ossl_site, "labels": labels})
 
 
 @main.command(name="site")
 @click.argument("file", type=click.Path())  # a directory of .asd files too
-@click.option("--name", "name", required=True, help="the site's name")
+@renamed_option("--site", "--name", "the site's name (required)")
 @click.option("--no-plan", is_flag=True,
               help="ignore and remove the site's lab plan (`localsoc plan`): the study then "
                    "picks calibration samples by Kennard-Stone on the labelled rows")
-@import_options
+@file_options(*STORING)
 @ossl_options
-def add_site(file, name, no_plan, **options) -> None:
+def add_site(file, site, no_plan, read, ossl_lab, ossl_site, labels) -> None:
     """Add a local site: rows with carbon calibrate and test, rows without are predicted.
 
     With a lab plan (`localsoc plan`) every planned sample needs its lab value, and the study
-    calibrates on the planned calibration samples."""
-    _do_import("site", file, name, no_plan=no_plan, **options)
+    calibrates on the planned calibration samples.
+
+    \b
+    Example:
+      localsoc site geeves_site.csv.gz --site geeves_field --spectra reflectance \\
+          --carbon-column TotalCarbon --carbon-kind total --country AU
+    """
+    _do_import("site", file, site, read, no_plan=no_plan,
+               ossl={"soillab": ossl_lab, "soilsite": ossl_site, "labels": labels})
 
 
 @main.command(name="plan")
@@ -465,43 +630,51 @@ def add_site(file, name, no_plan, **options) -> None:
 @click.option("--site", "site", required=True, help="the site's name (as `localsoc site` will "
               "get it)")
 @click.option("--n", "n", type=click.IntRange(min=2), default=None,
-              help="calibration samples Kennard-Stone picks (default: split.n_calibration)")
-@click.option("--validation", "n_validation", type=click.IntRange(min=0), default=0,
-              show_default=True,
-              help="extra validation samples drawn at random (seeded) from the rest")
+              help="calibration samples Kennard-Stone picks (default: split.n_calibration of "
+                   "the environment)")
+@click.option("--validation", "n_validation", type=click.IntRange(min=0), default=None,
+              help="extra validation samples drawn at random (seeded) from the rest (default: "
+                   "split.n_validation of the environment, as `localsoc study`)")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="also write the lab request CSV here")
 @click.option("--replace", is_flag=True, help="replace the site's existing plan")
-@import_options
-def plan(file, site, n, n_validation, out, replace, spectra, carbon_column, carbon_units,
-         om_factor, carbon_kind, id_column, country, country_column, lat_column, lon_column,
-         grid_start, grid_stop, grid_step, narrow_grid_ok, no_dvc, env) -> None:
+@file_options(*READING, *GRID, ignored=(*CARBON, "carbon_kind", "no_dvc"))
+def plan(file, site, n, n_validation, out, replace, read) -> None:
     """Choose which of a site's scanned samples go to the lab (no lab values needed).
 
     Kennard-Stone picks the calibration samples in the study's own space (its preprocessing
-    and split settings), optionally plus random validation samples, and writes the lab
-    request (sample_id, role, ks_rank) to data/01_raw/imports/plans/SITE.csv. Import the
-    file again with the lab values (`localsoc site FILE --name SITE`): the study then
-    calibrates on exactly these samples and tests on the rest."""
+    and split settings), plus random validation samples, and writes the lab request
+    (sample_id, role, ks_rank) to data/01_raw/imports/plans/SITE.csv. Import the file again
+    with the lab values (`localsoc site FILE --site SITE`): the study then calibrates on
+    exactly these samples and tests on the rest.
+
+    \b
+    Example:
+      localsoc plan scans.csv --site my_field --n 30 --validation 20 --out lab_request.csv
+    """
     from rich.console import Console
 
-    from localsoc.workflow import grid_from_options, make_plan, project_parameters
+    from localsoc.workflow import make_plan, project_parameters
 
-    console = Console()
     project = project_root()
-    params = project_parameters(project, env)
-    grid = grid_from_options(grid_start, grid_stop, grid_step, params["grid"])
+    params = project_parameters(project, read.env)
+    split = params["split"]
     try:
         outcome = make_plan(
-            project, file, site=site,
-            n=int(n if n is not None else params["split"]["n_calibration"]),
-            n_validation=n_validation, params=params, grid=grid, replace=replace,
-            out=Path(out) if out else None,
-            **_import_options(spectra, None, carbon_units, om_factor, id_column, country,
-                              country_column, lat_column, lon_column, narrow_grid_ok))
+            project, file, site=site, n=int(n if n is not None else split["n_calibration"]),
+            n_validation=int(n_validation if n_validation is not None else
+                             split["n_validation"]),
+            params=params, grid=read.grid(params["grid"]), replace=replace,
+            out=Path(out) if out else None, **read.importer_options(None))
     except (ValueError, OSError) as error:
         raise click.ClickException(str(error)) from None
+    print_plan(Console(), outcome, file, int(split["min_test"]))
+
+
+def print_plan(console, outcome, file: str, min_test: int) -> None:
+    """What a lab plan holds, what validation left out, and what to do next."""
     roles = outcome.plan["role"].value_counts()
+    site = outcome.site
     console.print(f"[bold]lab plan for site {site}[/]: {int(roles.get('calibration', 0))} "
                   f"calibration samples (Kennard-Stone) and {int(roles.get('validation', 0))} "
                   f"validation samples (random) of {outcome.rows} spectra in {file}")
@@ -514,7 +687,6 @@ def plan(file, site, n, n_validation, out, replace, spectra, carbon_column, carb
         console.print("[yellow]  sample ids were generated from row numbers (no id column): "
                       "keep the rows in this order in the file with the lab values, or add a "
                       "sample_id column and plan again")
-    min_test = int(params["split"]["min_test"])
     if int(roles.get("validation", 0)) < min_test:
         console.print(f"[yellow]  fewer than {min_test} validation samples (split.min_test): "
                       "the study needs that many labelled samples besides the calibration "
@@ -522,10 +694,11 @@ def plan(file, site, n, n_validation, out, replace, spectra, carbon_column, carb
                       "with --no-test (cross-validated figures only)")
     console.print(f"  lab request: {outcome.path}"
                   + (f" (copy: {outcome.copy})" if outcome.copy else ""))
-    console.print(f"  next: add the lab values to the file, then `localsoc site FILE --name "
+    console.print(f"  next: add the lab values to the file, then `localsoc site FILE --site "
                   f"{site}`")
 
 
+#: The old `study --profile` values: the environment each named.
 PROFILES = {"demo": "demo", "full": "base"}
 
 
@@ -544,6 +717,13 @@ def _scopes_option(value: str | None) -> list[str] | None:
     return scopes
 
 
+def _profile_note(ctx, param, value):
+    if value is not None:
+        click.echo(f"Note: --profile is deprecated; use --env {PROFILES[value]} (the same in "
+                   "every command)", err=True)
+    return value
+
+
 @main.command()
 @click.option("--site", required=True, help="an imported site")
 @click.option("--library", "libraries", multiple=True,
@@ -560,24 +740,31 @@ def _scopes_option(value: str | None) -> list[str] | None:
               help="random validation samples the served interval is calibrated on (default: "
                    "split.n_validation of the environment; 0: none, the interval falls back to "
                    "CV+); a site with a lab plan uses the plan's")
-@click.option("--profile", type=click.Choice(sorted(PROFILES)), default="demo",
-              show_default=True, help="search budgets: demo (CPU minutes) or full (GPU)")
 @click.option("--no-test", is_flag=True,
               help="calibrate on every labelled row; report cross-validated figures only")
-@click.option("--env", default=None, help="a Kedro environment instead of the profile's")
-def study(site, libraries, n, k, scopes, n_validation, profile, no_test, env) -> None:
-    """Split, localise, train, transfer, evaluate and package for one imported site."""
+@click.option("--env", default=None,
+              help=f"Kedro environment under conf/ [default: {DEFAULT_ENV}; base: the "
+                   "paper-sized search budgets, a GPU job]")
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default=None, hidden=True,
+              callback=_profile_note)
+def study(site, libraries, n, k, scopes, n_validation, no_test, env, profile) -> None:
+    """Split, localise, train, transfer, evaluate and package for one imported site.
+
+    \b
+    Example:
+      localsoc study --site geeves_field --library nirsoil
+    """
     from localsoc.workflow import study_runtime_params
 
+    if env is not None and profile is not None and env != PROFILES[profile]:
+        raise click.UsageError(f"--env {env} and --profile {profile} disagree; give --env only")
     scopes = _scopes_option(scopes)
     project = project_root()
     try:
         params = study_runtime_params(project, site, list(libraries), n, no_test, k=k,
                                       scopes=scopes, n_validation=n_validation)
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
-    try:
-        seconds = run_through_dvc(project, env or PROFILES[profile], params=params)
+        seconds = run_through_dvc(project, env or PROFILES.get(profile, DEFAULT_ENV),
+                                  params=params)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     print_summary(project, seconds)
@@ -592,71 +779,40 @@ def study(site, libraries, n, k, scopes, n_validation, profile, no_test, env) ->
               help="field summary CSV to write (default: data/07_model_output/"
                    "field_summary_<site>.csv)")
 @click.option("--target", "summary_target", type=click.Choice(["field", "samples"]),
-              default="field",
-              show_default=True,
+              default="field", show_default=True,
               help="field summary target: field (the spectra are a sample of a larger field) or "
                    "samples (the spectra are the whole population)")
-@import_options
-def predict(site, file, out, field_out, summary_target, spectra, carbon_column, carbon_units,
-            om_factor, carbon_kind, id_column, country, country_column, lat_column, lon_column,
-            grid_start, grid_stop, grid_step, narrow_grid_ok, no_dvc, env) -> None:
+@file_options(*READING, *CARBON, ignored=("carbon_kind", *GRID, "no_dvc"))
+def predict(site, file, out, field_out, summary_target, read) -> None:
     """SOC with intervals and domain flags for FILE's spectra (default: the site's unlabelled
     rows), through the same code the prediction service runs; then the field summary: the
     mean SOC of the spectra (and of each stratum, when FILE has a 'stratum' column) with an
     interval that includes the model's error, and the SOC stock when FILE has
-    'bulk_density_g_cm3' and 'depth_cm' columns (localsoc.field)."""
-    from rich.console import Console
+    'bulk_density_g_cm3' and 'depth_cm' columns (localsoc.field). No field summary when most
+    spectra are outside the model's domain.
 
-    from localsoc.data.importers import import_wide
-    from localsoc.workflow import bundle_predictor, field_table, predict_table, unlabelled_rows
+    \b
+    Examples:
+      localsoc predict --site geeves_field                the site's unlabelled scans
+      localsoc predict --site geeves_field scans.csv --spectra reflectance
+    """
+    from rich.console import Console
 
     start_tensorflow()
     console = Console()
     project = project_root()
-    try:
-        predictor = bundle_predictor(project)
-        served = predictor.site(site)
-        if file is None:
-            table = unlabelled_rows(project, site)
-            source = f"the unlabelled rows of site {site}"
-        else:
-            wavelengths = served.wavelengths_nm
-            table, _ = import_wide(
-                file, grid={"start_nm": float(wavelengths[0]), "stop_nm": float(wavelengths[-1]),
-                            "step_nm": float(wavelengths[1] - wavelengths[0])}, library=site,
-                # carbon is not used to predict: a file of scans need not have a carbon
-                # column (the default 'auto' would look for one)
-                **_import_options(spectra, carbon_column if carbon_column != "auto" else None,
-                                  carbon_units, om_factor, id_column, country, country_column,
-                                  lat_column, lon_column, narrow_grid_ok))
-            source = str(file)
-        if table.empty:
-            raise ValueError(f"{source}: no spectra to predict")
-        predictions = predict_table(predictor, site, table)
-    except Exception as error:  # bad input, unknown site, missing bundle: say what to fix
-        message = getattr(error, "message", None) or str(error)
-        raise click.ClickException(message) from None
+    predictor, table, source = _prediction_input(project, site, file, read)
+    predictions = _predict(predictor, site, table, source)
     target = Path(out) if out else project / f"data/07_model_output/predictions_{site}.csv"
     target.parent.mkdir(parents=True, exist_ok=True)
     predictions.to_csv(target, index=False)  # before the summary: its failure loses nothing
-    try:
-        summary = (field_table(predictor, site, table, predictions, summary_target)
-                   if len(predictions) >= 2 or summary_target == "samples" else None)
-    except Exception as error:
-        message = getattr(error, "message", None) or str(error)
-        console.print(f"written: {target}")
-        raise click.ClickException(f"the predictions are written; no field summary: {message}"
-                                   ) from None
-    inside = int(predictions["in_domain"].sum())
-    console.print(f"{len(predictions)} spectra from {source}: SOC mean "
-                  f"{predictions['soc_percent'].mean():.2f} % (range "
-                  f"{predictions['soc_percent'].min():.2f}-{predictions['soc_percent'].max():.2f})"
-                  f"; {inside} in the model's domain, {len(predictions) - inside} flagged; "
-                  f"model {predictions['method'].iloc[0]} ({predictions['model_version'].iloc[0]})")
+    print_predictions(console, predictions, source)
     console.print(f"written: {target}")
-    if summary is None:
+    if len(predictions) < 2 and summary_target == "field":
         console.print("no field summary: it needs at least 2 spectra (or --target samples)")
         return
+    summary = _field_summary(predictor, site, table, predictions, summary_target,
+                             units_hint(file, read))
     print_field_summary(console, summary)
     field_target = (Path(field_out) if field_out
                     else project / f"data/07_model_output/field_summary_{site}.csv")
@@ -665,8 +821,96 @@ def predict(site, file, out, field_out, summary_target, spectra, carbon_column, 
     console.print(f"written: {field_target}")
 
 
+def _prediction_input(project: Path, site: str, file: str | None, read: FileOptions):
+    """(the served bundle's predictor, the canonical table to predict, where it came from):
+    FILE on the site's served grid, else the imported site's unlabelled rows."""
+    from localsoc.data.importers import import_wide
+    from localsoc.workflow import IMPORTS, bundle_predictor, unlabelled_rows
+
+    try:
+        predictor = bundle_predictor(project)
+        served = predictor.site(site)
+        if file is None:
+            if not (project / IMPORTS / "sites" / f"{site}.parquet").exists():
+                raise ValueError(not_imported(site))
+            return predictor, unlabelled_rows(project, site), f"the unlabelled rows of site {site}"
+        wavelengths = served.wavelengths_nm
+        grid = {"start_nm": float(wavelengths[0]), "stop_nm": float(wavelengths[-1]),
+                "step_nm": float(wavelengths[1] - wavelengths[0])}
+        # carbon is not used to predict: a file of scans need not have a carbon column (the
+        # default 'auto' would look for one)
+        carbon = read.carbon_column if read.carbon_column != "auto" else None
+        table, _ = import_wide(file, grid=grid, library=site,
+                               **read.importer_options(carbon))
+    except Exception as error:  # bad input, unknown site, missing bundle: say what to fix
+        raise click.ClickException(getattr(error, "message", None) or str(error)) from None
+    return predictor, table, str(file)
+
+
+def not_imported(site: str) -> str:
+    """Why `predict --site SITE` without FILE has nothing to predict for a served site that
+    was never imported (a demo site, or one imported on another machine)."""
+    return (f"site {site} is served, but it was never imported with `localsoc site` here (the "
+            "demo's simulated sites never are), so it has no unlabelled rows to predict. Give "
+            f"a file of its spectra: `localsoc predict --site {site} FILE`")
+
+
+def _predict(predictor, site: str, table, source: str):
+    """``localsoc.workflow.predict_table`` of ``table``, or a ClickException saying what to
+    fix (no spectra, values the model cannot take)."""
+    from localsoc.serving.predictor import RequestError
+    from localsoc.workflow import predict_table
+
+    if table.empty:
+        raise click.ClickException(f"{source}: no spectra to predict")
+    try:
+        return predict_table(predictor, site, table)
+    except (ValueError, RequestError) as error:
+        raise click.ClickException(getattr(error, "message", None) or str(error)) from None
+
+
+def units_hint(file: str | None, read: FileOptions) -> str:
+    """What to check when most spectra are outside the model's domain: the units declared."""
+    if file is None:
+        return ("check the units the site was imported with (`localsoc site FILE --site NAME "
+                "--spectra ...`)")
+    other = ("reflectance" if read.spectra == "absorbance" else "absorbance")
+    return (f"{file} was read as {read.spectra} (--spectra {read.spectra}); if it holds "
+            f"{other}, give --spectra {other}")
+
+
+def _field_summary(predictor, site: str, table, predictions, target: str, hint: str):
+    """The field summary table (``localsoc.field.predictions_summary``), or a ClickException
+    that says the predictions are written and why there is no summary."""
+    from localsoc.field import OutOfDomainError, predictions_summary
+
+    try:
+        return predictions_summary(predictor.site(site).entry, table, predictions, target)
+    except OutOfDomainError as error:
+        raise click.ClickException(f"the predictions are written; no field summary: {error}. "
+                                   f"{hint}") from None
+    except ValueError as error:
+        raise click.ClickException(f"the predictions are written; no field summary: {error}"
+                                   ) from None
+
+
+def print_predictions(console, predictions, source: str) -> None:
+    """One line about the predictions: count, SOC mean and range, domain, model."""
+    soc = predictions["soc_percent"]
+    inside = int(predictions["in_domain"].sum())
+    outside = len(predictions) - inside
+    console.print(f"{len(predictions)} spectra from {source}: SOC mean {soc.mean():.2f} % "
+                  f"(range {soc.min():.2f}-{soc.max():.2f}); {inside} in the model's domain, "
+                  f"{outside} flagged; model {predictions['method'].iloc[0]} "
+                  f"({predictions['model_version'].iloc[0]})")
+    if outside:
+        console.print(f"[yellow]{outside} of {len(predictions)} spectra are outside the model's "
+                      "domain: their estimates extrapolate (the 'flags' column says why)")
+
+
 def print_field_summary(console, summary) -> None:
-    """The field summary table (``localsoc.workflow.field_table``) on the console."""
+    """The field summary table (``localsoc.field.predictions_summary``) on the console, then
+    its notes."""
     from rich.table import Table
 
     from localsoc.field import METHOD
@@ -685,6 +929,9 @@ def print_field_summary(console, summary) -> None:
                       f"{row.model_se:.3f}", f"{row.stock_t_ha:.1f}" if has_stock else "-",
                       f"{row.stock_lower:.1f}-{row.stock_upper:.1f}" if has_stock else "-")
     console.print(table)
+    for row in summary.itertuples(index=False):
+        if isinstance(row.notes, str) and row.notes:
+            console.print(f"[yellow]{row.stratum}: {row.notes}")
     console.print(f"method: {METHOD}")
 
 
