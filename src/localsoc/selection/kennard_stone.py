@@ -15,8 +15,7 @@ scratch per block plus one centred copy of X): a BLAS screen ``|a|^2 + |b|^2 - 2
 every pair within a proven rounding bound of the largest screened value, and those candidates
 are re-measured with the exact arithmetic of the selection loop, so the pair is the exact
 maximum of the distances the loop itself uses. Rows are screened in decreasing distance from
-the centroid and the screen stops when the triangle inequality rules out every pair left (on
-spectra this cut the 50,000-sample benchmark from about 20 s of GEMM to under a second). The
+the centroid and the screen stops when the triangle inequality rules out every pair left. The
 selection loop keeps O(N) vectors: the distance of every sample to its nearest pick, and its
 distances to the first two picks, with which the compiled loop (``native/kennard_stone.pyx``)
 skips rows the triangle inequality proves unchanged. Its NumPy twin (``_reference.py``) is the
@@ -109,40 +108,22 @@ def farthest_pair(X: np.ndarray) -> tuple[int, int, float]:
     n, p = X.shape
     if n < 2:
         raise ValueError(f"the farthest pair needs at least 2 samples; got n_samples = {n}.")
-    mean = X.mean(axis=0)
-    chunks = [slice(begin, begin + 8192) for begin in range(0, n, 8192)]  # O(chunk) temporaries
-    squared_norms = np.empty(n)
-    for rows_in in chunks:
-        centred = X[rows_in] - mean
-        squared_norms[rows_in] = np.einsum("ij,ij->i", centred, centred)
-    order = np.argsort(-squared_norms, kind="stable")
-    radii = np.sqrt(squared_norms[order])
-    # One GEMM gives |a|^2 + |b|^2 - 2 a.b directly: rows [-2a, |a|^2, 1] times columns
-    # [b, 1, |b|^2] (both in visiting order). |screened - exact| <= gamma * 16 * max|x|^2 covers
-    # the BLAS dot, the centring and the exact loop's own rounding; keeping every pair within
-    # twice that of the running maximum cannot lose the true maximum.
-    columns = np.empty((n, p + 2))
-    for rows_in in chunks:
-        columns[rows_in, :p] = X[order[rows_in]] - mean
-    columns[:, p] = 1.0
-    columns[:, p + 1] = squared_norms[order]
+    order, radii, columns = _screen_columns(X)
+    # |screened - exact| <= gamma * 16 * max|x|^2 covers the BLAS dot, the centring and the
+    # exact loop's own rounding; keeping every pair within twice that of the running maximum
+    # cannot lose the true maximum.
     eps = np.finfo(np.float64).eps
     gamma = (p + 8) * eps / (1 - (p + 8) * eps)
-    tolerance = 4.0 * gamma * 16.0 * float(squared_norms.max()) + np.finfo(np.float64).tiny
+    tolerance = 4.0 * gamma * 16.0 * float(columns[:, p + 1].max())  # max |x - mean|^2
+    tolerance += np.finfo(np.float64).tiny
     block = max(1, min(n, _SCREEN_ROWS, _SCREEN_ELEMENTS // n))
     running_max = -np.inf
-    best_squared, best_pair = -1.0, (0, 1)
+    best = (-1.0, (0, 1))
     for start in range(0, n - 1, block):
         bound = (radii[start] + radii[start + 1]) ** 2 * (1 + 1e-12)
         if bound < running_max - tolerance:
             break  # no pair among the rows left can reach the best one
-        stop = min(n, start + block)
-        rows = np.empty((stop - start, p + 2))
-        rows[:, :p] = -2.0 * columns[start:stop, :p]
-        rows[:, p] = columns[start:stop, p + 1]
-        rows[:, p + 1] = 1.0
-        screened = rows @ columns[start:].T  # block rows against the rows after them
-        screened[:, : stop - start][np.tri(stop - start, dtype=bool)] = -np.inf
+        screened = _screen_block(columns, start, min(n, start + block))
         row_max = screened.max(axis=1)
         block_max = float(row_max.max())
         if block_max < running_max - tolerance:
@@ -153,16 +134,60 @@ def farthest_pair(X: np.ndarray) -> tuple[int, int, float]:
         del screened
         a = order[near_rows[pair_rows] + start]
         b = order[pair_columns + start]
-        first, second = np.minimum(a, b), np.maximum(a, b)
-        for chunk in range(0, first.size, 65536):
-            i, j = first[chunk : chunk + 65536], second[chunk : chunk + 65536]
-            exact = exact_squared_distances(X[i], X[j])
-            top = np.flatnonzero(exact == exact.max())
-            pick = top[np.lexsort((j[top], i[top]))[0]]  # lexicographically smallest pair
-            pair = (int(i[pick]), int(j[pick]))
-            if exact[pick] > best_squared or (exact[pick] == best_squared and pair < best_pair):
-                best_squared, best_pair = float(exact[pick]), pair
+        best = _exact_best(X, np.minimum(a, b), np.maximum(a, b), best)
+    best_squared, best_pair = best
     return best_pair[0], best_pair[1], best_squared
+
+
+def _screen_columns(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(visiting order: rows by decreasing distance from the centroid, those distances, the
+    screen's columns ``[b - mean, 1, |b - mean|^2]`` in visiting order)."""
+    n, p = X.shape
+    mean = X.mean(axis=0)
+    chunks = [slice(begin, begin + 8192) for begin in range(0, n, 8192)]  # O(chunk) temporaries
+    squared_norms = np.empty(n)
+    for rows_in in chunks:
+        centred = X[rows_in] - mean
+        squared_norms[rows_in] = np.einsum("ij,ij->i", centred, centred)
+    order = np.argsort(-squared_norms, kind="stable")
+    radii = np.sqrt(squared_norms[order])
+    columns = np.empty((n, p + 2))
+    for rows_in in chunks:
+        columns[rows_in, :p] = X[order[rows_in]] - mean
+    columns[:, p] = 1.0
+    columns[:, p + 1] = squared_norms[order]
+    return order, radii, columns
+
+
+def _screen_block(columns: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Screened squared distances of the rows ``start:stop`` (visiting order) to every row
+    from ``start`` on; pairs not after their row are ``-inf``. One GEMM gives
+    ``|a|^2 + |b|^2 - 2 a.b`` directly: rows ``[-2a, |a|^2, 1]`` times the columns."""
+    p = columns.shape[1] - 2
+    rows = np.empty((stop - start, p + 2))
+    rows[:, :p] = -2.0 * columns[start:stop, :p]
+    rows[:, p] = columns[start:stop, p + 1]
+    rows[:, p + 1] = 1.0
+    screened = rows @ columns[start:].T  # block rows against the rows after them
+    screened[:, : stop - start][np.tri(stop - start, dtype=bool)] = -np.inf
+    return screened
+
+
+def _exact_best(
+    X: np.ndarray, first: np.ndarray, second: np.ndarray, best: tuple[float, tuple[int, int]]
+) -> tuple[float, tuple[int, int]]:
+    """``best`` (squared distance, pair) updated with the exact distances of the candidate
+    pairs ``(first, second)``; ties to the lexicographically smallest pair."""
+    best_squared, best_pair = best
+    for chunk in range(0, first.size, 65536):
+        i, j = first[chunk : chunk + 65536], second[chunk : chunk + 65536]
+        exact = exact_squared_distances(X[i], X[j])
+        top = np.flatnonzero(exact == exact.max())
+        pick = top[np.lexsort((j[top], i[top]))[0]]  # lexicographically smallest pair
+        pair = (int(i[pick]), int(j[pick]))
+        if exact[pick] > best_squared or (exact[pick] == best_squared and pair < best_pair):
+            best_squared, best_pair = float(exact[pick]), pair
+    return best_squared, best_pair
 
 
 def whitened_scores(X: np.ndarray, n_components: int | None) -> np.ndarray:

@@ -66,7 +66,7 @@ from localsoc.selection.kennard_stone import (
 SCORINGS = {"response": RESPONSE, "reconstruction": RECONSTRUCTION}
 DTYPES = {"float64": np.float64, "float32": np.float32}
 EXECUTORS = ("local", "dask")
-MIN_DASK_CHUNK = 64  # subsets per Dask task when chunk_size is None (a task costs ~1 ms)
+MIN_DASK_CHUNK = 64  # subsets per Dask task when chunk_size is None (a task has an overhead)
 
 
 def _native_module():
@@ -160,6 +160,29 @@ def _check_pls_size(n_components, subset_size: int, n_bands: int) -> None:
         )
 
 
+def _check_kernel(scoring: str, backend: str, dtype: str) -> None:
+    _check_choice(scoring, "scoring", SCORINGS)
+    _check_choice(backend, "backend", ("native", "numpy"))
+    _check_choice(dtype, "dtype", DTYPES)
+    if backend == "numpy" and dtype != "float64":
+        raise ValueError("dtype='float32' is a native-only fast mode; use backend='native'.")
+
+
+def _as_subsets(subsets, n_library: int) -> np.ndarray:
+    """``subsets`` as a 2-D integer array of library rows, or a ValueError."""
+    subsets = np.asarray(subsets)
+    if subsets.ndim != 2 or not np.issubdtype(subsets.dtype, np.integer):
+        raise ValueError(
+            f"subsets must be a 2-D integer array (one subset of library row indices per row); "
+            f"got dtype {subsets.dtype} and shape {subsets.shape}."
+        )
+    if subsets.size and (subsets.min() < 0 or subsets.max() >= n_library):
+        raise ValueError(
+            f"subsets hold row indices outside the library (valid: 0 to {n_library - 1})."
+        )
+    return subsets
+
+
 def score_subsets(
     X_library,
     y_library,
@@ -185,8 +208,8 @@ def score_subsets(
     scoring : "response" or "reconstruction" (see the module docstring).
     backend : "native" (compiled, OpenMP over subsets) or "numpy" (the reference twin).
     n_jobs : OpenMP threads for the native backend (-1: every core).
-    dtype : "float64" or "float32" (native only; the fast mode: relative score differences from
-        float64 of ~2e-5 typically, up to ~4e-4 seen on simulated absorbance).
+    dtype : "float64" or "float32" (native only; the fast mode: scores differ from float64
+        ones in the last digits, see BENCHMARKS.md).
     center : shift both X arrays by the library's band means first (results are unchanged
         mathematically; pass False when the arrays are already prepared, e.g. by a chunked
         executor that shifted them once).
@@ -195,24 +218,11 @@ def score_subsets(
     -------
     scores : float64 array (B,), lower is better.
     """
-    _check_choice(scoring, "scoring", SCORINGS)
-    _check_choice(backend, "backend", ("native", "numpy"))
-    _check_choice(dtype, "dtype", DTYPES)
-    if backend == "numpy" and dtype != "float64":
-        raise ValueError("dtype='float32' is a native-only fast mode; use backend='native'.")
+    _check_kernel(scoring, backend, dtype)
     X_library, y_library, X_local, y_local = validate_site_data(
         X_library, y_library, X_local, y_local
     )
-    subsets = np.asarray(subsets)
-    if subsets.ndim != 2 or not np.issubdtype(subsets.dtype, np.integer):
-        raise ValueError(
-            f"subsets must be a 2-D integer array (one subset of library row indices per row); "
-            f"got dtype {subsets.dtype} and shape {subsets.shape}."
-        )
-    if subsets.size and (subsets.min() < 0 or subsets.max() >= len(X_library)):
-        raise ValueError(
-            f"subsets hold row indices outside the library (valid: 0 to {len(X_library) - 1})."
-        )
+    subsets = _as_subsets(subsets, len(X_library))
     _check_pls_size(n_components, subsets.shape[1], X_library.shape[1])
     n_threads = resolve_n_jobs(n_jobs)
     if center:
@@ -332,10 +342,10 @@ class RSLocal(BaseEstimator):
     backend : {"native", "numpy"}, default "native"
         Compiled kernel or its NumPy twin; same draws, same selection. No silent fallback.
     dtype : {"float64", "float32"}, default "float64"
-        "float32" is the native fast mode: half the memory, relative score differences from
-        float64 of ~2e-5 typically (up to ~4e-4 seen on simulated absorbance). Because the
-        pool is pruned on ranks, the selection can drift from the float64 one as far as another
-        seed's would (see bench/rslocal.py); use it for speed studies, not for the study itself.
+        "float32" is the native fast mode: half the memory, scores that differ from float64
+        ones in the last digits (BENCHMARKS.md). Because the pool is pruned on ranks, the
+        selection can drift from the float64 one as far as another seed's would
+        (bench/rslocal.py); use it for speed studies, not for the study itself.
     progress : bool, default False
         A tqdm bar over iterations (pool size in the postfix).
     executor : {"local", "dask"}, default "local"
@@ -419,10 +429,7 @@ class RSLocal(BaseEstimator):
     def _check_parameters(self, n_library: int, n_bands: int) -> None:
         _check_choice(self.scoring, "scoring", SCORINGS)
         _check_choice(self.retain_by, "retain_by", ("proportion", "quantile"))
-        _check_choice(self.backend, "backend", ("native", "numpy"))
-        _check_choice(self.dtype, "dtype", DTYPES)
-        if self.backend == "numpy" and self.dtype != "float64":
-            raise ValueError("dtype='float32' is a native-only fast mode; use backend='native'.")
+        _check_kernel(self.scoring, self.backend, self.dtype)
         k = self.k
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
             raise ValueError(f"k must be an integer >= 2 (samples to select); got {k!r}.")
@@ -468,12 +475,7 @@ class RSLocal(BaseEstimator):
             X_library - band_means, y_library, X_local - band_means, y_local, DTYPES[self.dtype]
         )
         del X_library, X_local
-        rng = np.random.default_rng(self.random_state)
         stop_size = k * (1 + (1 - retain))
-
-        pool = np.arange(n_library, dtype=np.intp)
-        history: list[dict] = []
-        best_score, best_subset = np.inf, None
         bar = self._progress_bar(n_library, k, retain, stop_size)
         executor = contextlib.ExitStack()
         try:
@@ -481,60 +483,56 @@ class RSLocal(BaseEstimator):
                 self._dask_scorer = executor.enter_context(
                     _DaskScorer.open(self, prepared, n_threads)
                 )
-            while True:
-                final = pool.size <= stop_size
-                n_subsets = max(1, round(pool.size * self.b / k))
-                positions = draw_subsets(rng, pool.size, k, n_subsets)
-                subsets = pool[positions]
-                scores = self._score_batch(prepared, subsets, n_threads)
-                means, counts = sample_scores(positions, scores, pool.size)
-                ranking = _ranking(means, counts)
-                best = int(np.argmin(scores))
-                if scores[best] < best_score:
-                    best_score, best_subset = float(scores[best]), subsets[best].copy()
-                if final:
-                    chosen = ranking[:k]
-                    n_dropped = 0
-                else:
-                    dropped = self._to_drop(ranking, means, counts, k)
-                    n_dropped = dropped.size
-                quantiles = np.quantile(scores, [0.25, 0.5, 0.75])
-                history.append(
-                    {
-                        "iteration": len(history) + 1,
-                        "pool_size": int(pool.size),
-                        "n_subsets": int(n_subsets),
-                        "best_subset_score": float(scores[best]),
-                        "subset_score_q25": float(quantiles[0]),
-                        "subset_score_median": float(quantiles[1]),
-                        "subset_score_q75": float(quantiles[2]),
-                        "subset_score_max": float(scores.max()),
-                        "n_never_drawn": int(np.sum(counts == 0)),
-                        "n_dropped": int(n_dropped),
-                    }
-                )
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(pool=int(pool.size), best=f"{scores[best]:.4g}")
-                if final:
-                    break
-                keep = np.ones(pool.size, dtype=bool)
-                keep[dropped] = False
-                pool = pool[keep]
+            selected, scores, history, best_subset, best_score = self._prune(
+                prepared, n_library, n_threads, stop_size, bar
+            )
         finally:
             self._dask_scorer = None
             executor.close()
             if bar is not None:
                 bar.close()
 
-        self.selected_indices_ = pool[chosen]
-        self.scores_ = means[chosen]
+        self.selected_indices_ = selected
+        self.scores_ = scores
         self.history_ = history
         self.best_subset_indices_ = best_subset
         self.best_subset_score_ = best_score
         self.n_iter_ = len(history)
         self.n_features_in_ = n_bands
         return self
+
+    def _prune(self, prepared, n_library: int, n_threads: int, stop_size: float, bar):
+        """The iterations (steps 1-6 of the module docstring) on the prepared arrays: (selected
+        library rows best first, their mean scores, the history, the best subset, its score)."""
+        k = int(self.k)
+        rng = np.random.default_rng(self.random_state)
+        pool = np.arange(n_library, dtype=np.intp)
+        history: list[dict] = []
+        best_score, best_subset = np.inf, None
+        while True:
+            final = pool.size <= stop_size
+            n_subsets = max(1, round(pool.size * self.b / k))
+            positions = draw_subsets(rng, pool.size, k, n_subsets)
+            subsets = pool[positions]
+            scores = self._score_batch(prepared, subsets, n_threads)
+            means, counts = sample_scores(positions, scores, pool.size)
+            ranking = _ranking(means, counts)
+            best = int(np.argmin(scores))
+            if scores[best] < best_score:
+                best_score, best_subset = float(scores[best]), subsets[best].copy()
+            dropped = ranking[:0] if final else self._to_drop(ranking, means, counts, k)
+            history.append(
+                _history_row(len(history) + 1, pool.size, n_subsets, scores, counts, dropped.size)
+            )
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(pool=int(pool.size), best=f"{scores[best]:.4g}")
+            if final:
+                chosen = ranking[:k]
+                return pool[chosen], means[chosen], history, best_subset, best_score
+            keep = np.ones(pool.size, dtype=bool)
+            keep[dropped] = False
+            pool = pool[keep]
 
     def _score_batch(
         self, prepared: tuple[np.ndarray, ...], subsets: np.ndarray, n_threads: int
@@ -579,6 +577,26 @@ class RSLocal(BaseEstimator):
                 size -= min(max(1, round(size * (1 - retain))), size - k)
                 total += 1
         return tqdm(total=total, desc="RS-LOCAL", unit="iteration")
+
+
+def _history_row(
+    iteration: int, pool_size: int, n_subsets: int, scores: np.ndarray, counts: np.ndarray,
+    n_dropped: int,
+) -> dict:
+    """One iteration's entry of ``RSLocal.history_``."""
+    quantiles = np.quantile(scores, [0.25, 0.5, 0.75])
+    return {
+        "iteration": iteration,
+        "pool_size": int(pool_size),
+        "n_subsets": int(n_subsets),
+        "best_subset_score": float(scores.min()),
+        "subset_score_q25": float(quantiles[0]),
+        "subset_score_median": float(quantiles[1]),
+        "subset_score_q75": float(quantiles[2]),
+        "subset_score_max": float(scores.max()),
+        "n_never_drawn": int(np.sum(counts == 0)),
+        "n_dropped": int(n_dropped),
+    }
 
 
 def _score_chunk(X_library, y_library, X_local, y_local, subsets, n_components, scoring_code,
