@@ -307,32 +307,10 @@ class MemoryBasedLearner(RegressorMixin, BaseEstimator):
         X_spike, y_spike : the site's calibration samples (only with ``spike=True``).
         """
         self._check_parameters()
-        try:
-            X, y = validate_data(self, X, y, dtype=np.float64, order="C", y_numeric=True,
-                                 ensure_all_finite=False, ensure_min_samples=2)
-        except ValueError as error:
-            if "Input y contains" in str(error):
-                raise ValueError(
-                    f"{error} y holds the library SOC: drop unlabelled library rows (SOC "
-                    "missing) before fitting."
-                ) from None
-            raise
-        check_finite(X, "X (the library spectra)")
-        if y.ndim == 2:
-            if y.shape[1] != 1:
-                raise ValueError(f"y must be one target (n_samples,); got shape {y.shape}.")
-            y = y[:, 0]
-        check_finite(y, "y (the library SOC)", "SOC values (drop unlabelled library rows)")
+        X, y = self._check_library(X, y)
         ks = self._candidate_ks(len(X))
         X_spike, y_spike = self._check_spike(X_spike, y_spike, X.shape[1])
-        mode = self.validation
-        if mode == "auto":
-            mode = "spike" if len(X_spike) else "library"
-        if mode == "spike" and len(X_spike) < 2:
-            raise ValueError(
-                "validation='spike' needs spike=True and at least 2 spiking samples (each is "
-                "predicted from the others); use validation='library'."
-            )
+        mode = self._validation_mode(len(X_spike))
 
         self.X_library_ = X
         self.y_library_ = y.astype(np.float64)
@@ -365,6 +343,38 @@ class MemoryBasedLearner(RegressorMixin, BaseEstimator):
         chosen = library_targets.loc[library_targets["k"] == self.k_].iloc[0]
         self.reference_distance_ = float(np.median(chosen["distance_mean"]))
         return self
+
+    def _check_library(self, X, y) -> tuple[np.ndarray, np.ndarray]:
+        """The library spectra and SOC as float64 (C order, y 1-D), or a ValueError."""
+        try:
+            X, y = validate_data(self, X, y, dtype=np.float64, order="C", y_numeric=True,
+                                 ensure_all_finite=False, ensure_min_samples=2)
+        except ValueError as error:
+            if "Input y contains" in str(error):
+                raise ValueError(
+                    f"{error} y holds the library SOC: drop unlabelled library rows (SOC "
+                    "missing) before fitting."
+                ) from None
+            raise
+        check_finite(X, "X (the library spectra)")
+        if y.ndim == 2:
+            if y.shape[1] != 1:
+                raise ValueError(f"y must be one target (n_samples,); got shape {y.shape}.")
+            y = y[:, 0]
+        check_finite(y, "y (the library SOC)", "SOC values (drop unlabelled library rows)")
+        return X, y
+
+    def _validation_mode(self, n_spike: int) -> str:
+        """``validation`` with ``"auto"`` resolved: ``"spike"`` with spiking samples."""
+        mode = self.validation
+        if mode == "auto":
+            mode = "spike" if n_spike else "library"
+        if mode == "spike" and n_spike < 2:
+            raise ValueError(
+                "validation='spike' needs spike=True and at least 2 spiking samples (each is "
+                "predicted from the others); use validation='library'."
+            )
+        return mode
 
     def _fit_space(self, X: np.ndarray) -> None:
         """PCA of the library (covariance eigendecomposition, accumulated in row blocks)."""
@@ -743,8 +753,15 @@ def _batched_pls(X: np.ndarray, y: np.ndarray, X_query: np.ndarray, n_factors: i
             )[:, :, 0]
         U[:, :, a] = t * np.sqrt(inverse)[:, None]
         P[:, :, a], R[:, :, a], q[:, a] = loading, r, q_a
+    return _query_estimates(X_query - x_mean, y_mean, P, R, q)
+
+
+def _query_estimates(centred_query: np.ndarray, y_mean: np.ndarray, P: np.ndarray,
+                     R: np.ndarray, q: np.ndarray):
+    """(predictions, residual_rms, coefficient_rms), each (B, A), of the centred queries
+    (B, p) from the loadings P, rotations R (B, p, A) and y-loadings q (B, A) of a PLS1 fit per
+    neighbourhood with 1..A factors (see ``_batched_pls``)."""
     coefficients = np.cumsum(R * q[:, None, :], axis=2)  # (B, p, A): b_a for a = 1..A
-    centred_query = X_query - x_mean
     scores = np.matmul(centred_query[:, None, :], R)[:, 0, :]  # (B, A)
     predictions = y_mean[:, None] + np.cumsum(scores * q, axis=1)
     reconstruction = np.cumsum(scores[:, None, :] * P, axis=2)  # (B, p, A)
@@ -790,15 +807,9 @@ def predict_site_mbl(
         ``calibration``: sample_id, observed, estimated (leave-one-out; plain predictions when
         ``spike=False``); ``test``: sample_id, observed, estimated and the diagnostics columns.
     """
-    from localsoc.data.schema import band_columns, spectra_of
+    from localsoc.data.schema import spectra_of
 
-    columns = band_columns(library)
-    for name, frame in (("calibration", calibration), ("test", test)):
-        if band_columns(frame) != columns:
-            raise ValueError(
-                f"the {name} table's band columns differ from the library's ({len(columns)} "
-                "bands); bring every table to the same wavelength grid first."
-            )
+    _check_same_grid(library, calibration, test)
     labelled = library.loc[library[target].notna()]
     params = {"spike": True, "pca_components": "opc", **params}
     model = MemoryBasedLearner(**params)
@@ -813,20 +824,35 @@ def predict_site_mbl(
     else:
         calibration_estimates = model.predict(spectra_of(calibration))
     estimates, diagnostics = model.predict(spectra_of(test), return_diagnostics=True)
-    calibration_table = pd.DataFrame({
-        "sample_id": calibration["sample_id"].astype(str).to_numpy(),
-        "observed": y_calibration,
-        "estimated": calibration_estimates,
-    })
+    calibration_table = _estimates_table(calibration, y_calibration, calibration_estimates)
     test_table = pd.concat(
         [
-            pd.DataFrame({
-                "sample_id": test["sample_id"].astype(str).to_numpy(),
-                "observed": test[target].to_numpy(np.float64),
-                "estimated": estimates,
-            }),
+            _estimates_table(test, test[target].to_numpy(np.float64), estimates),
             diagnostics.drop(columns="estimate"),
         ],
         axis=1,
     )
     return SiteEstimates(calibration_table, test_table, model)
+
+
+def _check_same_grid(library: pd.DataFrame, *tables: pd.DataFrame) -> None:
+    """ValueError when the calibration or test table has other band columns than the library."""
+    from localsoc.data.schema import band_columns
+
+    columns = band_columns(library)
+    for name, frame in zip(("calibration", "test"), tables, strict=True):
+        if band_columns(frame) != columns:
+            raise ValueError(
+                f"the {name} table's band columns differ from the library's ({len(columns)} "
+                "bands); bring every table to the same wavelength grid first."
+            )
+
+
+def _estimates_table(table: pd.DataFrame, observed: np.ndarray,
+                     estimated: np.ndarray) -> pd.DataFrame:
+    """sample_id, observed, estimated of a table's rows."""
+    return pd.DataFrame({
+        "sample_id": table["sample_id"].astype(str).to_numpy(),
+        "observed": observed,
+        "estimated": estimated,
+    })
