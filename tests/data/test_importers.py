@@ -6,6 +6,7 @@ import pytest
 
 from localsoc.data import schema
 from localsoc.data.importers import (
+    WideOptions,
     import_geeves,
     import_nirsoil,
     import_wide,
@@ -447,3 +448,20 @@ def test_without_an_id_column_the_report_says_ids_were_generated():
     assert report.id_column is None
     assert any("generated" in note for note in report.notes)
     assert table["sample_id"].tolist() == ["lab-0", "lab-1", "lab-2"]
+
+
+def test_declarations_as_an_options_object_or_as_keywords_give_the_same_import():
+    frame = wide_frame(scale=100.0)
+    options = WideOptions(library="lab", spectra="auto", site="field")
+    by_options = import_wide(frame, grid=GRID, options=options)
+    by_keywords = import_wide(frame, grid=GRID, library="lab", spectra="auto", site="field")
+    pd.testing.assert_frame_equal(by_options[0], by_keywords[0])
+    assert by_options[1] == by_keywords[1]
+    overridden, report = import_wide(frame, grid=GRID, options=options,
+                                     spectra="percent_reflectance", site="other")
+    assert report.spectra_declared == "percent_reflectance"
+    assert set(overridden["site"]) == {"other"}
+    with pytest.raises(TypeError, match="spectral_units"):
+        import_wide(frame, grid=GRID, library="lab", spectral_units="auto")
+    with pytest.raises(ValueError, match="spectra must be one of"):
+        import_wide(frame, grid=GRID, options=WideOptions(library="lab", spectra="percent"))

@@ -2,15 +2,21 @@
 
 Every ``import_*`` function returns ``(table, report)``: the canonical table (see
 ``localsoc.data.schema``) on the requested grid, and an ``ImportReport`` saying what was detected
-and converted. Spectra are converted to reflectance fractions on their own wavelengths first, then
-resampled to the grid (band averaging by default; see ``localsoc.spectra.resample``).
+and converted. ``import_wide`` does the work in steps: check the declarations
+(``WideOptions.check``), detect the columns and units (``detect_layout``), convert the spectra to
+reflectance fractions on their own wavelengths (``convert_spectra``), resample them to the grid
+(``resample_spectra``: band averaging by default, ``localsoc.spectra.resample``), then add the
+metadata. ``import_ossl``, ``import_asd`` and the library wrappers bring their sources to a wide
+table and call it.
 
 Row content (NaN bands, reflectance above 1, negative or missing SOC, duplicate ids) is not
 checked here: that is the validation stage's job, which quarantines rows with a reason. What only
 the source shows is marked here for validation to quarantine: a row whose spectrum is in other
 units than the file's (``localsoc.spectra.units.rows_in_other_units``) gets its reason in the
-table's ``import_problem`` column (``localsoc.data.schema``). The importers raise only for problems of a whole column or of the declaration (unknown column names,
-wrong units, a grid the source does not cover), and every error names the column or row and the fix.
+table's ``import_problem`` column (``localsoc.data.schema``). The importers raise only for
+problems of a whole column or of the declaration (unknown column names, wrong units, a grid the
+source does not cover, a few cells in other units than most rows), and every error names the
+column, row or cell and the fix.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import gzip
 import re
 import zlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -330,60 +336,49 @@ def _first_where(values: np.ndarray, mask: np.ndarray, columns: list) -> str:
     return f"row {row}, column {columns[column]!r} holds {values[row, column]:g}"
 
 
-def _to_reflectance(
-    values: np.ndarray,
-    declared: str,
-    columns: list,
-    percent_reflectance_above: float = units_rules.PERCENT_REFLECTANCE_ABOVE,
-    absorbance_max: float = units_rules.ABSORBANCE_MAX,
-) -> tuple[np.ndarray, str, list[str]]:
-    """Reflectance fractions from the declared (or detected) units, with what was done.
+def _detect_units(values: np.ndarray, finite: np.ndarray, columns: list, top: float,
+                  largest: str, percent_reflectance_above: float) -> tuple[str, list[str]]:
+    """``spectra="auto"``: percent reflectance or fractions from the largest value ``top``
+    (``localsoc.spectra.units.detect_reflectance_units``), with the conversion note;
+    ``ValueError`` for negative values, values above 100 and the absorbance-like range."""
+    if (values[finite] < 0).any():
+        raise ValueError(
+            f"spectra='auto' found negative values ({_first_where(values, values < 0, columns)}); "
+            "reflectance cannot be negative. If these are absorbance log10(1/R) declare "
+            "spectra='absorbance'; derivatives or other preprocessed spectra cannot be imported"
+        )
+    detected = units_rules.detect_reflectance_units(top, percent_reflectance_above)
+    if top > units_rules.PERCENT_MAX:
+        raise ValueError(
+            f"spectra='auto': values reach {top:g} ({largest}), above "
+            f"{units_rules.PERCENT_MAX:g}, so they are neither reflectance fractions nor "
+            "percent; declare the units (spectra='reflectance', 'percent_reflectance' or "
+            "'absorbance') after checking the source"
+        )
+    if detected == "percent_reflectance":
+        return detected, [
+            f"detected percent reflectance (maximum {top:g} > {percent_reflectance_above:g})"
+        ]
+    if detected is None:
+        raise ValueError(
+            f"spectra='auto': values reach {top:g} ({largest}): above "
+            f"{units_rules.FRACTION_MAX:g} they are not reflectance fractions, and below "
+            f"{percent_reflectance_above:g} they are not percent; they look like absorbance "
+            "log10(1/R). Absorbance cannot be detected reliably (soil absorbance and reflectance "
+            "fractions share the 0-1 range), so declare spectra='absorbance' (or "
+            "'reflectance' if these really are fractions)"
+        )
+    return detected, [
+        f"detected reflectance fractions (maximum {top:g} <= "
+        f"{units_rules.FRACTION_MAX:g}); absorbance data would look the same, so "
+        "absorbance must be declared"
+    ]
 
-    The unit rules and thresholds are those of ``localsoc.spectra.units``.
-    """
-    finite = np.isfinite(values)
-    if not finite.any():
-        raise ValueError("the spectral columns hold no numbers (all empty or NaN)")
-    top = float(values[finite].max())
-    largest = _first_where(values, values == top, columns)
-    units = declared
-    conversions: list[str] = []
-    if declared == "auto":
-        if (values[finite] < 0).any():
-            raise ValueError(
-                f"spectra='auto' found negative values ({_first_where(values, values < 0, columns)}); "
-                "reflectance cannot be negative. If these are absorbance log10(1/R) declare "
-                "spectra='absorbance'; derivatives or other preprocessed spectra cannot be imported"
-            )
-        detected = units_rules.detect_reflectance_units(top, percent_reflectance_above)
-        if top > units_rules.PERCENT_MAX:
-            raise ValueError(
-                f"spectra='auto': values reach {top:g} ({largest}), above "
-                f"{units_rules.PERCENT_MAX:g}, so they are neither reflectance fractions nor "
-                "percent; declare the units (spectra='reflectance', 'percent_reflectance' or "
-                "'absorbance') after checking the source"
-            )
-        if detected == "percent_reflectance":
-            units = detected
-            conversions.append(
-                f"detected percent reflectance (maximum {top:g} > {percent_reflectance_above:g})"
-            )
-        elif detected is None:
-            raise ValueError(
-                f"spectra='auto': values reach {top:g} ({largest}): above "
-                f"{units_rules.FRACTION_MAX:g} they are not reflectance fractions, and below "
-                f"{percent_reflectance_above:g} they are not percent; they look like absorbance "
-                "log10(1/R). Absorbance cannot be detected reliably (soil absorbance and reflectance "
-                "fractions share the 0-1 range), so declare spectra='absorbance' (or "
-                "'reflectance' if these really are fractions)"
-            )
-        else:
-            units = detected
-            conversions.append(
-                f"detected reflectance fractions (maximum {top:g} <= "
-                f"{units_rules.FRACTION_MAX:g}); absorbance data would look the same, so "
-                "absorbance must be declared"
-            )
+
+def _check_units(units: str, top: float, largest: str, percent_reflectance_above: float,
+                 absorbance_max: float) -> list[str]:
+    """The conversion of spectra in ``units`` whose largest value is ``top``; ``ValueError``
+    when ``top`` contradicts the units (``localsoc.spectra.units``)."""
     if units == "reflectance":
         if top > percent_reflectance_above:
             raise ValueError(
@@ -391,22 +386,43 @@ def _to_reflectance(
                 "these look like percent reflectance: declare spectra='percent_reflectance' (or "
                 "'auto')"
             )
-    elif units == "percent_reflectance":
+        return []
+    if units == "percent_reflectance":
         if top <= percent_reflectance_above:
             raise ValueError(
                 f"spectra='percent_reflectance' (0-100) but the largest value is {top:g} "
                 f"({largest}); these look like reflectance fractions: declare "
                 "spectra='reflectance' (or 'auto')"
             )
-        conversions.append("percent reflectance / 100 -> reflectance fraction")
-    else:
-        if units_rules.absorbance_too_high(top, absorbance_max):
-            raise ValueError(
-                f"spectra='absorbance' but values reach {top:g} ({largest}); "
-                f"{units_rules.absorbance_limit(absorbance_max)}. If these are percent "
-                "reflectance declare spectra='percent_reflectance'"
-            )
-        conversions.append("absorbance log10(1/R) -> reflectance R = 10**(-A)")
+        return ["percent reflectance / 100 -> reflectance fraction"]
+    if units_rules.absorbance_too_high(top, absorbance_max):
+        raise ValueError(
+            f"spectra='absorbance' but values reach {top:g} ({largest}); "
+            f"{units_rules.absorbance_limit(absorbance_max)}. If these are percent "
+            "reflectance declare spectra='percent_reflectance'"
+        )
+    return ["absorbance log10(1/R) -> reflectance R = 10**(-A)"]
+
+
+def _to_reflectance(
+    values: np.ndarray,
+    declared: str,
+    columns: list,
+    percent_reflectance_above: float = units_rules.PERCENT_REFLECTANCE_ABOVE,
+    absorbance_max: float = units_rules.ABSORBANCE_MAX,
+) -> tuple[np.ndarray, str, list[str]]:
+    """Reflectance fractions from the declared (or detected) units, the units, and what was
+    done. The unit rules and thresholds are those of ``localsoc.spectra.units``."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise ValueError("the spectral columns hold no numbers (all empty or NaN)")
+    top = float(values[finite].max())
+    largest = _first_where(values, values == top, columns)
+    units, conversions = declared, []
+    if declared == "auto":
+        units, conversions = _detect_units(values, finite, columns, top, largest,
+                                           percent_reflectance_above)
+    conversions += _check_units(units, top, largest, percent_reflectance_above, absorbance_max)
     return units_rules.to_fractions(values, units), units, conversions
 
 
@@ -555,272 +571,382 @@ def optional_values(frame: pd.DataFrame, columns: Mapping[str, object]) -> dict[
     return values
 
 
-def import_wide(
-    frame_or_path: pd.DataFrame | str | Path,
-    *,
-    grid: Grid | Mapping,
-    library: str,
-    spectra: str = "reflectance",
-    carbon_column: str | None = "soc",
-    carbon_units: str = "percent",
-    om_factor: float = VAN_BEMMELEN_FACTOR,
-    id_column: str | None = None,
-    country: str | None = None,
-    site: str | None = None,
-    country_column: str | None = None,
-    site_column: str | None = None,
-    lat_column: str | None = None,
-    lon_column: str | None = None,
-    narrow_grid_ok: bool = False,
-    resample_method: str = "average",
-    notes: tuple[str, ...] = (),
-    percent_reflectance_above: float = units_rules.PERCENT_REFLECTANCE_ABOVE,
-    absorbance_max: float = units_rules.ABSORBANCE_MAX,
-    keep_columns: Mapping[str, str] | None = None,
-) -> tuple[pd.DataFrame, ImportReport]:
-    """Import a wide table (one column per wavelength) to the canonical table on ``grid``.
+@dataclass(frozen=True)
+class WideOptions:
+    """The declarations of a wide table's import (:func:`import_wide`'s keyword arguments).
 
-    Parameters
-    ----------
-    frame_or_path : DataFrame or path to .csv / .csv.gz / .parquet
-    grid : Grid or mapping with start_nm, stop_nm, step_nm
-        The study's wavelength grid.
-    library : str
-        Name of the collection; also the prefix of generated sample ids.
-    spectra : {"reflectance", "percent_reflectance", "absorbance", "auto"}
-        Units of the spectral columns. "auto" tells percent (maximum above
-        ``percent_reflectance_above`` and <= 100) from fractions (maximum <= 1); absorbance must
-        be declared, because soil absorbance also lies mostly within 0-1 and cannot be told from
-        reflectance by its values.
-    carbon_column : str or None
-        Column holding carbon; None imports unlabelled spectra (``soc`` null); ``"auto"``
-        takes ``soc`` if there is one, else the first of OSSL's organic carbon columns
-        (``OSSL_CARBON_COLUMNS``) present, and names it in the report.
-    carbon_units : {"percent", "g_per_kg", "organic_matter_percent", "organic_matter_g_per_kg"}
-        Percent is g/100 g. Organic matter is converted with ``om_factor``.
-    om_factor : float, default 1.724
-        Organic matter to organic carbon factor (van Bemmelen); SOC = OM / om_factor. Only used
-        (and only allowed to differ from the default) for organic-matter units.
-    id_column : str or None
-        Column with sample ids; None takes the first column named as one of ``ID_COLUMNS``
-        (``sample_id``, ``id``, OSSL's ``id.layer_uuid_txt`` / ``id.layer_local_c``), else
-        generates ``<library>-<row>`` (row counted from 0). The report says which.
-    country, site : str or None
-        One value for all rows; or take them per row from ``country_column`` / ``site_column``.
-    lat_column, lon_column : str or None
-        Coordinate columns (decimal degrees).
-    narrow_grid_ok : bool, default False
-        When the source does not cover ``grid``: False raises ``ValueError`` naming the missing
-        range; True imports on the part of the grid the source covers (same step) and says so in
-        the report. Declaring the narrower grid for the study is the cleaner fix.
-    resample_method : {"average", "interpolate"}
-    notes : tuple of str
-        Extra lines for the report (used by the library wrappers).
-    percent_reflectance_above : float, default 1.5
-        Spectra whose largest value is above this (and at most 100) are percent reflectance:
-        detected as such by ``spectra="auto"``, refused as ``"reflectance"``, and needed for
-        ``"percent_reflectance"`` (``localsoc.spectra.units``).
-    absorbance_max : float, default 5
-        Declared absorbance above this is refused (reflectance below 0.001 % for 5).
-
-    keep_columns : mapping of source column to table column, optional
-        Source columns copied as they are into the table (between the metadata and the bands),
-        e.g. OSSL's layer depths.
-
-    Spectral columns whose names say their units (OSSL ``scan_visnir.<nm>_ref``: fractions,
-    ``scan_visnir.<nm>_pcnt``: percent; ``localsoc.spectra.units.CONVENTION_UNITS``) are read
-    in those units under ``spectra="auto"``; declaring other units raises.
-
-    Returns
-    -------
-    (table, report) : the canonical table and an ``ImportReport``.
-
-    Missing carbon gives a null ``soc`` (an unlabelled row); no row is dropped. Source columns
-    named ``stratum``, ``bulk_density_g_cm3`` or ``depth_cm`` (any case) are kept as the
-    optional columns of ``schema.OPTIONAL_COLUMNS`` (``optional_values`` checks them).
+    library : name of the collection; also the prefix of generated sample ids.
+    spectra : units of the spectral columns, one of ``SPECTRA_UNITS``. ``"auto"`` tells percent
+        (maximum above ``percent_reflectance_above`` and <= 100) from fractions (maximum <= 1);
+        absorbance must be declared, because soil absorbance also lies mostly within 0-1 and
+        cannot be told from reflectance by its values. Spectral columns whose names say their
+        units (OSSL ``scan_visnir.<nm>_ref``: fractions, ``scan_visnir.<nm>_pcnt``: percent;
+        ``localsoc.spectra.units.CONVENTION_UNITS``) are read in those units under ``"auto"``;
+        declaring other units raises.
+    carbon_column : column holding carbon; None imports unlabelled spectra (``soc`` null);
+        ``"auto"`` takes ``soc`` if there is one, else the first of OSSL's organic carbon
+        columns (``OSSL_CARBON_COLUMNS``) present, and names it in the report.
+    carbon_units : one of ``CARBON_UNITS``; percent is g/100 g; organic matter is converted
+        with ``om_factor``.
+    om_factor : organic matter to organic carbon factor (van Bemmelen, 1.724); SOC = OM /
+        om_factor. Only used (and only allowed to differ from the default) for organic matter.
+    id_column : column with sample ids; None takes the first column named as one of
+        ``ID_COLUMNS``, else generates ``<library>-<row>`` (row counted from 0). The report
+        says which.
+    country, site : one value for all rows; or per row from ``country_column`` /
+        ``site_column``. lat_column, lon_column : coordinate columns (decimal degrees).
+    narrow_grid_ok : when the source does not cover the grid, False raises ``ValueError``
+        naming the missing range; True imports on the part of the grid the source covers (same
+        step) and says so in the report. Declaring the narrower grid is the cleaner fix.
+    resample_method : one of ``localsoc.spectra.resample.METHODS``.
+    notes : extra lines for the report (used by the library wrappers).
+    percent_reflectance_above, absorbance_max : the unit thresholds of
+        ``localsoc.spectra.units`` (spectra whose largest value is above the first, and at most
+        100, are percent reflectance; declared absorbance above the second is refused).
+    keep_columns : source column -> table column, copied as they are into the table (between
+        the metadata and the bands), e.g. OSSL's layer depths.
     """
-    if spectra not in SPECTRA_UNITS:
-        raise ValueError(f"spectra must be one of {SPECTRA_UNITS}; got {spectra!r}")
-    if carbon_units not in CARBON_UNITS:
-        raise ValueError(f"carbon_units must be one of {CARBON_UNITS}; got {carbon_units!r}")
-    if resample_method not in METHODS:
-        raise ValueError(f"resample_method must be one of {METHODS}; got {resample_method!r}")
-    uses_om = carbon_units.startswith("organic_matter")
-    if not (isinstance(om_factor, int | float) and np.isfinite(om_factor) and om_factor > 0):
-        raise ValueError(f"om_factor must be a positive number; got {om_factor!r}")
-    if not uses_om and om_factor != VAN_BEMMELEN_FACTOR:
-        raise ValueError(
-            f"om_factor={om_factor:g} was given but carbon_units={carbon_units!r}; the factor only "
-            "applies to organic matter (carbon_units='organic_matter_percent' or "
-            "'organic_matter_g_per_kg')"
-        )
-    for constant, column, name in (
-        (country, country_column, "country"),
-        (site, site_column, "site"),
-    ):
-        if constant is not None and column is not None:
-            raise ValueError(f"give {name} (one value) or {name}_column (per row), not both")
-    if not library or not isinstance(library, str):
-        raise ValueError(f"library must be a non-empty name; got {library!r}")
-    grid = _as_grid(grid)
 
+    library: str
+    spectra: str = "reflectance"
+    carbon_column: str | None = "soc"
+    carbon_units: str = "percent"
+    om_factor: float = VAN_BEMMELEN_FACTOR
+    id_column: str | None = None
+    country: str | None = None
+    site: str | None = None
+    country_column: str | None = None
+    site_column: str | None = None
+    lat_column: str | None = None
+    lon_column: str | None = None
+    narrow_grid_ok: bool = False
+    resample_method: str = "average"
+    notes: tuple[str, ...] = ()
+    percent_reflectance_above: float = units_rules.PERCENT_REFLECTANCE_ABOVE
+    absorbance_max: float = units_rules.ABSORBANCE_MAX
+    keep_columns: Mapping[str, str] | None = None
+
+    @property
+    def uses_om(self) -> bool:
+        return self.carbon_units.startswith("organic_matter")
+
+    def check(self) -> None:
+        """``ValueError`` for declarations that are unusable whatever the source."""
+        for name, value, allowed in (("spectra", self.spectra, SPECTRA_UNITS),
+                                     ("carbon_units", self.carbon_units, CARBON_UNITS),
+                                     ("resample_method", self.resample_method, METHODS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
+        factor = self.om_factor
+        if not (isinstance(factor, int | float) and np.isfinite(factor) and factor > 0):
+            raise ValueError(f"om_factor must be a positive number; got {factor!r}")
+        if not self.uses_om and factor != VAN_BEMMELEN_FACTOR:
+            raise ValueError(
+                f"om_factor={factor:g} was given but carbon_units={self.carbon_units!r}; the "
+                "factor only applies to organic matter (carbon_units='organic_matter_percent' "
+                "or 'organic_matter_g_per_kg')"
+            )
+        for constant, column, name in ((self.country, self.country_column, "country"),
+                                       (self.site, self.site_column, "site")):
+            if constant is not None and column is not None:
+                raise ValueError(f"give {name} (one value) or {name}_column (per row), not both")
+        if not self.library or not isinstance(self.library, str):
+            raise ValueError(f"library must be a non-empty name; got {self.library!r}")
+
+
+@dataclass
+class WideLayout:
+    """What :func:`detect_layout` found in a wide table: the declared (or found) columns by
+    argument name, the kept and optional columns, the spectral columns, the units to read them
+    in (declared, or named by the columns) and the report's notes so far."""
+
+    named: dict[str, object]
+    columns: dict[str, pd.Series]
+    keep: dict[str, str]
+    optional: dict[str, object]
+    spectra: _Spectra
+    units: str
+    notes: list[str]
+
+    @property
+    def ids(self) -> pd.Series | None:
+        column = self.columns.get("id_column")
+        return None if column is None else _as_ids(column)
+
+
+def _id_column(frame: pd.DataFrame, options: WideOptions, notes: list[str]):
+    """The declared id column, else the one found by name (``find_id_column``), or None;
+    the report's note says which."""
+    id_column, how = options.id_column, "as declared"
+    if id_column is None:
+        id_column = find_id_column(frame.columns)
+        how = "found by name; id_column chooses another"
+    if id_column is None:
+        notes.append(f"no id column (none of {list(ID_COLUMNS)}): sample ids generated "
+                     f"as '{options.library}-<row>'")
+    else:
+        notes.append(f"sample ids from column {str(id_column)!r} ({how})")
+    return id_column
+
+
+def _carbon_column(frame: pd.DataFrame, options: WideOptions, notes: list[str]) -> str | None:
+    """The declared carbon column, or for ``"auto"`` the one ``find_carbon_column`` finds."""
+    if options.carbon_column != CARBON_AUTO:
+        return options.carbon_column
+    found = find_carbon_column(frame.columns)
+    notes.append(
+        f"carbon from column {found!r} (found by name"
+        + ("" if found == "soc" else ": OSSL organic carbon, weight % = % SOC")
+        + "; carbon_column chooses another)")
+    return found
+
+
+def _units_to_read(spectra: str, found: _Spectra) -> str:
+    """The declared units, or those the column names say under ``"auto"``; ``ValueError``
+    when the declaration contradicts the names."""
+    named_units = units_rules.units_of_convention(found.convention)
+    if named_units is None:
+        return spectra
+    if spectra not in ("auto", named_units):
+        raise ValueError(
+            f"spectra={spectra!r} but the spectral columns are named {found.convention} "
+            f"({found.columns[0]!r}, ...), which holds {named_units.replace('_', ' ')}; "
+            f"declare spectra={named_units!r} or 'auto'")
+    return named_units
+
+
+def detect_layout(frame: pd.DataFrame, options: WideOptions) -> WideLayout:
+    """Detect step: the id and carbon columns, the declared columns (each must exist), the
+    optional and kept columns, and the spectral columns (``detect_spectral_columns``) with the
+    units to read them in."""
+    notes = list(options.notes)
+    id_column = _id_column(frame, options, notes)
+    carbon_column = _carbon_column(frame, options, notes)
+    keep = dict(options.keep_columns or {})
+    for column in keep:
+        _column(frame, column, "keep_columns")
+    named = {"carbon_column": carbon_column, "id_column": id_column,
+             "country_column": options.country_column, "site_column": options.site_column,
+             "lat_column": options.lat_column, "lon_column": options.lon_column}
+    columns = {argument: _column(frame, name, argument)
+               for argument, name in named.items() if name is not None}
+    optional = optional_source_columns(frame.columns)
+    found = detect_spectral_columns(frame.columns, exclude=[*named.values(), *optional.values()])
+    units = _units_to_read(options.spectra, found)
+    return WideLayout(named, columns, keep, optional, found, units, notes)
+
+
+@dataclass
+class ConvertedSpectra:
+    """What :func:`convert_spectra` gives: reflectance fractions on the source's wavelengths,
+    the units they were read in, the conversions done, and each row's ``import_problem``
+    (None when every row agrees with the file's units)."""
+
+    reflectance: np.ndarray
+    units: str
+    conversions: list[str]
+    problems: pd.Series | None
+
+
+def convert_spectra(frame: pd.DataFrame, layout: WideLayout,
+                    options: WideOptions) -> ConvertedSpectra:
+    """Convert step: the spectral columns as numbers, checked by the unit rules
+    (``localsoc.spectra.units``, ``_check_few_cells_above``) and converted to reflectance
+    fractions; rows in other units than the file are marked, not converted."""
+    threshold = options.percent_reflectance_above
+    found = layout.spectra
+    raw = _numeric_block(frame, found.columns, "spectral")
+    _check_few_cells_above(raw, layout.units, found.columns, layout.ids, threshold)
+    reflectance, units, conversions = _to_reflectance(raw, layout.units, found.columns,
+                                                      threshold, options.absorbance_max)
+    if layout.units != options.spectra:
+        conversions.insert(0, f"units from the column names: {found.convention} holds "
+                              f"{layout.units.replace('_', ' ')}")
+    return ConvertedSpectra(reflectance, units, conversions,
+                            _rows_in_other_units(raw, units, threshold))
+
+
+@dataclass
+class ResampledSpectra:
+    """What :func:`resample_spectra` gives: the grid imported on (narrowed when allowed), the
+    spectra on it, the grid bands band averaging interpolated, and the report's lines."""
+
+    grid: Grid
+    spectra: np.ndarray
+    interpolated: np.ndarray
+    conversion: str
+    notes: list[str]
+
+
+def _covered_grid(wavelengths_nm: np.ndarray, grid: Grid, options: WideOptions,
+                  notes: list[str]) -> Grid:
+    """``grid`` when the source covers it; else the covered part when ``narrow_grid_ok``
+    (with a note), or ``ValueError`` naming the missing range (``coverage_message``)."""
+    target = grid.wavelengths_nm
+    message = coverage_message(wavelengths_nm, target)
+    if message is None:
+        return grid
+    if not options.narrow_grid_ok:
+        raise ValueError(f"{options.library}: {message} (narrow_grid_ok=True imports on the "
+                         "covered part instead)")
+    covered = target[covered_target_mask(wavelengths_nm, target)]
+    if covered.size < 2:
+        raise ValueError(f"{options.library}: {message}; the source covers fewer than 2 grid "
+                         "bands")
+    grid = Grid(float(covered[0]), float(covered[-1]), grid.step_nm)
+    notes.append(f"grid narrowed to {grid.start_nm:g}-{grid.stop_nm:g} nm: {message}")
+    return grid
+
+
+def resample_spectra(reflectance: np.ndarray, found: _Spectra, grid: Grid,
+                     options: WideOptions) -> ResampledSpectra:
+    """Resample step: reflectance on the source's wavelengths to ``grid``
+    (``localsoc.spectra.resample.resampling_matrix``: band averaging or interpolation)."""
+    notes: list[str] = []
+    grid = _covered_grid(found.wavelengths_nm, grid, options, notes)
+    weights, interpolated = resampling_matrix(found.wavelengths_nm, grid.wavelengths_nm,
+                                              options.resample_method)
+    on_grid = np.ascontiguousarray((weights.T @ reflectance.T).T)
+    conversion = (
+        f"resampled {found.wavelengths_nm[0]:g}-{found.wavelengths_nm[-1]:g} nm "
+        f"({len(found.columns)} bands) to {grid.start_nm:g}-{grid.stop_nm:g} nm every "
+        f"{grid.step_nm:g} nm by {options.resample_method}"
+    )
+    return ResampledSpectra(grid, on_grid, interpolated, conversion, notes)
+
+
+def _metadata(frame: pd.DataFrame, layout: WideLayout, options: WideOptions
+              ) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The canonical metadata columns (ids, library, country, site, coordinates, SOC %), with
+    the carbon conversions and notes."""
+    columns, conversions, notes = layout.columns, [], []
+    meta = pd.DataFrame(index=frame.index)
+    if layout.named["id_column"] is not None:
+        meta["sample_id"] = layout.ids
+    else:
+        meta["sample_id"] = [f"{options.library}-{i}" for i in range(len(frame))]
+    meta["library"] = options.library
+    meta["country"] = (columns["country_column"].astype("string") if options.country_column
+                       else options.country)
+    meta["site"] = columns["site_column"].astype("string") if options.site_column else options.site
+    for argument, target_name in (("lat_column", "lat"), ("lon_column", "lon")):
+        if argument in columns:
+            meta[target_name] = _numeric_block(frame, [columns[argument].name], "coordinate")[:, 0]
+    carbon_column = layout.named["carbon_column"]
+    if carbon_column is not None:
+        meta["soc"], conversions = _carbon_to_percent(frame, carbon_column, options.carbon_units,
+                                                      options.om_factor)
+    else:
+        meta["soc"] = np.full(len(frame), np.nan)
+        notes.append("no carbon column: all rows are unlabelled")
+    return meta, conversions, notes
+
+
+def _add_source_columns(table: pd.DataFrame, frame: pd.DataFrame, layout: WideLayout,
+                        problems: pd.Series | None, threshold: float) -> list[str]:
+    """Insert the optional, kept and ``import_problem`` columns after the metadata (in that
+    order); the report's notes."""
+    notes, position = [], len(schema.META_COLUMNS)
+    for name, values in optional_values(frame, layout.optional).items():
+        table.insert(position, name, values)
+        position += 1
+    if layout.optional:
+        notes.append("optional column(s) kept: " + ", ".join(
+            f"{name} (from {str(column)!r})" for name, column in layout.optional.items()))
+    for column, name in layout.keep.items():
+        table.insert(position, name, frame[column].to_numpy())
+        position += 1
+    if layout.keep:
+        notes.append("kept as columns: " + ", ".join(
+            f"{column!r} as {name!r}" for column, name in layout.keep.items()))
+    if problems is not None:
+        table.insert(len(schema.META_COLUMNS), schema.IMPORT_PROBLEM, problems)
+        flagged = np.flatnonzero(problems.notna().to_numpy())
+        rows = ", ".join(str(r) for r in flagged[:6]) + (", ..." if flagged.size > 6 else "")
+        notes.append(
+            f"{flagged.size} row(s) (rows {rows}) look like reflectance fractions (largest "
+            f"value <= {threshold:g}) in a file of percent reflectance: marked in column "
+            "'import_problem'; validation quarantines them"
+        )
+    return notes
+
+
+def _wide_report(source: str, table: pd.DataFrame, frame: pd.DataFrame, layout: WideLayout,
+                 options: WideOptions, resampled: ResampledSpectra, units: str,
+                 conversions: list[str]) -> ImportReport:
+    """The ``ImportReport`` of an imported wide table."""
+    found, named, grid = layout.spectra, layout.named, resampled.grid
+    carbon_column, id_column = named["carbon_column"], named["id_column"]
+    used = (set(found.columns) | {c for c in named.values() if c is not None}
+            | set(layout.keep) | set(layout.optional.values()))
+    return ImportReport(
+        library=options.library, source=source, rows=len(table),
+        labelled_rows=int(table["soc"].notna().sum()),
+        spectral_convention=found.convention, spectral_columns=len(found.columns),
+        source_range_nm=(float(found.wavelengths_nm[0]), float(found.wavelengths_nm[-1])),
+        spectra_declared=options.spectra, spectra_units=units, carbon_column=carbon_column,
+        carbon_units=options.carbon_units if carbon_column is not None else None,
+        id_column=None if id_column is None else str(id_column),
+        om_factor=(float(options.om_factor) if options.uses_om and carbon_column is not None
+                   else None),
+        grid={"start_nm": float(grid.start_nm), "stop_nm": float(grid.stop_nm),
+              "step_nm": float(grid.step_nm), "bands": len(grid)},
+        resample_method=options.resample_method, conversions=tuple(conversions),
+        interpolated_nm=(tuple(float(w) for w in resampled.interpolated)
+                         if options.resample_method == "average" else ()),
+        ignored_columns=tuple(str(c) for c in frame.columns if c not in used),
+        notes=tuple(layout.notes),
+    )
+
+
+def _source_frame(frame_or_path: pd.DataFrame | str | Path) -> tuple[pd.DataFrame, str]:
+    """The source table (read from its file when a path) and what to call it."""
     if isinstance(frame_or_path, pd.DataFrame):
         frame, source = frame_or_path, "DataFrame"
     else:
         frame, source = _read_table(frame_or_path), str(frame_or_path)
     if len(frame) == 0:
         raise ValueError(f"{source}: no rows to import")
-    frame = frame.reset_index(drop=True)
-    report_notes = list(notes)
-    if id_column is None:
-        id_column = find_id_column(frame.columns)
-        how = "found by name; id_column chooses another" if id_column is not None else None
-    else:
-        how = "as declared"
-    if id_column is None:
-        report_notes.append(f"no id column (none of {list(ID_COLUMNS)}): sample ids generated "
-                            f"as '{library}-<row>'")
-    else:
-        report_notes.append(f"sample ids from column {str(id_column)!r} ({how})")
+    return frame.reset_index(drop=True), source
 
-    if carbon_column == CARBON_AUTO:
-        carbon_column = find_carbon_column(frame.columns)
-        report_notes.append(
-            f"carbon from column {carbon_column!r} (found by name"
-            + ("" if carbon_column == "soc" else
-               ": OSSL organic carbon, weight % = % SOC") + "; carbon_column chooses another)")
-    keep = dict(keep_columns or {})
-    for column in keep:
-        _column(frame, column, "keep_columns")
-    named = [carbon_column, id_column, country_column, site_column, lat_column, lon_column]
-    arguments = [
-        "carbon_column",
-        "id_column",
-        "country_column",
-        "site_column",
-        "lat_column",
-        "lon_column",
-    ]
-    columns = {
-        arg: _column(frame, name, arg)
-        for arg, name in zip(arguments, named, strict=True)
-        if name is not None
-    }
-    optional = optional_source_columns(frame.columns)
-    found = detect_spectral_columns(frame.columns, exclude=[*named, *optional.values()])
 
-    named_units = units_rules.units_of_convention(found.convention)
-    declared = spectra
-    if named_units is not None and spectra == "auto":
-        declared = named_units
-    elif named_units is not None and spectra != named_units:
-        raise ValueError(
-            f"spectra={spectra!r} but the spectral columns are named {found.convention} "
-            f"({found.columns[0]!r}, ...), which holds {named_units.replace('_', ' ')}; "
-            f"declare spectra={named_units!r} or 'auto'")
-    raw = _numeric_block(frame, found.columns, "spectral")
-    _check_few_cells_above(raw, declared, found.columns,
-                           _as_ids(columns["id_column"]) if "id_column" in columns else None,
-                           percent_reflectance_above)
-    reflectance, units, conversions = _to_reflectance(
-        raw, declared, found.columns, percent_reflectance_above, absorbance_max
-    )
-    if declared != spectra:
-        conversions.insert(0, f"units from the column names: {found.convention} holds "
-                              f"{named_units.replace('_', ' ')}")
-    problems = _rows_in_other_units(raw, units, percent_reflectance_above)
+def import_wide(
+    frame_or_path: pd.DataFrame | str | Path,
+    *,
+    grid: Grid | Mapping,
+    options: WideOptions | None = None,
+    **declarations,
+) -> tuple[pd.DataFrame, ImportReport]:
+    """Import a wide table (one column per wavelength; a DataFrame or a .csv / .csv.gz /
+    .parquet file) to the canonical table on ``grid`` (a ``Grid`` or a mapping with start_nm,
+    stop_nm, step_nm): ``(table, report)``, the canonical table and an ``ImportReport``.
 
-    target = grid.wavelengths_nm
-    message = coverage_message(found.wavelengths_nm, target)
-    if message is not None:
-        if not narrow_grid_ok:
-            raise ValueError(
-                f"{library}: {message} (narrow_grid_ok=True imports on the covered part instead)"
-            )
-        covered = target[covered_target_mask(found.wavelengths_nm, target)]
-        if covered.size < 2:
-            raise ValueError(f"{library}: {message}; the source covers fewer than 2 grid bands")
-        grid = Grid(float(covered[0]), float(covered[-1]), grid.step_nm)
-        target = grid.wavelengths_nm
-        report_notes.append(f"grid narrowed to {grid.start_nm:g}-{grid.stop_nm:g} nm: {message}")
-    weights, interpolated = resampling_matrix(found.wavelengths_nm, target, resample_method)
-    on_grid = np.ascontiguousarray((weights.T @ reflectance.T).T)
-    conversions.append(
-        f"resampled {found.wavelengths_nm[0]:g}-{found.wavelengths_nm[-1]:g} nm "
-        f"({len(found.columns)} bands) to {grid.start_nm:g}-{grid.stop_nm:g} nm every "
-        f"{grid.step_nm:g} nm by {resample_method}"
-    )
+    The declarations are a :class:`WideOptions` (``options``) or its fields as keywords
+    (``library=...``, ``spectra=...``, ...; with ``options`` they replace its fields). The
+    steps: check the declarations, :func:`detect_layout`, :func:`convert_spectra`,
+    :func:`resample_spectra`, then the metadata and the source's extra columns.
 
-    meta = pd.DataFrame(index=frame.index)
-    if id_column is not None:
-        meta["sample_id"] = _as_ids(columns["id_column"])
-    else:
-        meta["sample_id"] = [f"{library}-{i}" for i in range(len(frame))]
-    meta["library"] = library
-    meta["country"] = columns["country_column"].astype("string") if country_column else country
-    meta["site"] = columns["site_column"].astype("string") if site_column else site
-    for argument, target_name in (("lat_column", "lat"), ("lon_column", "lon")):
-        if argument in columns:
-            meta[target_name] = _numeric_block(frame, [columns[argument].name], "coordinate")[:, 0]
-    if carbon_column is not None:
-        soc, carbon_conversions = _carbon_to_percent(frame, carbon_column, carbon_units, om_factor)
-        meta["soc"] = soc
-        conversions.extend(carbon_conversions)
-    else:
-        meta["soc"] = np.full(len(frame), np.nan)
-        report_notes.append("no carbon column: all rows are unlabelled")
-
-    table = schema.make_table(meta, on_grid, target)
-    for position, (name, values) in enumerate(optional_values(frame, optional).items()):
-        table.insert(len(schema.META_COLUMNS) + position, name, values)
-    if optional:
-        report_notes.append("optional column(s) kept: " + ", ".join(
-            f"{name} (from {str(column)!r})" for name, column in optional.items()))
-    for position, (column, name) in enumerate(keep.items()):
-        table.insert(len(schema.META_COLUMNS) + len(optional) + position, name,
-                     frame[column].to_numpy())
-    if keep:
-        report_notes.append("kept as columns: " + ", ".join(
-            f"{column!r} as {name!r}" for column, name in keep.items()))
-    if problems is not None:
-        table.insert(len(schema.META_COLUMNS), schema.IMPORT_PROBLEM, problems)
-        flagged = np.flatnonzero(problems.notna().to_numpy())
-        rows = ", ".join(str(r) for r in flagged[:6]) + (", ..." if flagged.size > 6 else "")
-        report_notes.append(
-            f"{flagged.size} row(s) (rows {rows}) look like reflectance "
-            f"fractions (largest value <= {percent_reflectance_above:g}) in a file of percent "
-            "reflectance: marked in column 'import_problem'; validation quarantines them"
-        )
-    used = (set(found.columns) | {c for c in named if c is not None} | set(keep)
-            | set(optional.values()))
-    report = ImportReport(
-        library=library,
-        source=source,
-        rows=len(table),
-        labelled_rows=int(table["soc"].notna().sum()),
-        spectral_convention=found.convention,
-        spectral_columns=len(found.columns),
-        source_range_nm=(float(found.wavelengths_nm[0]), float(found.wavelengths_nm[-1])),
-        spectra_declared=spectra,
-        spectra_units=units,
-        carbon_column=carbon_column,
-        carbon_units=carbon_units if carbon_column is not None else None,
-        id_column=None if id_column is None else str(id_column),
-        om_factor=float(om_factor) if uses_om and carbon_column is not None else None,
-        grid={
-            "start_nm": float(grid.start_nm),
-            "stop_nm": float(grid.stop_nm),
-            "step_nm": float(grid.step_nm),
-            "bands": len(grid),
-        },
-        resample_method=resample_method,
-        conversions=tuple(conversions),
-        interpolated_nm=tuple(float(w) for w in interpolated)
-        if resample_method == "average"
-        else (),
-        ignored_columns=tuple(str(c) for c in frame.columns if c not in used),
-        notes=tuple(report_notes),
-    )
+    Missing carbon gives a null ``soc`` (an unlabelled row); no row is dropped. Source columns
+    named ``stratum``, ``bulk_density_g_cm3`` or ``depth_cm`` (any case) are kept as the
+    optional columns of ``schema.OPTIONAL_COLUMNS`` (``optional_values`` checks them).
+    """
+    options = (WideOptions(**declarations) if options is None
+               else replace(options, **declarations))
+    options.check()
+    grid = _as_grid(grid)
+    frame, source = _source_frame(frame_or_path)
+    layout = detect_layout(frame, options)
+    converted = convert_spectra(frame, layout, options)
+    resampled = resample_spectra(converted.reflectance, layout.spectra, grid, options)
+    layout.notes.extend(resampled.notes)
+    meta, carbon_conversions, meta_notes = _metadata(frame, layout, options)
+    layout.notes.extend(meta_notes)
+    table = schema.make_table(meta, resampled.spectra, resampled.grid.wavelengths_nm)
+    layout.notes.extend(_add_source_columns(table, frame, layout, converted.problems,
+                                            options.percent_reflectance_above))
+    conversions = [*converted.conversions, resampled.conversion, *carbon_conversions]
+    report = _wide_report(source, table, frame, layout, options, resampled, converted.units,
+                          conversions)
     return table, report
 
 
@@ -914,6 +1040,43 @@ def _one_row_per_layer(frame: pd.DataFrame, key: str, where: str) -> None:
                          "hold one row per layer. Deduplicate it before the join")
 
 
+def _join_lab(frame: pd.DataFrame, key: str, soillab, carbon_column: str | None,
+              notes: list[str]) -> tuple[pd.DataFrame, str | None]:
+    """The vis-NIR rows left-joined with the carbon column of OSSL's soil lab table (one row
+    per layer); the carbon column used (``"auto"``: ``find_carbon_column``)."""
+    lab, lab_where = _ossl_table(soillab, "soil lab")
+    lab_key = _layer_id(lab, lab_where)
+    _one_row_per_layer(lab, lab_key, lab_where)
+    wanted = find_carbon_column(lab.columns) if carbon_column == CARBON_AUTO else carbon_column
+    if wanted is None:
+        return frame, carbon_column
+    _column(lab, wanted, "carbon_column")
+    lab = lab[[lab_key, wanted]].rename(columns={lab_key: key})
+    frame = frame.drop(columns=[wanted], errors="ignore").merge(
+        lab, on=key, how="left", validate="many_to_one")
+    matched = int(frame[key].isin(lab[key]).sum())
+    notes.append(f"joined {lab_where} on {key}: {matched} of {len(frame)} scans have a "
+                 f"lab row; carbon from its column {wanted!r}")
+    return frame, wanted
+
+
+def _join_site(frame: pd.DataFrame, key: str, soilsite, notes: list[str]) -> pd.DataFrame:
+    """The vis-NIR rows left-joined with the depths and coordinates of OSSL's soil site table
+    (one row per layer)."""
+    site_frame, site_where = _ossl_table(soilsite, "soil site")
+    site_key = _layer_id(site_frame, site_where)
+    _one_row_per_layer(site_frame, site_key, site_where)
+    taken = [c for c in (*OSSL_DEPTH_COLUMNS, *(c for pair in OSSL_COORDINATES for c in pair))
+             if c in site_frame.columns]
+    site_frame = site_frame[[site_key, *taken]].rename(columns={site_key: key})
+    frame = frame.drop(columns=taken, errors="ignore").merge(
+        site_frame, on=key, how="left", validate="many_to_one")
+    matched = int(frame[key].isin(site_frame[key]).sum())
+    notes.append(f"joined {site_where} on {key}: {matched} of {len(frame)} scans have a site "
+                 f"row; taken: {', '.join(taken) or 'nothing'}")
+    return frame
+
+
 def import_ossl(
     visnir: pd.DataFrame | str | Path,
     soillab: pd.DataFrame | str | Path | None = None,
@@ -947,32 +1110,9 @@ def import_ossl(
     key = _layer_id(frame, where)
     notes = [f"OSSL: vis-NIR rows from {where}"]
     if soillab is not None:
-        lab, lab_where = _ossl_table(soillab, "soil lab")
-        lab_key = _layer_id(lab, lab_where)
-        _one_row_per_layer(lab, lab_key, lab_where)
-        wanted = (find_carbon_column(lab.columns) if carbon_column == CARBON_AUTO
-                  else carbon_column)
-        if wanted is not None:
-            _column(lab, wanted, "carbon_column")
-            lab = lab[[lab_key, wanted]].rename(columns={lab_key: key})
-            frame = frame.drop(columns=[wanted], errors="ignore").merge(
-                lab, on=key, how="left", validate="many_to_one")
-            matched = int(frame[key].isin(lab[key]).sum())
-            notes.append(f"joined {lab_where} on {key}: {matched} of {len(frame)} scans have a "
-                         f"lab row; carbon from its column {wanted!r}")
-            carbon_column = wanted
+        frame, carbon_column = _join_lab(frame, key, soillab, carbon_column, notes)
     if soilsite is not None:
-        site_frame, site_where = _ossl_table(soilsite, "soil site")
-        site_key = _layer_id(site_frame, site_where)
-        _one_row_per_layer(site_frame, site_key, site_where)
-        taken = [c for c in (*OSSL_DEPTH_COLUMNS, *(c for pair in OSSL_COORDINATES for c in pair))
-                 if c in site_frame.columns]
-        site_frame = site_frame[[site_key, *taken]].rename(columns={site_key: key})
-        frame = frame.drop(columns=taken, errors="ignore").merge(
-            site_frame, on=key, how="left", validate="many_to_one")
-        matched = int(frame[key].isin(site_frame[key]).sum())
-        notes.append(f"joined {site_where} on {key}: {matched} of {len(frame)} scans have a site "
-                     f"row; taken: {', '.join(taken) or 'nothing'}")
+        frame = _join_site(frame, key, soilsite, notes)
     keep = {c: name for c, name in OSSL_DEPTH_COLUMNS.items() if c in frame.columns}
     coordinates = next(((lat, lon) for lat, lon in OSSL_COORDINATES
                         if lat in frame.columns and lon in frame.columns), (None, None))
@@ -1006,29 +1146,13 @@ def asd_files(source: str | Path | list) -> list[Path]:
     return files
 
 
-def import_asd(
-    source: str | Path | list,
-    *,
-    grid: Grid | Mapping | None = None,
-    library: str,
-    labels: pd.DataFrame | str | Path | None = None,
-    carbon_column: str | None = CARBON_AUTO,
-    spectra: str = "auto",
-    **options,
-) -> tuple[pd.DataFrame, ImportReport]:
-    """Import ASD FieldSpec ``.asd`` files (``localsoc.data.asd``) to the canonical table: one
-    row per file, its sample id the file name without ``.asd``.
-
-    Reflectance files are read as they are, raw (DN) files divided by the white reference they
-    hold, absorbance files as absorbance; other data types (radiance, ...) raise. All files must
-    share one wavelength scale. ``labels`` (a table with ``sample_id`` and the carbon column,
-    ``carbon_column="auto"`` as in :func:`import_wide`) gives the carbon, joined on the sample
-    id; without it every row is unlabelled. ``spectra`` must be ``"auto"`` (the files say their
-    units) or agree with the files. ``options`` go to :func:`import_wide`.
-    """
+def read_asd_files(files: list[Path]) -> tuple[pd.DataFrame, list[str]]:
+    """The spectra of ``.asd`` files as a wide table (``sample_id`` = file name without
+    ``.asd``, one ``nm_<wavelength>`` column per channel) and each file's kind: ``absorbance``,
+    or the data type read as reflectance (``reflectance``, or ``raw`` divided by its white
+    reference). ``ValueError`` for files of another wavelength scale or data type."""
     from localsoc.data.asd import read_asd
 
-    files = asd_files(source)
     rows, kinds = [], []
     first = None
     for path in files:
@@ -1049,6 +1173,14 @@ def import_asd(
                 raise ValueError(f"{path}: {error}") from None
         rows.append(values)
         kinds.append(kind)
+    frame = pd.DataFrame(np.vstack(rows), columns=[f"nm_{w:g}" for w in first[1]])
+    frame.insert(0, "sample_id", [path.stem for path in files])
+    return frame, kinds
+
+
+def _asd_units(kinds: list[str], spectra: str) -> str:
+    """``absorbance`` or ``reflectance``: the one unit of all files, agreeing with ``spectra``
+    (``"auto"`` or that unit)."""
     units = {"absorbance" if kind == "absorbance" else "reflectance" for kind in kinds}
     if len(units) > 1:
         raise ValueError("the .asd files mix absorbance and reflectance spectra; import them "
@@ -1057,32 +1189,60 @@ def import_asd(
     if spectra not in ("auto", units):
         raise ValueError(f"spectra={spectra!r} but the .asd files hold {units}; declare "
                          f"spectra={units!r} or 'auto'")
-    names = [f"nm_{w:g}" for w in first[1]]
-    frame = pd.DataFrame(np.vstack(rows), columns=names)
-    frame.insert(0, "sample_id", [path.stem for path in files])
+    return units
+
+
+def _join_labels(frame: pd.DataFrame, labels, carbon_column: str | None,
+                 notes: list[str]) -> tuple[pd.DataFrame, str | None]:
+    """The ``.asd`` rows left-joined on ``sample_id`` with the carbon column of a labels table
+    (one row per sample; ``"auto"``: ``find_carbon_column``); the carbon column used."""
+    lab, where = _ossl_table(labels, "labels")
+    if "sample_id" not in lab.columns:
+        raise ValueError(f"{where} needs a 'sample_id' column (the .asd file names without "
+                         f"'.asd'); columns seen: {_preview(list(lab.columns))}")
+    _one_row_per_layer(lab.assign(sample_id=lab["sample_id"].astype(str)), "sample_id", where)
+    wanted = find_carbon_column(lab.columns) if carbon_column == CARBON_AUTO else carbon_column
+    if wanted is not None:
+        lab = lab[["sample_id", wanted]].assign(sample_id=lab["sample_id"].astype(str))
+        frame = frame.merge(lab, on="sample_id", how="left", validate="one_to_one")
+        notes.append(f"carbon from {where}, column {wanted!r}: "
+                     f"{int(frame['sample_id'].isin(lab['sample_id']).sum())} of "
+                     f"{len(frame)} files labelled")
+    return frame, wanted
+
+
+def import_asd(
+    source: str | Path | list,
+    *,
+    grid: Grid | Mapping | None = None,
+    library: str,
+    labels: pd.DataFrame | str | Path | None = None,
+    carbon_column: str | None = CARBON_AUTO,
+    spectra: str = "auto",
+    **options,
+) -> tuple[pd.DataFrame, ImportReport]:
+    """Import ASD FieldSpec ``.asd`` files (``localsoc.data.asd``) to the canonical table: one
+    row per file, its sample id the file name without ``.asd``.
+
+    Reflectance files are read as they are, raw (DN) files divided by the white reference they
+    hold, absorbance files as absorbance; other data types (radiance, ...) raise. All files must
+    share one wavelength scale (:func:`read_asd_files`). ``labels`` (a table with ``sample_id``
+    and the carbon column, ``carbon_column="auto"`` as in :func:`import_wide`) gives the carbon,
+    joined on the sample id; without it every row is unlabelled. ``spectra`` must be ``"auto"``
+    (the files say their units) or agree with the files. ``options`` go to :func:`import_wide`.
+    """
+    files = asd_files(source)
+    frame, kinds = read_asd_files(files)
+    units = _asd_units(kinds, spectra)
     notes = [f"ASD: {len(files)} .asd file(s), sample ids from the file names"]
-    raw = kinds.count("raw")
-    conversions_note = (f"{raw} raw (DN) .asd spectra divided by their white reference -> "
-                        "reflectance") if raw else None
     if labels is not None:
-        lab, where = _ossl_table(labels, "labels")
-        if "sample_id" not in lab.columns:
-            raise ValueError(f"{where} needs a 'sample_id' column (the .asd file names without "
-                             f"'.asd'); columns seen: {_preview(list(lab.columns))}")
-        _one_row_per_layer(lab.assign(sample_id=lab["sample_id"].astype(str)), "sample_id",
-                           where)
-        wanted = find_carbon_column(lab.columns) if carbon_column == CARBON_AUTO else carbon_column
-        if wanted is not None:
-            lab = lab[["sample_id", wanted]].assign(sample_id=lab["sample_id"].astype(str))
-            frame = frame.merge(lab, on="sample_id", how="left", validate="one_to_one")
-            notes.append(f"carbon from {where}, column {wanted!r}: "
-                         f"{int(frame['sample_id'].isin(lab['sample_id']).sum())} of "
-                         f"{len(frame)} files labelled")
-        carbon_column = wanted
+        frame, carbon_column = _join_labels(frame, labels, carbon_column, notes)
     elif carbon_column == CARBON_AUTO:
         carbon_column = None
-    if conversions_note:
-        notes.append(conversions_note)
+    raw = kinds.count("raw")
+    if raw:
+        notes.append(f"{raw} raw (DN) .asd spectra divided by their white reference -> "
+                     "reflectance")
     options["id_column"] = "sample_id"
     return import_wide(
         frame,
