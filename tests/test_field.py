@@ -257,3 +257,12 @@ def test_a_stratum_mostly_outside_the_domain_is_marked_unusable():
     assert outside.notes == ("unusable: 3 of 4 spectra outside the model's domain (no interval)",)
     assert summaries["a"].n_out_of_domain == 0 and summaries["a"].notes == ()
     assert summaries[ALL].n_out_of_domain == 3
+
+
+def test_rows_gain_domain_and_notes_columns_only_when_they_say_something():
+    """The report's table (rows without domain flags or notes) keeps its columns."""
+    estimates, residuals = _field()
+    plain = field_summary(estimates, residuals)[0].row()
+    assert "n_out_of_domain" not in plain and "notes" not in plain
+    flagged = field_summary(estimates, residuals, in_domain=[True] * 12)[0].row()
+    assert flagged["n_out_of_domain"] == 0 and "notes" not in flagged

@@ -825,13 +825,13 @@ def _prediction_input(project: Path, site: str, file: str | None, read: FileOpti
     """(the served bundle's predictor, the canonical table to predict, where it came from):
     FILE on the site's served grid, else the imported site's unlabelled rows."""
     from localsoc.data.importers import import_wide
-    from localsoc.workflow import IMPORTS, bundle_predictor, unlabelled_rows
+    from localsoc.workflow import bundle_predictor, imported_path, unlabelled_rows
 
     try:
         predictor = bundle_predictor(project)
         served = predictor.site(site)
         if file is None:
-            if not (project / IMPORTS / "sites" / f"{site}.parquet").exists():
+            if not imported_path(project, "site", site).exists():
                 raise ValueError(not_imported(site))
             return predictor, unlabelled_rows(project, site), f"the unlabelled rows of site {site}"
         wavelengths = served.wavelengths_nm

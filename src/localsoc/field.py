@@ -117,18 +117,22 @@ class FieldSummary:
         return asdict(self)
 
     def row(self) -> dict:
-        """One flat table row (SOC % and t C / ha)."""
+        """One flat table row (SOC % and t C / ha), with ``n_out_of_domain`` when the domain
+        flags were given and ``notes`` when there are any."""
         row = {"stratum": self.stratum, "n_samples": self.n_samples,
                "soc_percent": self.soc.estimate, "lower": self.soc.lower,
                "upper": self.soc.upper, "level": self.level,
                "mean_estimate": self.soc.mean_estimate,
                "bias_correction": self.soc.bias_correction,
                "sampling_se": self.soc.sampling_se, "model_se": self.soc.model_se,
-               "stock_t_ha": math.nan, "stock_lower": math.nan, "stock_upper": math.nan,
-               "n_out_of_domain": self.n_out_of_domain, "notes": "; ".join(self.notes)}
+               "stock_t_ha": math.nan, "stock_lower": math.nan, "stock_upper": math.nan}
         if self.stock is not None:
             row.update({"stock_t_ha": self.stock.estimate, "stock_lower": self.stock.lower,
                         "stock_upper": self.stock.upper})
+        if self.n_out_of_domain is not None:
+            row["n_out_of_domain"] = self.n_out_of_domain
+        if self.notes:
+            row["notes"] = "; ".join(self.notes)
         return row
 
 
@@ -352,5 +356,7 @@ def predictions_summary(entry: Mapping, table: pd.DataFrame, predictions: pd.Dat
                                    in_domain=predictions["in_domain"].to_numpy(bool))
     out = summary_table(summaries)
     out.insert(0, "site", entry["site"])
+    if "notes" not in out:
+        out["notes"] = ""
     out["target"] = target
     return out
