@@ -1,58 +1,27 @@
 """Deterministic simulator of a global soil spectral library (SSL) and three local sites.
 
-The embedded default data of LocalSOC (`make run`). It reproduces the *problem* of Shen et al.
-(2022): a model fitted on a large, diverse library is biased on a local site whose soils and whose
-soil organic carbon (SOC) to spectrum relation differ from the library's average, while a few
-dozen of the site's own samples give a small, unbiased model; library samples that resemble the
-site (same mineralogy, same SOC relation) are what instance transfer can find. It is a tool for
-demos and tests, **not** a claim about real soils: the bands, coefficients and populations below are
-chosen to be physically sensible, not fitted to any measured spectrum.
+The embedded default data of LocalSOC (``make run``). It reproduces the *problem* of Shen et
+al. (2022): a model fitted on a large, diverse library is biased on a local site whose soils and
+whose soil organic carbon (SOC) to spectrum relation differ from the library's average, while a
+few dozen of the site's own samples give a small, unbiased model; library samples that resemble
+the site (same mineralogy, same SOC relation) are what instance transfer can find. A tool for
+demos and tests, **not** a claim about real soils: bands, coefficients and populations are
+chosen to be physically sensible, not fitted to any measured spectrum or soil survey.
 
-Output
-------
 :func:`simulate_ssl` returns two canonical tables (:func:`localsoc.data.schema.make_table`):
+``library``, the global SSL whose rows with ``country`` CN, SE and US are the three country SSLs
+(sizes in the paper's proportions, :func:`country_sizes_for`), and ``sites``, the paper's three
+local sites (:func:`default_sites`).
 
-* ``library``: the global SSL (``library="global"``). Rows with ``country`` CN, SE and US are the
-  three country SSLs, so the country SSLs are subsets of the global one, as in the paper. Their
-  sizes scale with ``global_size`` in the paper's proportions (5,183 / 2,319 / 4,155 of 50,422,
-  at least :data:`MIN_COUNTRY_SIZE` each); the other rows carry about fifty other ISO codes or
-  null (unknown origin).
-* ``sites``: three local sites, ``china_site`` (CN, N = 135), ``sweden_site`` (SE, N = 108) and
-  ``usa_site`` (US, N = 216), with coordinates inside small plausible extents and null ``library``.
+SOC follows a row of the paper's Table 1 per set (:data:`PAPER_SOC_STATISTICS`): a quantile
+function piecewise linear in log SOC through the quartiles, with two upper-tail knots solved so
+that the mean and s.d. match, sampled by stratified inversion (:func:`_stratified_draw`); the
+library outside the countries is solved so that the whole library matches the global row.
 
-SOC
----
-Every set has a target row of the paper's Table 1 (:data:`PAPER_SOC_STATISTICS`). Its SOC
-quantile function Q(u) is piecewise linear in log SOC through the knots
-``(0, min), (0.25, Q1), (0.5, median), (0.75, Q3), (0.9, a), (0.99, b), (1, max)``, with the free
-upper-tail knots a, b solved so that the distribution's mean and s.d. (closed form for this family)
-equal the table's. Values are drawn by stratified inversion, ``soc_i = Q((pi_i + U_i) / N)``
-(``pi`` a random permutation, ``U ~ U(0, 1)``), so even a 108-sample site follows its row closely.
-The country SSLs follow their own rows; the rest of the global library follows a distribution
-solved so that the *whole* global library (countries included) matches the global row.
-
-Spectra
--------
-Spectra are built in absorbance ``A = log10(1 / R)`` on the project grid (default 400-2500 nm every
-10 nm) as a linear mixture of component spectra ``K_j(lambda)`` (:func:`component_spectra`; sums of
-Gaussian bands ``d exp(-((lambda - c) / w)^2 / 2)`` and exponential visible edges):
-
-* organic matter, in two end members mixed by a humification index ``h`` in [0, 1]: *fresh*
-  (steep visible darkening decaying with wavelength, C-H features near 1730, 1760, 2100, 2270,
-  2310 nm) and *humified* (stronger, flatter darkening, weak features); plus pyrogenic carbon
-  (*char*: an almost flat absorber, the fraction ``chi`` of SOC);
-* clay minerals: kaolinite (OH doublets 1395/1415 and 2165/2207 nm), smectite (1412, strong
-  interlayer water at 1912, broad 2207 nm), illite (1410, 2205, 2345, 2445 nm), chlorite (2250,
-  2330 nm, Fe2+ near 1050 nm), gibbsite (1530, 2265 nm);
-* iron oxides in the visible and near infrared: goethite (430, 480, 650, 920 nm) and hematite
-  (450, 535, 870 nm);
-* carbonates (calcite 1875, 1995, 2160, 2340 nm and the edge beyond 2500 nm), gypsum;
-* hygroscopic water (970, 1200, 1455, 1940 nm and the edge of the 2700 nm fundamental);
-* quartz / sand: a weak absorber, flat apart from a visible edge (iron coatings on grains);
-  a sandy soil is bright because it dilutes the strong absorbers.
-
-For sample i with SOC ``s_i`` (%), mineral mass fractions ``x_ij`` (quartz is the remainder to 1)
-and water ``w_i`` (%)::
+Spectra are linear mixtures in absorbance ``A = log10(1 / R)`` of component spectra ``K_j``
+(:func:`component_spectra`: Gaussian bands and visible edges of organic matter, clay minerals,
+iron oxides, carbonates, gypsum, water, quartz). For sample i with SOC ``s_i`` (%), mineral
+fractions ``x_ij``, water ``w_i``, humification ``h_i`` and char fraction ``chi_i``::
 
     g(s)     = s0 ln(1 + s / s0),  s0 = 10 %                    (darkening saturates)
     A_chem_i = g((1 - chi_i) s_i) [(1 - h_i) K_fresh + h_i K_humified] + 0.1 chi_i s_i K_char
@@ -62,58 +31,19 @@ and water ``w_i`` (%)::
                + S1 [lambda >= 1000 nm] + S2 [lambda >= 1800 nm] + sigma(lambda) e_i  (instrument)
     R_i      = clip(10^(-A_obs_i), 1e-3, 1)
 
-``B_k`` are 43 smooth Gaussian bumps (every 50 nm, s.d. 35 nm) with random weights
-``z_ik ~ N(0, 0.004^2)``: unresolved minor constituents, a nuisance no component explains.
-Scatter: the path-length gain ``m_i`` and the baseline ``b_i`` grow with coarseness (the quartz
-fraction plus noise), ``t_i`` is a small random baseline slope. Each instrument (one per country
-portion of the library, one per site) has its own gain ``G``, offset ``O``, slope ``T``, detector
-splice steps ``S1, S2`` (as on spectroradiometers with three detectors), a wavelength shift
-``delta`` of up to 1.5 nm (applied by evaluating the component bands at ``lambda - delta``, i.e. an
-exact interpolation of the smooth spectrum) and a noise level ``sigma``, larger at both ends of the
-range; ``e_i`` is standard normal.
+``B_k``: smooth background bumps with random weights (unresolved minor constituents); ``m_i,
+b_i`` grow with coarseness, ``t_i`` a random tilt; each instrument (one per country portion of
+the library, one per site) has its own gain, offset, slope, detector splice steps, wavelength
+shift and noise (:class:`Instrument`). A sample's soil group (:data:`SOIL_GROUPS`) sets its
+mineral composition (Dirichlet), water, organic matter and how they co-vary with SOC
+(:func:`_compose`); each site is drawn from its own group, which also makes up part of its
+country's library portion: the library samples that resemble the site.
 
-Soils and the SOC-spectrum relation
------------------------------------
-Each sample belongs to a soil group (:data:`SOIL_GROUPS`: ferralsols, acrisols, luvisols, ...,
-histosols for organic samples, and one group per local site) that sets the mean mineral
-composition (Dirichlet with a group precision), the water content, the humification and char
-fraction of the organic matter, the particle size, and how the mineral matrix co-varies with
-SOC: clay minerals scale as ``(s / 1.5 %)^beta`` (beta > 0 in most library groups: clay protects
-organic matter), water as ``w0 + omega s``, humification falls with SOC by ``eta log(s / 1.5 %)``.
-Country portions of the library draw groups from their own mixtures (the other countries from a
-climate class); SOC above about 12 % makes a sample organic (histosol) with a probability rising
-with SOC. A group may be limited to a SOC window (the sites' groups: about the site's range).
-
-Each local site is drawn from its own group, measured on its own instrument. The sites' groups
-vary 1.5 times as much as a typical group (soils across a farm or a landscape), so that 30
-calibration samples pin the SOC relation down less well than a few hundred similar ones would:
-
-* China site: kaolinitic red clay rich in goethite and hematite, little water, well humified
-  organic matter of which a quarter is pyrogenic (char), SOC slightly falling with clay;
-* Sweden site: illite / chlorite till, fresher organic matter than the library's average (a
-  steeper visible slope, stronger C-H features per unit SOC), 4 % water plus 0.6 % per % SOC;
-* USA site: smectitic claypan, much interlayer water, SOC falling clearly as clay rises.
-
-The site's group also makes up part of its country's library portion (and a little of some other
-countries'), within about the site's SOC range and measured with the library's instrument: these
-are the library samples that resemble the site, which instance transfer (RS-LOCAL) can find.
-
-What it is not
---------------
-Not fitted to any measured spectrum or soil survey. Mixing is linear in absorbance (no
-Kubelka-Munk or Hapke radiative transfer); band positions and widths are fixed per mineral (no
-crystallinity or solid-solution shifts); sites have no spatial autocorrelation; SOC reaches the
-spectrum only through the terms above. Use it to exercise and compare methods, never to make
-claims about real soils or instruments.
-
-Determinism
------------
-The same arguments give byte-identical tables. Every random component draws from its own
-``numpy.random.Generator(PCG64)`` whose ``SeedSequence`` is keyed by the seed and the component's
-name, so the sites do not change when the global size changes, and the library does not change
-when the site configuration does. Everything is vectorised over samples (a loop runs only over
-instruments and soil groups); the paper-sized library (50,422 x 211) takes a few seconds and a
-few hundred MB.
+Not modelled: radiative transfer (mixing is linear in absorbance), band shifts within a mineral,
+spatial autocorrelation. Determinism: every random component draws from its own PCG64 stream
+keyed by the seed and the component's name (:func:`_stream`), so the same arguments give
+byte-identical tables, the sites do not change with the library size, and the library does not
+change with the site configuration.
 """
 
 from __future__ import annotations
@@ -594,7 +524,12 @@ SOIL_GROUPS: dict[str, SoilGroup] = {
             char_fraction=0.02,
             clay_soc_elasticity=0.0,
         ),
-        # The local sites' groups (also present in their country's library portion).
+        # The local sites' groups (also present in their country's library portion), 1.5 times
+        # as variable as a typical group (spread=1.5). China: kaolinitic red clay rich
+        # in iron oxides, little water, well humified organic matter a quarter of it char, SOC
+        # slightly falling with clay. Sweden: illite / chlorite till, fresher organic matter
+        # (steeper visible slope, stronger C-H features per unit SOC). USA: smectitic claypan,
+        # much interlayer water, SOC falling clearly as clay rises.
         _group(
             "acrisol_red_clay",
             {

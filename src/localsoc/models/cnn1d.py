@@ -93,13 +93,12 @@ def _network(conv: list[tuple], fc: list[tuple], **training: Any) -> dict[str, A
     return values
 
 
-#: Networks a search can start from (``initial_trials`` of a budget): the paper's published
-#: library models (its Table 2) and DTL-Ig models (Table 4), as shared/DESIGN.md section 5 lists
-#: them, and ``compact``: one large-kernel Conv-block and one small FC-block after the 2021
-#: framework's finding, sized for 30 spectra on a CPU (measured in BENCHMARKS.md, "CNNs that
-#: learn": test CCC 0.80-0.88 on the demo sites' n = 30, where the searched networks of two
-#: random trials gave 0.01-0.03). The paper's training settings were not published; its
-#: networks take the space's defaults.
+#: Networks a search can start from (``initial_trials`` of a budget): the published library
+#: models (Shen et al. 2022, Table 2) and DTL-Ig models (Table 4), and ``compact``: one
+#: large-kernel Conv-block and one small FC-block after the 2021 framework's finding (Shen &
+#: Viscarra Rossel 2021), sized for 30 spectra on a CPU (its test figures on the demo sites:
+#: BENCHMARKS.md). The paper's training settings were not published; its networks take the
+#: space's defaults.
 KNOWN_NETWORKS: dict[str, dict[str, Any]] = {
     "compact": {"source": "LocalSOC (measured; see BENCHMARKS.md)", "values": _network(
         [(16, 9, 4, "valid", "elu")], [(8, "elu")],
@@ -444,10 +443,8 @@ def fold_builder(hp: Any, n_bands: int, space: Mapping[str, Any] | None = None):
     network (``build_cnn1d``; Keras-Tuner hyperparameters are registered then), later calls
     rebuild it from that model's configuration (``keras.Model.from_config``), drawing fresh
     initial weights from the random state of the call, as ``build_cnn1d`` would: under the same
-    seed both give the same weights (tests/models/test_cnn1d.py). Measured: ~10 ms per model
-    against ~9-10 ms for ``build_cnn1d`` with fixed values and up to ~40 ms when it registers
-    Keras-Tuner hyperparameters inside a search (a trial builds K + 1 models; BENCHMARKS.md
-    2026-12-04: the saving per trial is within run-to-run spread)."""
+    seed both give the same weights (tests/models/test_cnn1d.py). It skips registering the
+    Keras-Tuner hyperparameters again for every fold (timings: BENCHMARKS.md)."""
     first: list[keras.Model] = []
 
     def make_model(fold: int) -> keras.Model:

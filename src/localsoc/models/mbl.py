@@ -4,92 +4,10 @@ The baseline users of the R package ``resemble`` reach for first when they local
 library (Ramirez-Lopez et al. 2013, Geoderma 195-196:268-279): for each spectrum to predict, find
 its k nearest neighbours in the library and fit a small PLS model on them alone.
 
-Procedure (what :class:`MemoryBasedLearner` does, exactly)
------------------------------------------------------------
-**Space and distance.** ``fit`` fits a PCA on the library only (centred, not scaled; the
-eigendecomposition of the library covariance, accumulated block by block). The number of
-components c is
-
-* ``pca_components=None`` (default): the smallest c whose cumulative explained variance reaches
-  ``explained_variance`` (resemble's ``"cumvar"``);
-* an integer: that many;
-* ``"opc"``: resemble's optimal-component rule with the library SOC as side information: for
-  c = 1..min(40, rank), each library validation sample (the seeded subset below) is matched to
-  its nearest other library sample in the c-component space, and c minimises the root mean
-  square difference of their SOC (``opc_rmsd_``). Whitening gives every retained component the
-  same weight, so with Mahalanobis distances a cumulative-variance rule that keeps many small,
-  noisy components can pick poor neighbours; ``"opc"`` guards against that (see bench/mbl.py).
-
-All are capped by the numerical rank. Distances:
-
-* ``"mahalanobis"`` (default): Euclidean distance between whitened scores (each component
-  divided by its library standard deviation), i.e. the Mahalanobis distance in the PCA space;
-* ``"euclidean"``: Euclidean distance between raw PCA scores (the spectra's Euclidean distance
-  within the retained subspace; ``explained_variance=1`` keeps every component);
-* ``"correlation"``: resemble's correlation dissimilarity ``(1 - r) / 2`` between the whole
-  spectra (r: Pearson correlation over bands, in [0, 1]); no PCA is used for this metric.
-
-Neighbours are found block by block: at most about 2 million distances in memory at once
-(e.g. 40 queries x 50,000 library rows), never a library x library matrix, no Python loop over
-library rows. Ties go to the lower library index.
-
-**Neighbourhood.** The k nearest library samples, plus, when ``spike=True``, every spiking sample
-(the site's n calibration samples given to ``fit`` as ``X_spike, y_spike``). Spiking samples are
-*not* counted in k: a neighbourhood has k + n rows. They never enter the PCA, the neighbour
-search or the library; they are simply appended to every neighbourhood. A site's test rows are
-never seen by ``fit``, so they cannot enter a neighbourhood.
-
-**Local model.** One PLS1 NIPALS fit per neighbourhood (X and y centred on the neighbourhood,
-not scaled, as ``PLSRegression(scale=False)``; the tests compare with it), batched over queries
-with stacked matrix products. From that one fit, the coefficients with a = 1..A factors come
-from ``R = W (P^T W)^{-1}`` built column by column, so every factor count costs nothing extra.
-The factor range is ``[min_factors, max_factors]`` clipped to ``A = min(max_factors, rows - 1,
-bands)`` (``min_factors`` is lowered to A when A is smaller).
-
-* ``"wapls"`` (default): resemble's ``local_fit_wapls`` (Shenk et al. 1997, the LOCAL
-  algorithm): the estimate is the weighted mean of the a-factor estimates, a in the factor
-  range, with weights ``w_a = 1 / (s_a * g_a)``, where ``s_a`` is the root mean square of the
-  *query spectrum's* residual after reconstruction from its a-factor scores (centred query minus
-  ``t_a P_a^T``) and ``g_a`` is the root mean square of the a-factor regression coefficients.
-  No cross-validation inside the neighbourhood is needed (this is resemble's choice; weights
-  from cross-validated errors would multiply the cost by the number of folds). The reported
-  factor count is the weighted mean of a.
-* ``"pls"``: plain PLS with one factor count for every query, chosen with k by the
-  nearest-neighbour validation below among ``[min_factors, max_factors]`` (a single count when
-  they are equal).
-
-**Choosing k (and the PLS factor count): nearest-neighbour validation.** ``fit`` predicts a
-set of validation targets exactly as ``predict`` would, with each target left out of its own
-neighbourhood, once per candidate k (and per factor count for ``"pls"``), and keeps the
-candidate with the lowest RMSE (ties: the smaller k, then fewer factors). Targets
-(``validation``):
-
-* ``"library"``: ``validation_size`` library samples drawn without replacement with
-  ``numpy.random.default_rng(random_state)``; each is predicted from its k nearest *other*
-  library samples (plus every spiking sample when spiking);
-* ``"spike"``: every spiking sample, predicted from its k nearest library samples plus the
-  other n - 1 spiking samples (leave-one-out over the site's calibration samples). Their
-  predictions at the chosen candidate are kept as ``oof_predictions_`` (out-of-fold estimates
-  of the calibration samples, e.g. for conformal intervals or for choosing a winner without the
-  test set).
-* ``"auto"`` (default): ``"spike"`` when spiking samples are given, else ``"library"``.
-
-The validation runs even for a single candidate (it gives ``validation_`` and, with spiking,
-``oof_predictions_``). resemble's ``NNv`` differs slightly: it predicts each query's nearest
-library neighbour; we use a fixed seeded library subset (or the site's own calibration samples)
-so the choice is made once, in ``fit``.
-
-**Diagnostics.** ``predict(X, return_diagnostics=True)`` also returns one row per query:
-``k``, ``n_spike``, ``distance_min``, ``distance_mean``, ``distance_max`` (to its k library
-neighbours, in the metric's units), ``dissimilarity_score`` (``distance_mean`` divided by
-``reference_distance_``, the median of the same quantity over the library sample, each left out
-of its own neighbourhood: about 1 for a query as close to the library as a typical library
-sample, well above 1 for one outside the library's coverage; an applicability signal) and
-``factors`` (the factor count used; the weighted mean for WA-PLS). ``kneighbors(X)`` returns the
-neighbours themselves.
-
-Parallelism: queries are processed in chunks (about 1 million floats of neighbourhood data per
-chunk); ``n_jobs`` threads work on chunks at once, each with BLAS held to one thread.
+:class:`MemoryBasedLearner` is the estimator (its Notes give the exact procedure: the PCA space
+and distances, the neighbourhoods and spiking, the local PLS / WA-PLS fits, the choice of k by
+nearest-neighbour validation, the diagnostics); :func:`predict_site_mbl` runs it on one site's
+canonical tables.
 """
 
 from __future__ import annotations
@@ -121,7 +39,7 @@ def _is_integer(value) -> bool:
 class MemoryBasedLearner(RegressorMixin, BaseEstimator):
     """Memory-based learning: local (WA-)PLS on each query's nearest library neighbours.
 
-    See the module docstring for the exact procedure.
+    See the Notes below for the exact procedure.
 
     Parameters
     ----------
@@ -130,7 +48,7 @@ class MemoryBasedLearner(RegressorMixin, BaseEstimator):
         Every k must be at most the library size - 1 (validation leaves a sample out).
     pca_components : int, None or "opc", default None
         PCA components of the neighbour space; None: chosen by ``explained_variance``;
-        "opc": chosen by nearest-neighbour SOC agreement on the library (module docstring).
+        "opc": chosen by nearest-neighbour SOC agreement on the library (Notes).
     explained_variance : float in (0, 1], default 0.99
         Cumulative explained variance that chooses the components when ``pca_components`` is None.
     metric : {"mahalanobis", "euclidean", "correlation"}, default "mahalanobis"
@@ -165,6 +83,93 @@ class MemoryBasedLearner(RegressorMixin, BaseEstimator):
         at the chosen k (spike validation only).
     reference_distance_ : float, median mean-neighbour distance of the library sample.
     n_library_ : int, n_spike_ : int, n_features_in_ : int
+
+    Notes
+    -----
+    **Space and distance.** ``fit`` fits a PCA on the library only (centred, not scaled; the
+    eigendecomposition of the library covariance, accumulated block by block). The number of
+    components c is
+
+    * ``pca_components=None`` (default): the smallest c whose cumulative explained variance reaches
+      ``explained_variance`` (resemble's ``"cumvar"``);
+    * an integer: that many;
+    * ``"opc"``: resemble's optimal-component rule with the library SOC as side information: for
+      c = 1..min(40, rank), each library validation sample (the seeded subset below) is matched to
+      its nearest other library sample in the c-component space, and c minimises the root mean
+      square difference of their SOC (``opc_rmsd_``). Whitening gives every retained component the
+      same weight, so with Mahalanobis distances a cumulative-variance rule that keeps many small,
+      noisy components can pick poor neighbours; ``"opc"`` guards against that (see bench/mbl.py).
+
+    All are capped by the numerical rank. Distances:
+
+    * ``"mahalanobis"`` (default): Euclidean distance between whitened scores (each component
+      divided by its library standard deviation), i.e. the Mahalanobis distance in the PCA space;
+    * ``"euclidean"``: Euclidean distance between raw PCA scores (the spectra's Euclidean distance
+      within the retained subspace; ``explained_variance=1`` keeps every component);
+    * ``"correlation"``: resemble's correlation dissimilarity ``(1 - r) / 2`` between the whole
+      spectra (r: Pearson correlation over bands, in [0, 1]); no PCA is used for this metric.
+
+    Neighbours are found block by block: at most about 2 million distances in memory at once
+    (e.g. 40 queries x 50,000 library rows), never a library x library matrix, no Python loop over
+    library rows. Ties go to the lower library index.
+
+    **Neighbourhood.** The k nearest library samples, plus, when ``spike=True``, every spiking
+    sample (the site's n calibration samples given to ``fit`` as ``X_spike, y_spike``). Spiking
+    samples are *not* counted in k: a neighbourhood has k + n rows. They never enter the PCA, the
+    neighbour search or the library; they are simply appended to every neighbourhood. A site's
+    test rows are never seen by ``fit``, so they cannot enter a neighbourhood.
+
+    **Local model.** One PLS1 NIPALS fit per neighbourhood (X and y centred on the neighbourhood,
+    not scaled, as ``PLSRegression(scale=False)``; the tests compare with it), batched over queries
+    with stacked matrix products. From that one fit, the coefficients with a = 1..A factors come
+    from ``R = W (P^T W)^{-1}`` built column by column, so every factor count costs nothing extra.
+    The factor range is ``[min_factors, max_factors]`` clipped to ``A = min(max_factors, rows - 1,
+    bands)`` (``min_factors`` is lowered to A when A is smaller).
+
+    * ``"wapls"`` (default): resemble's ``local_fit_wapls`` (Shenk et al. 1997, the LOCAL
+      algorithm): the estimate is the weighted mean of the a-factor estimates, a in the factor
+      range, with weights ``w_a = 1 / (s_a * g_a)``, where ``s_a`` is the root mean square of the
+      *query spectrum's* residual after reconstruction from its a-factor scores (centred query minus
+      ``t_a P_a^T``) and ``g_a`` is the root mean square of the a-factor regression coefficients.
+      No cross-validation inside the neighbourhood is needed (this is resemble's choice; weights
+      from cross-validated errors would multiply the cost by the number of folds). The reported
+      factor count is the weighted mean of a.
+    * ``"pls"``: plain PLS with one factor count for every query, chosen with k by the
+      nearest-neighbour validation below among ``[min_factors, max_factors]`` (a single count when
+      they are equal).
+
+    **Choosing k (and the PLS factor count): nearest-neighbour validation.** ``fit`` predicts a
+    set of validation targets exactly as ``predict`` would, with each target left out of its own
+    neighbourhood, once per candidate k (and per factor count for ``"pls"``), and keeps the
+    candidate with the lowest RMSE (ties: the smaller k, then fewer factors). Targets
+    (``validation``):
+
+    * ``"library"``: ``validation_size`` library samples drawn without replacement with
+      ``numpy.random.default_rng(random_state)``; each is predicted from its k nearest *other*
+      library samples (plus every spiking sample when spiking);
+    * ``"spike"``: every spiking sample, predicted from its k nearest library samples plus the
+      other n - 1 spiking samples (leave-one-out over the site's calibration samples). Their
+      predictions at the chosen candidate are kept as ``oof_predictions_`` (out-of-fold estimates
+      of the calibration samples, e.g. for conformal intervals or for choosing a winner without the
+      test set).
+    * ``"auto"`` (default): ``"spike"`` when spiking samples are given, else ``"library"``.
+
+    The validation runs even for a single candidate (it gives ``validation_`` and, with spiking,
+    ``oof_predictions_``). resemble's ``NNv`` differs slightly: it predicts each query's nearest
+    library neighbour; we use a fixed seeded library subset (or the site's own calibration samples)
+    so the choice is made once, in ``fit``.
+
+    **Diagnostics.** ``predict(X, return_diagnostics=True)`` also returns one row per query:
+    ``k``, ``n_spike``, ``distance_min``, ``distance_mean``, ``distance_max`` (to its k library
+    neighbours, in the metric's units), ``dissimilarity_score`` (``distance_mean`` divided by
+    ``reference_distance_``, the median of the same quantity over the library sample, each left out
+    of its own neighbourhood: about 1 for a query as close to the library as a typical library
+    sample, well above 1 for one outside the library's coverage; an applicability signal) and
+    ``factors`` (the factor count used; the weighted mean for WA-PLS). ``kneighbors(X)`` returns the
+    neighbours themselves.
+
+    Parallelism: queries are processed in chunks (about 1 million floats of neighbourhood data per
+    chunk); ``n_jobs`` threads work on chunks at once, each with BLAS held to one thread.
     """
 
     def __init__(
@@ -669,7 +674,7 @@ class MemoryBasedLearner(RegressorMixin, BaseEstimator):
         """SOC estimates, shape (n_queries,); with ``return_diagnostics``, also a DataFrame.
 
         The diagnostics have one row per query: k, n_spike, distance_min, distance_mean,
-        distance_max, dissimilarity_score, factors (see the module docstring).
+        distance_max, dissimilarity_score, factors (see the class Notes).
         """
         check_is_fitted(self, "k_")
         X = self._check_query(X)
@@ -797,9 +802,9 @@ def predict_site_mbl(
     here) the site's calibration rows are added to every neighbourhood, k is chosen by
     leave-one-out over them, and their out-of-fold estimates are returned; the test rows are
     only predicted. ``params`` go to :class:`MemoryBasedLearner`; this helper's defaults
-    differ from the estimator's in ``spike=True`` and ``pca_components="opc"`` (on the
-    simulated sites the estimator's 99 %-variance default keeps about 45 whitened components
-    and picks poor neighbours; see bench/mbl.py).
+    differ from the estimator's in ``spike=True`` and ``pca_components="opc"`` (a
+    cumulative-variance rule can keep many small, whitened components and pick poor
+    neighbours; bench/mbl.py measures it).
 
     Returns
     -------
