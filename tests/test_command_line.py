@@ -97,7 +97,8 @@ def test_one_name_for_the_site_and_the_library_and_one_default_environment(comma
     assert not {"--as", "--name"} & visible
     if "env" in options:
         assert options["env"].default == DEFAULT_ENV
-    assert main.commands["run"].params[0].default == DEFAULT_ENV
+    for other in ("run", "study"):
+        assert {p.name: p for p in main.commands[other].params}["env"].default == DEFAULT_ENV
 
 
 def write_library(path, rows=30):
@@ -147,3 +148,14 @@ def test_plan_draws_the_environments_validation_samples_like_study(project, tmp_
     assert "`localsoc site FILE --site planned`" in " ".join(result.output.split())
     # an option plan had once and never used: accepted, and said to do nothing
     assert "Note: --no-dvc has no effect in `localsoc plan`; ignored" in result.output
+
+
+def test_study_profile_is_a_hidden_old_name_of_env(project):
+    env = {"LOCALSOC_PROJECT": str(project)}
+    clash = CliRunner().invoke(main, ["study", "--site", "x", "--profile", "full", "--env",
+                                      "demo"], env=env)
+    assert clash.exit_code == 2 and "--env demo and --profile full disagree" in clash.output
+    old = CliRunner().invoke(main, ["study", "--site", "nowhere", "--profile", "full"], env=env)
+    assert "Note: --profile is deprecated; use --env base" in old.output
+    assert old.exit_code == 1 and "no imported site 'nowhere'" in old.output
+    assert "--profile" not in CliRunner().invoke(main, ["study", "--help"]).output

@@ -250,7 +250,8 @@ def _bundle_in_store(project: Path) -> bool:
 def env_option(function):
     """``--env``: the Kedro environment under conf/ (every command's, ``DEFAULT_ENV``)."""
     return click.option("--env", default=DEFAULT_ENV, show_default=True,
-                        help="Kedro environment under conf/ (demo, base, test, or yours)")(function)
+                        help="Kedro environment under conf/: demo (CPU minutes), base (the "
+                             "paper-sized search budgets, a GPU job), test, or yours")(function)
 
 
 @main.command()
@@ -422,8 +423,10 @@ FILE_OPTIONS = {
                                  help="ISO country code for every row"),
     "country_column": functools.partial(click.option, "--country-column", default=None,
                                         help="column with ISO country codes"),
-    "lat_column": functools.partial(click.option, "--lat-column", default=None),
-    "lon_column": functools.partial(click.option, "--lon-column", default=None),
+    "lat_column": functools.partial(click.option, "--lat-column", default=None,
+                                    help="column with latitudes (decimal degrees)"),
+    "lon_column": functools.partial(click.option, "--lon-column", default=None,
+                                    help="column with longitudes (decimal degrees)"),
     "grid_start": functools.partial(click.option, "--grid-start", type=float, default=None,
                                     help="grid start, nm"),
     "grid_stop": functools.partial(click.option, "--grid-stop", type=float, default=None,
@@ -742,9 +745,7 @@ def _profile_note(ctx, param, value):
                    "CV+); a site with a lab plan uses the plan's")
 @click.option("--no-test", is_flag=True,
               help="calibrate on every labelled row; report cross-validated figures only")
-@click.option("--env", default=None,
-              help=f"Kedro environment under conf/ [default: {DEFAULT_ENV}; base: the "
-                   "paper-sized search budgets, a GPU job]")
+@env_option
 @click.option("--profile", type=click.Choice(sorted(PROFILES)), default=None, hidden=True,
               callback=_profile_note)
 def study(site, libraries, n, k, scopes, n_validation, no_test, env, profile) -> None:
@@ -756,15 +757,18 @@ def study(site, libraries, n, k, scopes, n_validation, no_test, env, profile) ->
     """
     from localsoc.workflow import study_runtime_params
 
-    if env is not None and profile is not None and env != PROFILES[profile]:
-        raise click.UsageError(f"--env {env} and --profile {profile} disagree; give --env only")
+    if profile is not None:
+        given = click.get_current_context().get_parameter_source("env")
+        if given is click.core.ParameterSource.COMMANDLINE and env != PROFILES[profile]:
+            raise click.UsageError(f"--env {env} and --profile {profile} disagree; give --env "
+                                   "only")
+        env = PROFILES[profile]
     scopes = _scopes_option(scopes)
     project = project_root()
     try:
         params = study_runtime_params(project, site, list(libraries), n, no_test, k=k,
                                       scopes=scopes, n_validation=n_validation)
-        seconds = run_through_dvc(project, env or PROFILES.get(profile, DEFAULT_ENV),
-                                  params=params)
+        seconds = run_through_dvc(project, env, params=params)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     print_summary(project, seconds)
