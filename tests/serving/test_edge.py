@@ -33,6 +33,10 @@ def test_the_environment_sets_every_edge():
 @pytest.mark.parametrize(("environ", "words"), [
     ({"LOCALSOC_API_KEY": "short"}, "at least 16"),
     ({"LOCALSOC_API_KEY": "a key with spaces in it"}, "without spaces"),
+    ({"LOCALSOC_API_KEY": "   "}, "set but blank"),
+    ({"LOCALSOC_API_KEY": "\t\n"}, "set but blank"),
+    ({"LOCALSOC_API_KEY": "a" * 16}, "1 distinct character"),
+    ({"LOCALSOC_API_KEY": "ab" * 12}, "2 distinct character"),
     ({"LOCALSOC_MAX_CONCURRENCY": "-1"}, "whole number"),
     ({"LOCALSOC_MAX_CONCURRENCY": "2.5"}, "whole number"),
     ({"LOCALSOC_REQUEST_TIMEOUT_S": "soon"}, "not a number"),
@@ -41,7 +45,8 @@ def test_the_environment_sets_every_edge():
     ({"LOCALSOC_BODY_TIMEOUT_S": "0"}, "above 0"),
     ({"LOCALSOC_HEADER_TIMEOUT_S": "0"}, "LOCALSOC_HEADER_TIMEOUT_S .* above 0"),
     ({"LOCALSOC_HEADER_TIMEOUT_S": "inf"}, "LOCALSOC_HEADER_TIMEOUT_S .* above 0"),
-], ids=["short key", "key with spaces", "negative cap", "fractional cap", "not a number",
+], ids=["short key", "key with spaces", "blank key", "whitespace key", "one repeated character",
+        "two characters", "negative cap", "fractional cap", "not a number",
         "body timeout = request timeout", "request timeout below the body timeout",
         "no body timeout", "no header timeout", "infinite header timeout"])
 def test_a_setting_that_cannot_be_used_is_refused_with_its_name(environ, words):

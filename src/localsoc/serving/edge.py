@@ -5,7 +5,9 @@ server and in every worker); a value that cannot be used stops ``bentoml serve``
 
 - ``LOCALSOC_API_KEY``: when set, every route except the health probes (``OPEN_ROUTES``) needs
   ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; at least 16 printable ASCII
-  characters without spaces (``openssl rand -hex 32``). Unset or empty: no key is asked for.
+  characters without spaces, of at least 6 distinct characters (``openssl rand -hex 32``).
+  Unset or empty: no key is asked for; set but blank (spaces only): refused, so that a key
+  meant to be set never turns the check off.
 - ``LOCALSOC_MAX_CONCURRENCY``: requests in flight per server (BentoML's
   ``traffic.max_concurrency``, shared out over the workers); one more is answered 429 at once.
   The health probes and ``/metrics`` are never capped. 0: no cap. Default 128: above
@@ -39,6 +41,8 @@ DEFAULT_REQUEST_TIMEOUT_S = 60.0
 DEFAULT_BODY_TIMEOUT_S = 30.0
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 MIN_KEY_CHARS = 16
+#: Fewest distinct characters of a key (a key of one repeated character is refused).
+MIN_KEY_DISTINCT = 6
 
 
 @dataclass(frozen=True)
@@ -66,14 +70,31 @@ def _number(environ: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name}={text!r} is not a number") from None
 
 
+def api_key(text: str) -> str | None:
+    """The API key set as ``text`` (surrounding whitespace dropped), None when ``text`` is empty;
+    ``ValueError`` for a key that is set but weak: blank (a key of spaces would otherwise turn
+    the key check off), shorter than ``MIN_KEY_CHARS``, not printable ASCII, with spaces, or of
+    fewer than ``MIN_KEY_DISTINCT`` distinct characters (``aaaaaaaaaaaaaaaa``)."""
+    if text == "":
+        return None
+    key = text.strip()
+    advice = "e.g. `openssl rand -hex 32`; unset it (or set it empty) to serve without a key"
+    if not key:
+        raise ValueError(f"LOCALSOC_API_KEY is set but blank: {advice}")
+    if (len(key) < MIN_KEY_CHARS or not key.isascii() or not key.isprintable()
+            or " " in key):
+        raise ValueError(f"LOCALSOC_API_KEY must be at least {MIN_KEY_CHARS} printable ASCII "
+                         f"characters without spaces ({advice})")
+    if len(set(key)) < MIN_KEY_DISTINCT:
+        raise ValueError(f"LOCALSOC_API_KEY has only {len(set(key))} distinct character(s), "
+                         f"too easy to guess; use at least {MIN_KEY_DISTINCT} ({advice})")
+    return key
+
+
 def edge_settings(environ: Mapping[str, str] | None = None) -> EdgeSettings:
     """The settings in ``environ`` (default ``os.environ``); ``ValueError`` names a bad one."""
     environ = os.environ if environ is None else environ
-    key = environ.get("LOCALSOC_API_KEY", "").strip() or None
-    if key is not None and (len(key) < MIN_KEY_CHARS or not key.isascii()
-                            or not key.isprintable() or " " in key):
-        raise ValueError(f"LOCALSOC_API_KEY must be at least {MIN_KEY_CHARS} printable ASCII "
-                         "characters without spaces (e.g. `openssl rand -hex 32`)")
+    key = api_key(environ.get("LOCALSOC_API_KEY", ""))
     cap = _number(environ, "LOCALSOC_MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY)
     if cap < 0 or cap != int(cap):
         raise ValueError(f"LOCALSOC_MAX_CONCURRENCY must be a whole number >= 0, not {cap:g}")
