@@ -57,7 +57,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     LOCALSOC_PROJECT=/app
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-RUN mkdir -p /app/bentoml /app/data && chown 10001:10001 /app /app/bentoml /app/data
+# /app/bentoml/models: the model store (a volume, read-only in the service); the rest of the
+# BentoML home (its metrics files) stays writable in the container
+RUN mkdir -p /app/bentoml/models /app/data \
+    && chown 10001:10001 /app /app/bentoml /app/bentoml/models /app/data
 
 # The trainer: a DVC workspace without git (core.no_scm), laid out as a checkout: src/ and
 # native/ are the stages' dependencies in dvc.yaml, and `kedro run` imports the package from
@@ -73,13 +76,13 @@ COPY --chown=10001:10001 data ./data
 COPY --from=build --chown=10001:10001 /opt/venv/lib/python3.11/site-packages/localsoc/_native/*.so ./src/localsoc/_native/
 USER 10001
 RUN dvc config --local core.no_scm true && mkdir -p /app/.dvc/cache
-VOLUME ["/app/data", "/app/bentoml"]
+VOLUME ["/app/data", "/app/bentoml/models"]
 CMD ["localsoc", "run", "--env", "demo"]
 
 # The service (last, so the default target): the installed package and nothing of data/.
 FROM runtime AS serve
 USER 10001
-VOLUME ["/app/data", "/app/bentoml"]
+VOLUME ["/app/data", "/app/bentoml/models"]
 EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:3000/readyz', timeout=4).status != 200)"]

@@ -25,6 +25,7 @@ GRID = {"start_nm": 400, "stop_nm": 2500, "step_nm": 10}
 PREPROCESS = {"steps": ["absorbance", "snv"]}
 VALIDATE = {"reflectance": {"min_exclusive": 0.0, "max": 1.0}}
 EVALUATE = {"interval_level": 0.9, "interval": "validation", "interval_fallback": "cv_plus",
+            "difficulty": "domain",
             "domain": {"n_components": 5, "quantile": 0.99}}
 #: sweden_site gets this many random validation samples (its interval: validation);
 #: china_site none (its interval falls back to cv_plus)

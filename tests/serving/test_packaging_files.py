@@ -190,14 +190,14 @@ def test_compose_trainer_uses_the_ssl_s3_remote_of_the_dvc_config():
     secret = "${LOCALSOC_S3_SECRET_KEY:?"
     assert services["store"]["environment"]["MINIO_ROOT_PASSWORD"].startswith(secret)
     assert trainer["environment"]["AWS_SECRET_ACCESS_KEY"].startswith(secret)
-    # the trainer and the service share the data and BentoML volumes (the tag and its bundle);
-    # the service reads the data volume only
+    # the trainer and the service share the data and model-store volumes (the tag and its
+    # bundle); the service can write neither
     mounts = {name: {volume.split(":")[1]: volume for volume in services[name]["volumes"]}
               for name in ("trainer", "service")}
     assert mounts["service"]["/app/data"] == "localsoc-data:/app/data:ro"
     assert mounts["trainer"]["/app/data"] == "localsoc-data:/app/data"
-    assert (mounts["service"]["/app/bentoml"] == mounts["trainer"]["/app/bentoml"]
-            == "localsoc-bento:/app/bentoml")
+    assert mounts["service"]["/app/bentoml/models"] == "localsoc-bento:/app/bentoml/models:ro"
+    assert mounts["trainer"]["/app/bentoml/models"] == "localsoc-bento:/app/bentoml/models"
     declared = set(compose()["volumes"])
     used = {volume.split(":")[0] for spec in services.values()
             for volume in spec.get("volumes", [])}

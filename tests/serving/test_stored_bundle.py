@@ -146,3 +146,61 @@ def test_a_non_finite_estimate_is_never_answered_as_a_success(study, tmp_path):
     with pytest.raises(RequestError) as error:
         predictor.answer(SITE, wavelengths_of(table).tolist(), spectra_of(table).tolist())
     assert error.value.status == 500 and "non-finite" in error.value.message
+
+
+def change_bundle_json_and_the_store_record(store: Path) -> None:
+    """The probe's rewrite: bundle.json's interval narrowed to +-0.0001 and its SHA-256 in the
+    store's model.yaml changed with it (whoever can write the store can do both)."""
+    manifest = json.loads((store / MANIFEST_FILE).read_text())
+    manifest["sites"][SITE]["interval"]["halfwidth"] = 0.0001
+    text = json.dumps(manifest, indent=1)
+    (store / MANIFEST_FILE).write_text(text)
+    info = yaml.safe_load((store / "model.yaml").read_text())
+    info["metadata"]["bundle_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    (store / "model.yaml").write_text(yaml.safe_dump(info))
+
+
+def test_the_tag_pins_the_bundle_outside_the_store(packaged):
+    root, store = packaged
+    from localsoc.datasets.bento_bundle import stored_model
+    from localsoc.serving.bundle import PIN_PREFIX, read_stored_bundle
+
+    tag = (root / "data/06_models/bento_tag.txt").read_text().strip()
+    digest = hashlib.sha256((store / MANIFEST_FILE).read_bytes()).hexdigest()
+    assert tag.split(":")[1] == PIN_PREFIX + digest[:48]
+    assert predict(root).exit_code == 0
+    change_bundle_json_and_the_store_record(store)
+    result = predict(root)
+    assert result.exit_code != 0 and "not the one its tag pins" in result.output, result.output
+    with pytest.raises(BundleIntegrityError, match="not the one its tag pins"):
+        read_stored_bundle(stored_model(tag, str(root / "bentoml")))
+
+
+def test_the_environment_pins_the_bundle_digest(packaged, monkeypatch):
+    root, store = packaged
+    from localsoc.datasets.bento_bundle import stored_model
+    from localsoc.serving.bundle import PIN_VARIABLE, BundleError, read_stored_bundle
+
+    tag = (root / "data/06_models/bento_tag.txt").read_text().strip()
+    model = stored_model(tag, str(root / "bentoml"))
+    digest = hashlib.sha256((store / MANIFEST_FILE).read_bytes()).hexdigest()
+    monkeypatch.setenv(PIN_VARIABLE, digest.upper())
+    assert read_stored_bundle(model, load_models=False).sites == [SITE]
+    monkeypatch.setenv(PIN_VARIABLE, "0" * 64)
+    with pytest.raises(BundleIntegrityError, match=f"not the one {PIN_VARIABLE} pins"):
+        read_stored_bundle(model, load_models=False)
+    monkeypatch.setenv(PIN_VARIABLE, "abc")
+    with pytest.raises(BundleError, match="64 hex digits"):
+        read_stored_bundle(model, load_models=False)
+    # the pin holds without the store's record, and is what the bundle is checked against
+    drop_the_store_record(store)
+    monkeypatch.setenv(PIN_VARIABLE, digest)
+    assert read_stored_bundle(stored_model(tag, str(root / "bentoml")),
+                              load_models=False).sites == [SITE]
+    result = CliRunner().invoke(
+        main, ["predict", "--site", SITE, str(root / "spectra.csv"), "--spectra", "reflectance",
+               "--out", str(root / "out.csv")],
+        env={"LOCALSOC_PROJECT": str(root), "BENTOML_HOME": str(root / "bentoml"),
+             PIN_VARIABLE: "f" * 64})
+    assert result.exit_code != 0, result.output
+    assert f"{PIN_VARIABLE} is not the one its tag pins" in result.output, result.output

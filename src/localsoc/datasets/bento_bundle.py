@@ -2,8 +2,11 @@
 
 Saving writes the :class:`localsoc.serving.bundle.ServingBundle` (models, ``bundle.json`` with
 each file's SHA-256) as a new version of the store model ``model_name`` and writes the new tag
-(``name:version``) to ``filepath``. The store keeps the SHA-256 of ``bundle.json`` in the model's
-metadata. Loading reads the tag from ``filepath``, verifies every hash and loads the models.
+(``name:version``) to ``filepath``. The version pins the bundle (``sha256-`` and the first hex
+digits of the SHA-256 of ``bundle.json``: ``localsoc.serving.bundle.pinned_version``), so the tag
+file, which DVC records, names what the store must hold; the store also keeps the full SHA-256
+in the model's metadata. Loading reads the tag from ``filepath``, verifies every hash against
+both and loads the models.
 Catalog entry::
 
     serving_bundle:
@@ -27,7 +30,12 @@ from kedro.io import AbstractDataset, DatasetError
 
 from localsoc.datasets.atomic import write_text
 from localsoc.datasets.bentoml_store import store_options
-from localsoc.serving.bundle import ServingBundle, read_stored_bundle, write_bundle
+from localsoc.serving.bundle import (
+    ServingBundle,
+    pinned_version,
+    read_stored_bundle,
+    write_bundle,
+)
 
 DEFAULT_MODEL_NAME = "localsoc_bundle"
 
@@ -128,10 +136,19 @@ class BentoBundleDataset(AbstractDataset):
                 "code_version": manifest.get("code_version"),
                 "data_version": manifest.get("data_version"),
             }
-            with bentoml.models.create(
-                self._model_name, labels=labels, metadata=bento_metadata,
-                **store_options(self._home),
-            ) as model:
-                shutil.copytree(staging, model.path, dirs_exist_ok=True)
-            tag = str(model.tag)
+            tag = f"{self._model_name}:{pinned_version(digest)}"
+            if not self._stored(tag):
+                with bentoml.models.create(tag, labels=labels, metadata=bento_metadata,
+                                           **store_options(self._home)) as model:
+                    shutil.copytree(staging, model.path, dirs_exist_ok=True)
         write_text(self._filepath, tag + "\n")
+
+    def _stored(self, tag: str) -> bool:
+        """Whether the store already holds ``tag``, verified (the same ``bundle.json``, saved
+        again); a changed copy under that tag is a ``BundleIntegrityError``."""
+        try:
+            model = stored_model(tag, self._home)
+        except DatasetError:
+            return False
+        read_stored_bundle(model, load_models=False)
+        return True

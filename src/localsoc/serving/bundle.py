@@ -20,10 +20,12 @@ store (``localsoc.methods``: a 1D-CNN fold ensemble in the layout of
 - the serving limits, and the data and code versions of the run that made it.
 
 ``bundle.json`` lists the SHA-256 of every model file; ``read_bundle`` verifies them (and, when
-given, the hash of ``bundle.json`` itself, which the BentoML store keeps in the model's metadata)
-before anything is loaded. ``read_stored_bundle`` is the one way a store model is read (by the
-service, ``localsoc predict`` and the Kedro dataset): it requires that recorded hash. This module
-knows nothing about Kedro and does not import BentoML: it reads and writes a directory.
+given, the hash of ``bundle.json`` itself) before anything is loaded. ``read_stored_bundle`` is
+the one way a store model is read (by the service, ``localsoc predict`` and the Kedro dataset):
+it requires the hash of ``bundle.json``, pinned outside the store (``$LOCALSOC_BUNDLE_SHA256``,
+and the store version ``pinned_version`` that the package stage gives the model, whose tag is
+in ``data/06_models/bento_tag.txt``) and recorded in the store's metadata; they must agree. This
+module knows nothing about Kedro and does not import BentoML: it reads and writes a directory.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -42,6 +45,12 @@ from localsoc.spectra import units
 
 BUNDLE_FORMAT = "localsoc.bundle/1"
 MANIFEST_FILE = "bundle.json"
+#: The environment variable that pins the SHA-256 of the served ``bundle.json``.
+PIN_VARIABLE = "LOCALSOC_BUNDLE_SHA256"
+#: A store version that pins its bundle: this prefix and the first hex digits of the SHA-256 of
+#: ``bundle.json`` (BentoML versions hold at most 63 characters).
+PIN_PREFIX = "sha256-"
+PIN_HEX_DIGITS = 48
 
 #: What a served request may hold, unless the package parameters say otherwise.
 DEFAULT_SERVING: dict[str, Any] = {
@@ -259,18 +268,51 @@ def read_bundle(
     return ServingBundle(manifest=manifest, models=models)
 
 
-def read_stored_bundle(stored: Any, load_models: bool = True) -> ServingBundle:
-    """Verify and load the bundle of a BentoML store model (anything with ``path``, ``tag`` and
-    ``info.metadata``) against the SHA-256 of ``bundle.json`` recorded in the store's metadata
-    when it was packaged. A model without that record is refused: without it a changed
-    ``bundle.json``, and any model file it lists, would go unnoticed."""
-    digest = (stored.info.metadata or {}).get("bundle_sha256")
-    if not (isinstance(digest, str) and len(digest) == 64):
+def pinned_version(manifest_sha256: str) -> str:
+    """The store version of a bundle whose ``bundle.json`` has this SHA-256: ``PIN_PREFIX`` and
+    its first ``PIN_HEX_DIGITS`` hex digits, so that the tag (in ``bento_tag.txt``, which DVC
+    records) pins the bundle outside the store."""
+    return PIN_PREFIX + manifest_sha256[:PIN_HEX_DIGITS]
+
+
+def expected_digest(stored: Any, environ: Mapping[str, str] | None = None) -> str:
+    """The SHA-256 ``bundle.json`` of a store model must have: ``$LOCALSOC_BUNDLE_SHA256`` when
+    set, else the store's record (``info.metadata["bundle_sha256"]``); either must agree with
+    the digest the model's tag pins (``pinned_version``) and with each other. A
+    ``BundleIntegrityError`` says which disagree."""
+    environ = os.environ if environ is None else environ
+    recorded = (stored.info.metadata or {}).get("bundle_sha256")
+    recorded = recorded if isinstance(recorded, str) and len(recorded) == 64 else None
+    pinned = environ.get(PIN_VARIABLE, "").strip().lower()
+    if pinned and not (len(pinned) == 64 and all(c in "0123456789abcdef" for c in pinned)):
+        raise BundleError(f"{PIN_VARIABLE} must be the 64 hex digits of a SHA-256 (bundle.json's,"
+                          f" as `localsoc`'s package stage prints it), not {pinned[:80]!r}")
+    if pinned and recorded and pinned != recorded:
+        raise BundleIntegrityError(
+            f"store model {stored.tag}: its record of {MANIFEST_FILE}'s SHA-256 is not the one "
+            f"{PIN_VARIABLE} pins; the store was changed, or the pin names another bundle")
+    digest = pinned or recorded
+    if digest is None:
         raise BundleIntegrityError(
             f"store model {stored.tag} records no bundle_sha256 in its metadata (model.yaml), so "
-            f"its {MANIFEST_FILE} cannot be checked; re-run the package stage"
-        )
-    return read_bundle(stored.path, digest, load_models)
+            f"its {MANIFEST_FILE} cannot be checked; re-run the package stage")
+    version = str(getattr(stored.tag, "version", "") or "")
+    if version.startswith(PIN_PREFIX) and not digest.startswith(version[len(PIN_PREFIX):]):
+        source = PIN_VARIABLE if pinned else "the store's record"
+        raise BundleIntegrityError(
+            f"store model {stored.tag}: {MANIFEST_FILE}'s SHA-256 in {source} is not the one "
+            "its tag pins (data/06_models/bento_tag.txt); the store was changed after "
+            "packaging, or the pin names another bundle: re-run the package stage")
+    return digest
+
+
+def read_stored_bundle(stored: Any, load_models: bool = True) -> ServingBundle:
+    """Verify and load the bundle of a BentoML store model (anything with ``path``, ``tag`` and
+    ``info.metadata``) against the SHA-256 of ``bundle.json`` that ``expected_digest`` gives (the
+    pin outside the store, else the store's record checked against the tag's pin). A model
+    without either is refused: a changed ``bundle.json``, and any model file it lists, would
+    go unnoticed."""
+    return read_bundle(stored.path, expected_digest(stored), load_models)
 
 
 def interval_halfwidth(entry: Mapping[str, Any]) -> float:
