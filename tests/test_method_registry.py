@@ -23,7 +23,7 @@ from localsoc.pipelines.evaluate.nodes import evaluate_sites, study_table_markdo
 from localsoc.pipelines.package.nodes import package_winners
 from localsoc.pipelines.report.nodes import write_report
 from localsoc.serving.bundle import read_bundle, write_bundle
-from tests.conftest import SMALL_GRID, make_ssl
+from tests.conftest import SMALL_GRID, load_params, make_ssl
 
 GRID = {"start_nm": SMALL_GRID.start_nm, "stop_nm": SMALL_GRID.stop_nm,
         "step_nm": SMALL_GRID.step_nm}
@@ -84,7 +84,7 @@ def test_a_registered_family_and_method_flow_through_evaluate_report_and_package
                        n_components=1, sample_ids=ids, oof_predictions_=np.full(20, 2.0),
                        cv_rmse_by_components=[0.0])
     selection = pd.DataFrame(columns=["site", "scope", "rank", "sample_id"])
-    params = {"interval_level": 0.9, "domain": {"n_components": 2, "quantile": 0.99}}
+    params = {**load_params()["evaluate"], "domain": {"n_components": 2, "quantile": 0.99}}
 
     assert "Dummy mean" not in method_order()
     with extended(families=[DUMMY_FAMILY], methods=[DUMMY_METHOD]):
@@ -117,7 +117,8 @@ def test_a_registered_family_and_method_flow_through_evaluate_report_and_package
 
         bundle = package_winners(winners, predictions, {}, loaded, {}, library, calibration,
                                  GRID, {"steps": ["absorbance", "snv"]},
-                                 {"reflectance": {"min_exclusive": 0.0, "max": 1.0}}, {})
+                                 {"reflectance": {"min_exclusive": 0.0, "max": 1.0}},
+                                 {"serving": {}})
         entry = bundle.site("s1")
         assert (entry["method"], entry["family"], entry["model_format"]) == (
             "Dummy mean", "dummy", "mean_model")

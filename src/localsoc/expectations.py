@@ -4,8 +4,8 @@ Spectra have hundreds of band columns; one expectation per band would make valid
 50,000-row library take minutes. Instead each row is summarised by three derived columns
 (``bands_non_finite``, ``reflectance_min``, ``reflectance_max``) and the suite checks those,
 together with the metadata columns and the importer's ``import_problem`` (a row the importer
-found unusable, with its reason; ``localsoc.data.schema``). Every expectation carries the reason written into the
-quarantine table for a row that fails it, and how to fix it.
+found unusable, with its reason; ``localsoc.data.schema``). Every expectation carries the
+reason written into the quarantine table for a row that fails it, and how to fix it.
 
 Suites are plain lists of dictionaries (``type``, ``kwargs``, ``reason``) built from the
 ``validate`` parameters, turned into Great Expectations objects only at validation time.
@@ -39,33 +39,62 @@ class ExpectationSpec:
         return {"type": self.type, "kwargs": dict(self.kwargs), "reason": self.reason}
 
 
-def ssl_suite(params: dict, *, role: str) -> list[ExpectationSpec]:
-    """The expectations of a library (``role="library"``) or site (``role="site"``) table."""
-    if role not in ("library", "site"):
-        raise ValueError(f"role must be 'library' or 'site'; got {role!r}")
-    refl = params["reflectance"]
-    soc = params["soc_percent"]
-    specs = [
-        ExpectationSpec(
-            "expect_column_values_to_not_be_null",
-            {"column": "sample_id"},
-            "sample_id is empty; give every row a unique id",
-        ),
-        ExpectationSpec(
-            "expect_column_values_to_be_unique",
-            {"column": "sample_id"},
-            "sample_id occurs more than once; make ids unique (every copy is quarantined)",
-        ),
-        ExpectationSpec(
-            "expect_column_values_to_be_null",
-            {"column": IMPORT_PROBLEM},
-            "the importer found this row inconsistent with the rest of its file",
-        ),
-        ExpectationSpec(
-            "expect_column_values_to_be_between",
-            {"column": "bands_non_finite", "min_value": 0, "max_value": 0},
-            "missing or non-finite reflectance in some bands; re-export the spectrum or resample it",
-        ),
+#: The expectations every table meets whatever the parameters: its ids, the importer's verdict.
+IDENTITY_SPECS = (
+    ExpectationSpec(
+        "expect_column_values_to_not_be_null",
+        {"column": "sample_id"},
+        "sample_id is empty; give every row a unique id",
+    ),
+    ExpectationSpec(
+        "expect_column_values_to_be_unique",
+        {"column": "sample_id"},
+        "sample_id occurs more than once; make ids unique (every copy is quarantined)",
+    ),
+    ExpectationSpec(
+        "expect_column_values_to_be_null",
+        {"column": IMPORT_PROBLEM},
+        "the importer found this row inconsistent with the rest of its file",
+    ),
+    ExpectationSpec(
+        "expect_column_values_to_be_between",
+        {"column": "bands_non_finite", "min_value": 0, "max_value": 0},
+        "missing or non-finite reflectance in some bands; re-export the spectrum or resample it",
+    ),
+)
+#: Coordinates, checked after the parameter-driven ranges.
+COORDINATE_SPECS = (
+    ExpectationSpec(
+        "expect_column_values_to_be_between",
+        {"column": "lat", "min_value": -90.0, "max_value": 90.0},
+        "latitude outside [-90, 90]; give decimal degrees (lat and lon swapped?)",
+    ),
+    ExpectationSpec(
+        "expect_column_values_to_be_between",
+        {"column": "lon", "min_value": -180.0, "max_value": 180.0},
+        "longitude outside [-180, 180]; give decimal degrees",
+    ),
+)
+#: The last expectation of each role's table.
+ROLE_SPECS = {
+    "library": ExpectationSpec(
+        "expect_column_values_to_not_be_null",
+        {"column": "soc"},
+        "library sample without SOC; a library row needs a lab SOC value to be used",
+    ),
+    "site": ExpectationSpec(
+        "expect_column_values_to_not_be_null",
+        {"column": "site"},
+        "site rows need a site id in column 'site'",
+    ),
+}
+
+
+def range_specs(params: dict) -> list[ExpectationSpec]:
+    """The expectations set by the ``validate`` parameters: the reflectance range, a spectrum
+    that is not flat, the SOC range."""
+    refl, soc = params["reflectance"], params["soc_percent"]
+    return [
         ExpectationSpec(
             "expect_column_values_to_be_between",
             {"column": "reflectance_min", "min_value": float(refl["min_exclusive"]),
@@ -91,34 +120,14 @@ def ssl_suite(params: dict, *, role: str) -> list[ExpectationSpec]:
             f"SOC outside [{soc['min']}, {soc['max']}] % by mass; check units (g/kg must be "
             "divided by 10) or the value",
         ),
-        ExpectationSpec(
-            "expect_column_values_to_be_between",
-            {"column": "lat", "min_value": -90.0, "max_value": 90.0},
-            "latitude outside [-90, 90]; give decimal degrees (lat and lon swapped?)",
-        ),
-        ExpectationSpec(
-            "expect_column_values_to_be_between",
-            {"column": "lon", "min_value": -180.0, "max_value": 180.0},
-            "longitude outside [-180, 180]; give decimal degrees",
-        ),
     ]
-    if role == "library":
-        specs.append(
-            ExpectationSpec(
-                "expect_column_values_to_not_be_null",
-                {"column": "soc"},
-                "library sample without SOC; a library row needs a lab SOC value to be used",
-            )
-        )
-    else:
-        specs.append(
-            ExpectationSpec(
-                "expect_column_values_to_not_be_null",
-                {"column": "site"},
-                "site rows need a site id in column 'site'",
-            )
-        )
-    return specs
+
+
+def ssl_suite(params: dict, *, role: str) -> list[ExpectationSpec]:
+    """The expectations of a library (``role="library"``) or site (``role="site"``) table."""
+    if role not in ROLE_SPECS:
+        raise ValueError(f"role must be 'library' or 'site'; got {role!r}")
+    return [*IDENTITY_SPECS, *range_specs(params), *COORDINATE_SPECS, ROLE_SPECS[role]]
 
 
 def row_view(frame: pd.DataFrame) -> pd.DataFrame:

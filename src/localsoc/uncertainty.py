@@ -161,6 +161,35 @@ def _calibration_pair(y_cal, oof_cal) -> tuple[np.ndarray, np.ndarray]:
     return y, yhat
 
 
+def _fold_estimates(fold_of_cal, fold_predictions_new, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the fold of each of the n calibration samples, the (K, m) fold estimates of the new
+    points), checked."""
+    folds = np.asarray(fold_of_cal).ravel()
+    if folds.shape != (n,) or not np.issubdtype(folds.dtype, np.integer):
+        raise ValueError("fold_of_cal must hold one integer fold index per calibration sample")
+    predictions = np.asarray(fold_predictions_new, dtype=np.float64)
+    if predictions.ndim == 1:
+        predictions = predictions[:, None]
+    if predictions.ndim != 2:
+        raise ValueError("fold_predictions_new must have shape (K, m)")
+    if folds.min() < 0 or folds.max() >= predictions.shape[0]:
+        raise ValueError(f"fold indices must lie in [0, {predictions.shape[0]}) "
+                         "(the rows of fold_predictions_new)")
+    return folds, predictions
+
+
+def _rescaled(residuals: np.ndarray, difficulty_cal, difficulty_new, n: int,
+              m: int) -> np.ndarray:
+    """Residuals R_i rescaled to each new point: R_i sigma(x) / sigma_i, shape (n, m)."""
+    sigma_cal = np.asarray(difficulty_cal, dtype=np.float64).ravel()
+    sigma_new = np.asarray(difficulty_new, dtype=np.float64).ravel()
+    if sigma_cal.shape != (n,) or sigma_new.shape != (m,):
+        raise ValueError("difficulties: one per calibration sample and one per new point")
+    if not (np.all(sigma_cal > 0) and np.all(sigma_new > 0)):
+        raise ValueError("difficulties must be positive")
+    return residuals / sigma_cal[:, None] * sigma_new[None, :]
+
+
 def cv_plus_interval(y_cal, oof_cal, fold_of_cal, fold_predictions_new,
                      level: float = 0.9, difficulty_cal=None,
                      difficulty_new=None) -> tuple[np.ndarray, np.ndarray]:
@@ -201,30 +230,14 @@ def cv_plus_interval(y_cal, oof_cal, fold_of_cal, fold_predictions_new,
     level = _check_level(level)
     y, yhat = _calibration_pair(y_cal, oof_cal)
     n = y.size
-    folds = np.asarray(fold_of_cal).ravel()
-    if folds.shape != (n,) or not np.issubdtype(folds.dtype, np.integer):
-        raise ValueError("fold_of_cal must hold one integer fold index per calibration sample")
-    predictions = np.asarray(fold_predictions_new, dtype=np.float64)
-    if predictions.ndim == 1:
-        predictions = predictions[:, None]
-    if predictions.ndim != 2:
-        raise ValueError("fold_predictions_new must have shape (K, m)")
-    if folds.min() < 0 or folds.max() >= predictions.shape[0]:
-        raise ValueError(f"fold indices must lie in [0, {predictions.shape[0]}) "
-                         "(the rows of fold_predictions_new)")
+    folds, predictions = _fold_estimates(fold_of_cal, fold_predictions_new, n)
     residuals = np.abs(y - yhat)[:, None]  # (n, 1)
     mu = predictions[folds]  # (n, m): mu_{-k(i)}(x) for every calibration sample i
     m = mu.shape[1]
     if (difficulty_cal is None) != (difficulty_new is None):
         raise ValueError("give both difficulty_cal and difficulty_new, or neither")
     if difficulty_cal is not None:
-        sigma_cal = np.asarray(difficulty_cal, dtype=np.float64).ravel()
-        sigma_new = np.asarray(difficulty_new, dtype=np.float64).ravel()
-        if sigma_cal.shape != (n,) or sigma_new.shape != (m,):
-            raise ValueError("difficulties: one per calibration sample and one per new point")
-        if not (np.all(sigma_cal > 0) and np.all(sigma_new > 0)):
-            raise ValueError("difficulties must be positive")
-        residuals = residuals / sigma_cal[:, None] * sigma_new[None, :]  # (n, m)
+        residuals = _rescaled(residuals, difficulty_cal, difficulty_new, n, m)  # (n, m)
     upper_rank = _upper_rank(n, level)
     lower_rank = n + 1 - upper_rank
     if upper_rank > n:

@@ -14,7 +14,7 @@ from localsoc.datasets.model_collection import ModelCollectionDataset
 from localsoc.methods import method_order
 from localsoc.models.linear import LinearModel
 from localsoc.pipelines.evaluate.nodes import evaluate_sites
-from tests.conftest import SMALL_GRID, make_ssl
+from tests.conftest import SMALL_GRID, load_params, make_ssl
 
 pytestmark = pytest.mark.slow
 
@@ -154,7 +154,7 @@ def test_winner_rule_ignores_the_test_set():
         "s1/local": _linear(ids, np.full(20, 1.0), 1.0, n_bands),
         "s1/plsr_local": _linear(ids, np.full(20, 2.0), 3.0, n_bands),
     }
-    params = {"interval_level": 0.9, "domain": {"n_components": 2, "quantile": 0.99}}
+    params = {**load_params()["evaluate"], "domain": {"n_components": 2, "quantile": 0.99}}
     _, metrics, winners = evaluate_sites(cal, test, library, pd.DataFrame(
         columns=["site", "scope", "rank", "sample_id"]), {}, site_models, {}, params)
     assert winners["s1"]["method"] == "Local"
@@ -173,8 +173,8 @@ def test_too_few_validation_samples_fall_back_to_a_finite_interval(m, served, ca
     holdout["holdout"] = ["validation"] * m + ["test"] * (25 - m)
     ids = cal["sample_id"].tolist()
     site_models = {"s1/plsr_local": _linear(ids, cal["soc"] + 0.1, 1.5, len(SMALL_GRID))}
-    params = {"interval_level": 0.9, "interval": "validation", "interval_fallback": "cv_plus",
-              "domain": {"n_components": 2, "quantile": 0.99}}
+    params = {**load_params()["evaluate"], "interval_level": 0.9, "interval": "validation",
+              "interval_fallback": "cv_plus", "domain": {"n_components": 2, "quantile": 0.99}}
     with caplog.at_level("WARNING"):
         predictions, metrics, winners = evaluate_sites(
             cal, holdout, make_ssl(50, seed=23),

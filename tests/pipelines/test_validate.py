@@ -81,7 +81,7 @@ def test_library_rows_need_soc_but_site_rows_do_not(params, base_params):
     assert list(quarantine["source_row"]) == [0]
     assert "without SOC" in quarantine.loc[0, "quarantine_reason"]
 
-    split = {"n_calibration": 5, "min_test": 3}
+    split = {"n_calibration": 5, "min_test": 3, "no_test": False}
     site = make_ssl(30, seed=3, site="s1", library=None)
     site.loc[0, "soc"] = np.nan
     kept, quarantine, report = validate_sites(site, params, grid_params(), split)
@@ -92,7 +92,8 @@ def test_library_rows_need_soc_but_site_rows_do_not(params, base_params):
 def test_site_with_too_few_labelled_samples_stops_with_the_site_named(params):
     site = make_ssl(12, seed=4, site="tiny_field", library=None)
     with pytest.raises(ValueError, match=r"tiny_field has 12.*n_calibration"):
-        validate_sites(site, params, grid_params(), {"n_calibration": 10, "min_test": 5})
+        validate_sites(site, params, grid_params(),
+                       {"n_calibration": 10, "min_test": 5, "no_test": False})
 
 
 def test_mostly_bad_table_stops_the_run(small_library, params):

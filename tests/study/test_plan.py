@@ -24,8 +24,9 @@ from localsoc.study.plan import check_plan, plan_lab_samples, unmet_plan
 from tests.conftest import grid_params, make_ssl
 
 STEPS = ["absorbance", "snv"]
-SPLIT = {"n_calibration": 8, "min_test": 3, "no_test": False, "metric": "euclidean",
-         "n_components": None, "backend": "numpy"}
+SPLIT = {"n_calibration": 8, "n_validation": 0, "min_test": 3, "no_test": False,
+         "metric": "euclidean", "n_components": None, "backend": "numpy"}
+STUDY = {"seed": 0}
 
 
 def site_table(n=40, seed=3):
@@ -70,7 +71,7 @@ def test_split_uses_the_plan_and_records_validation_rows(tmp_path):
     plans = ImportedPlansDataset(directory=str(tmp_path)).load()
     spectra = table.copy()
     spectra[spectra.columns[7:]] = apply_steps(spectra_of(table), STEPS)
-    cal, test, _, assignment = split_sites(spectra, plans, SPLIT)
+    cal, test, _, assignment = split_sites(spectra, plans, SPLIT, STUDY)
     planned = plan.loc[plan["role"] == "calibration", "sample_id"].tolist()
     assert cal["sample_id"].tolist() == planned
     assert len(test) == 40 - 8
@@ -87,9 +88,9 @@ def test_split_uses_the_plan_and_records_validation_rows(tmp_path):
     lost = planned[2]
     spectra.loc[spectra["sample_id"] == lost, "soc"] = np.nan
     with pytest.raises(ValueError, match=f"no usable lab value: {lost}"):
-        split_sites(spectra, plans, SPLIT)
+        split_sites(spectra, plans, SPLIT, STUDY)
     empty = ImportedPlansDataset(directory=str(tmp_path / "none")).load()
-    cal_ks, _, _, _ = split_sites(spectra, empty, SPLIT)
+    cal_ks, _, _, _ = split_sites(spectra, empty, SPLIT, STUDY)
     assert len(cal_ks) == 8
 
 
@@ -127,7 +128,7 @@ def test_split_draws_seeded_random_validation_samples_and_keeps_min_test(caplog)
                in line for line in plan_lines(assigned))
     assert "fewer than split.min_test" in caplog.text and "not scored on them" in caplog.text
     with pytest.raises(ValueError, match="n_validation must be >= 0"):
-        split_sites(spectra, no_plans, {**SPLIT, "n_validation": -1})
+        split_sites(spectra, no_plans, {**SPLIT, "n_validation": -1}, STUDY)
 
 
 def test_scope_problem_says_why_a_scope_is_skipped():

@@ -51,12 +51,12 @@ def search(X, y, ids, folds, budget: dict, params: dict, seed: int, label: str):
         budget=budget,
         seed=seed,
         tuner=params["tuner"],
-        space=params.get("space") or None,
+        space=params["space"] or None,
         sample_ids=ids,
-        progress=bool(params.get("progress", True)),
-        threads=params.get("threads"),
+        progress=bool(params["progress"]),
+        threads=params["threads"],
         project_name=label.replace("/", "_"),
-        distributed=params.get("distributed") or None,  # Keras-Tuner chief/worker mode
+        distributed=params["distributed"] or None,  # Keras-Tuner chief/worker mode
     )
 
 
@@ -82,7 +82,7 @@ def reusable_library_model(previous, X, y, ids, params: dict, seed: int) -> bool
         and previous.seed == seed
         and info.get("tuner") == params["tuner"]
         and info.get("budget") == resolve_budget(dict(params["library_budget"]))
-        and info.get("space") == resolve_search_space(params.get("space") or None)
+        and info.get("space") == resolve_search_space(params["space"] or None)
     )
 
 
@@ -93,7 +93,7 @@ def train_library_model(X, y, ids, seed: int, params: dict, label: str, previous
     """
     from localsoc.models.ensemble import make_folds
 
-    if bool(params.get("reuse_library_models", True)) and reusable_library_model(
+    if bool(params["reuse_library_models"]) and reusable_library_model(
             previous, X, y, ids, params, seed):
         trials = pd.DataFrame([{"status": "REUSED", "cv_rmse": previous.cv_rmse_}])
         return previous, trials, True
@@ -101,6 +101,31 @@ def train_library_model(X, y, ids, seed: int, params: dict, label: str, previous
     folds = make_folds(ids, int(budget["folds"]), seed)
     result = search(X, y, ids, folds, budget, params, seed, label)
     return result.ensemble, result.trials.copy(), False
+
+
+def _transfer_recipe(info: dict, base, base_data):
+    """(fold model builder, fine-tune settings, y scaling per fold, base fold per fold) of a
+    transfer model refitted on outer folds: each fold fine-tunes the base library fold model
+    that fits that fold's training locals (``base_data[f]``) best, frozen at the same depth."""
+    import keras
+
+    from localsoc.models.training import TrainingSettings
+    from localsoc.models.transfer import freeze_layers, select_base_model
+
+    if base is None or base_data is None:
+        raise ValueError("refitting a transfer model needs its base library model and each "
+                         "outer fold's training locals")
+    chosen = [select_base_model(base, X, y)[0] for X, y in base_data]
+    depth = int(info["depth"])
+    y_scaling = [(float(base.y_mean_[b]), float(base.y_scale_[b])) for b in chosen]
+
+    def make_model(fold: int):
+        fresh = keras.models.clone_model(base.models_[chosen[fold]])
+        fresh.set_weights(base.models_[chosen[fold]].get_weights())
+        freeze_layers(fresh, depth)
+        return fresh
+
+    return make_model, TrainingSettings(**info["fine_tune"]), y_scaling, chosen
 
 
 def refit_folds(model, fold_data, params: dict, seed: int, base=None, base_data=None):
@@ -116,33 +141,18 @@ def refit_folds(model, fold_data, params: dict, seed: int, base=None, base_data=
     "base_fold": chosen}), build) where ``build(folds, oof)`` makes the outer-fold ensemble (a
     ``FoldEnsemble`` whose fold k is the model refitted without outer fold k).
     """
-    import keras
     import numpy as np
 
     from localsoc.models.cnn1d import fold_builder
     from localsoc.models.runtime import configure_tensorflow
-    from localsoc.models.training import TrainingSettings, fit_fold_models, resolve_budget
+    from localsoc.models.training import fit_fold_models, resolve_budget
     from localsoc.models.tuner import trial_settings
 
-    configure_tensorflow(params.get("threads"), True)
+    configure_tensorflow(params["threads"], True)
     info = model.info or {}
     y_scaling, chosen = None, [None] * len(fold_data)
     if info.get("kind") == "transfer":
-        from localsoc.models.transfer import freeze_layers, select_base_model
-
-        if base is None or base_data is None:
-            raise ValueError("refitting a transfer model needs its base library model and each "
-                             "outer fold's training locals")
-        chosen = [select_base_model(base, X, y)[0] for X, y in base_data]
-        depth = int(info["depth"])
-        settings = TrainingSettings(**info["fine_tune"])
-        y_scaling = [(float(base.y_mean_[b]), float(base.y_scale_[b])) for b in chosen]
-
-        def make_model(fold: int):
-            fresh = keras.models.clone_model(base.models_[chosen[fold]])
-            fresh.set_weights(base.models_[chosen[fold]].get_weights())
-            freeze_layers(fresh, depth)
-            return fresh
+        make_model, settings, y_scaling, chosen = _transfer_recipe(info, base, base_data)
     else:
         hp, space = dict(model.hyperparameters), info.get("space")
         settings = trial_settings(hp, space, resolve_budget(info.get("budget")

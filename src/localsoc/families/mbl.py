@@ -31,7 +31,7 @@ def estimate_site(dataset: str, library_spectra: pd.DataFrame, calibration: pd.D
 
     _, scope, spike = parse_dataset(dataset)
     pool = scope_rows(library_spectra, scope, country)
-    k = settings.get("k", 100)
+    k = settings["k"]
     largest = max(k) if isinstance(k, list) else k
     if len(pool) <= largest:
         return None

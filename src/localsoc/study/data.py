@@ -11,12 +11,14 @@ pipeline's nodes). A *data set* of a site is named as in the method registry
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from localsoc.data.schema import spectra_of
 from localsoc.models.ensemble import Folds
-from localsoc.study import scope_rows
+from localsoc.study import scope_rows, site_country, sites_of
 
 N_DATASET = "n"
 
@@ -97,3 +99,36 @@ def folds_from_table(table: pd.DataFrame, site: str, dataset: str) -> Folds:
     if rows.empty:
         raise ValueError(f"no stored folds for site {site!r} and data set {dataset!r}")
     return Folds(rows["sample_id"].astype(str).to_numpy(), rows["fold"].to_numpy(), None)
+
+
+@dataclass(frozen=True)
+class SiteSpectra:
+    """One site's calibration samples (the n) and held-out samples (validation and test), as
+    arrays in table order; ``ids_validation``: the held-out samples kept apart as validation
+    samples (``site_test.holdout == "validation"``)."""
+
+    site: str
+    country: str | None
+    X_cal: np.ndarray
+    y_cal: np.ndarray
+    ids_cal: list[str]
+    X_test: np.ndarray
+    y_test: np.ndarray
+    ids_test: list[str]
+    ids_validation: list[str]
+
+
+def study_sites(site_calibration: pd.DataFrame, site_test: pd.DataFrame,
+                library_spectra: pd.DataFrame, selection: pd.DataFrame) -> dict[str, SiteSpectra]:
+    """Every site's :class:`SiteSpectra`, in site order."""
+    sites = {}
+    for site in sites_of(site_calibration):
+        X_cal, y_cal, ids_cal = site_data(library_spectra, site_calibration, selection, site)
+        test = site_test.loc[site_test["site"] == site]
+        held = (test.loc[test["holdout"] == "validation", "sample_id"].astype(str).tolist()
+                if "holdout" in test else [])
+        sites[site] = SiteSpectra(
+            site, site_country(site_calibration, site), X_cal, y_cal, ids_cal,
+            spectra_of(test) if not test.empty else np.empty((0, X_cal.shape[1])),
+            test["soc"].to_numpy(np.float64), test["sample_id"].astype(str).tolist(), held)
+    return sites

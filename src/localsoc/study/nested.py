@@ -18,11 +18,11 @@ evaluate stage. The RS-LOCAL runs of the outer folds are independent and run in 
 
 Redone in every outer fold: the RS-LOCAL selection (k of thousands of library samples picked
 to fit the n labels), the PLSR component count and a transfer model's base fold (the library
-fold model that fits the fold's training locals best; in the demo the base fold models differ
-by up to 2x in RMSE on the n). What stays un-nested (stated in the report): the architecture of
-a searched CNN (the best of its trials on all n), a transfer model's freezing depth, MBL's
-neighbourhood size. The K refitted models of each method are kept as its outer-fold ensemble,
-the model the evaluate stage scores and the package stage serves.
+fold model that fits the fold's training locals best). What stays un-nested (stated in the
+report): the architecture of a searched CNN (the best of its trials on all n), a transfer
+model's freezing depth, MBL's neighbourhood size. The K refitted models of each method are
+kept as its outer-fold ensemble, the model the evaluate stage scores and the package stage
+serves.
 
 :func:`nested_rslocal_pls` and its un-nested counterpart :func:`unnested_rslocal_pls` are the
 self-contained RS-LOCAL + PLSR case, so a test can show the difference on data where the truth
@@ -154,7 +154,7 @@ def fold_selections(pool: pd.DataFrame, X_local: np.ndarray, y_local: np.ndarray
     X_pool, y_pool = spectra_of(pool), pool["soc"].to_numpy(np.float64)
     splits = list(folds.split())
     if workers is None:
-        workers = max(1, (os.cpu_count() or 1) // max(1, int(params.get("n_jobs") or 1)))
+        workers = max(1, (os.cpu_count() or 1) // max(1, int(params["n_jobs"])))
 
     def run(fold: int) -> np.ndarray:
         train = splits[fold][0]
@@ -164,6 +164,63 @@ def fold_selections(pool: pd.DataFrame, X_local: np.ndarray, y_local: np.ndarray
 
     with ThreadPoolExecutor(max_workers=int(workers)) as executor:
         return list(executor.map(run, range(len(splits))))
+
+
+def _outer_selections(site: str, scope: str, country: str | None, library_spectra: pd.DataFrame,
+                      X_n: np.ndarray, y_n: np.ndarray, folds: Folds,
+                      localise: Mapping[str, Any], seed: int,
+                      workers: int | None) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """(the scope's library pool, the RS-LOCAL selection of each outer fold from it)."""
+    pool = scope_rows(library_spectra, scope, country)
+    seeds = [derived_seed(seed, site, scope, f"outer_fold_{f}") for f in range(folds.n_splits)]
+    return pool, fold_selections(pool, X_n, y_n, folds, localise, seeds, workers)
+
+
+def _fold_data(entry, splits: list, X_n: np.ndarray, y_n: np.ndarray, X_test: np.ndarray,
+               selected: dict) -> tuple[list, list[list[str]]]:
+    """(per outer fold: training X, y and the spectra to estimate [held-out locals, test];
+    per outer fold: the library samples used). An ``rslocal`` method trains on its fold's
+    selection (``selected[scope]``: the pool and its rows per fold) plus the fold's locals."""
+    fold_data, used = [], []
+    for f, (train, held) in enumerate(splits):
+        if entry.nested == "rslocal":
+            pool, per_fold = selected[entry.scope]
+            picked = pool.iloc[per_fold[f]]
+            X = np.vstack([spectra_of(picked), X_n[train]])
+            y = np.concatenate([picked["soc"].to_numpy(np.float64), y_n[train]])
+            used.append(picked["sample_id"].astype(str).tolist())
+        else:
+            X, y = X_n[train], y_n[train]
+            used.append([])
+        fold_data.append((X, y, [X_n[held], X_test]))
+    return fold_data, used
+
+
+def _method_records(site: str, entry, splits: list, results: list, ids_n: list[str],
+                    ids_test: list[str], fold_data: list, used: list[list[str]],
+                    selection: pd.DataFrame) -> tuple[list[pd.DataFrame], list[dict]]:
+    """(estimate rows, choice rows) of one method's outer folds; a fold's choice row says how
+    much of its library samples the selection made on all n (``selection``) also holds."""
+    full = set(selection.loc[(selection["site"] == site) & (selection["scope"] == entry.scope),
+                             "sample_id"].astype(str)) if entry.nested == "rslocal" else set()
+    frames, choices = [], []
+    for f, ((_, held), ((held_estimate, test_estimate), info)) in enumerate(
+            zip(splits, results, strict=True)):
+        frames.append(pd.DataFrame({
+            "site": site, "method": entry.label, "role": "calibration",
+            "sample_id": [ids_n[i] for i in held], "fold": f,
+            "estimated": np.asarray(held_estimate, np.float64)}))
+        frames.append(pd.DataFrame({
+            "site": site, "method": entry.label, "role": "test", "sample_id": ids_test,
+            "fold": f, "estimated": np.asarray(test_estimate, np.float64)}))
+        choices.append({
+            "site": site, "method": entry.label, "fold": f, "nested": entry.nested,
+            "n_train": len(fold_data[f][1]), "n_library": len(used[f]),
+            "overlap_with_full_selection": (len(full & set(used[f])) / len(used[f])
+                                            if used[f] else np.nan),
+            **info,
+        })
+    return frames, choices
 
 
 def nested_site_estimates(
@@ -192,70 +249,37 @@ def nested_site_estimates(
     ``test`` row per test sample and outer fold. Choices: per method and fold, the training
     size, the library samples used, their overlap with the selection made on all n, and what
     the refit chose (components, epochs). Outer-fold ensembles: per method, the K refitted
-    models as one model (its fold k never saw outer fold k; it predicts their mean), with the
-    nested out-of-fold estimates and the outer folds: what the evaluate stage scores and the
-    package stage serves, with CV+ intervals.
+    models as one model (fold k never saw outer fold k) with the nested out-of-fold estimates.
     """
     from localsoc.methods import family
 
-    X_n = spectra_of(local)
-    y_n = local["soc"].to_numpy(np.float64)
+    X_n, y_n = spectra_of(local), local["soc"].to_numpy(np.float64)
     ids_n = local["sample_id"].astype(str).tolist()
     folds = folds.aligned_to(ids_n)
     splits = list(folds.split())
     X_test = spectra_of(test) if not test.empty else np.empty((0, X_n.shape[1]))
     ids_test = test["sample_id"].astype(str).tolist()
-    selected: dict[str, tuple[pd.DataFrame, list[np.ndarray]]] = {}
-    for scope in dict.fromkeys(m.scope for m in entries if m.nested == "rslocal"):
-        pool = scope_rows(library_spectra, scope, country)
-        seeds = [derived_seed(seed, site, scope, f"outer_fold_{f}") for f in range(len(splits))]
-        selected[scope] = (pool, fold_selections(pool, X_n, y_n, folds, params["localise"],
-                                                 seeds, workers))
+    selected = {scope: _outer_selections(site, scope, country, library_spectra, X_n, y_n, folds,
+                                         params["localise"], seed, workers)
+                for scope in dict.fromkeys(m.scope for m in entries if m.nested == "rslocal")}
     frames, choices, outer = [], [], {}
     for entry in entries:
-        full = set(selection.loc[(selection["site"] == site) & (selection["scope"] == entry.scope),
-                                 "sample_id"].astype(str)) if entry.nested == "rslocal" else set()
-        fold_data, used = [], []
-        for f, (train, held) in enumerate(splits):
-            if entry.nested == "rslocal":
-                pool, per_fold = selected[entry.scope]
-                picked = pool.iloc[per_fold[f]]
-                X = np.vstack([spectra_of(picked), X_n[train]])
-                y = np.concatenate([picked["soc"].to_numpy(np.float64), y_n[train]])
-                used.append(picked["sample_id"].astype(str).tolist())
-            else:
-                X, y = X_n[train], y_n[train]
-                used.append([])
-            fold_data.append((X, y, [X_n[held], X_test]))
-        stage_params = params["transfer"] if entry.stage == "transfer" else params["train"]
-        base_data = ([(X_n[train], y_n[train]) for train, _ in splits]
-                     if entry.label in bases else None)
+        fold_data, used = _fold_data(entry, splits, X_n, y_n, X_test, selected)
         results, build = family(entry.family).implementation().refit_folds(
-            models[entry.label], fold_data, stage_params,
+            models[entry.label], fold_data,
+            params["transfer"] if entry.stage == "transfer" else params["train"],
             derived_seed(seed, site, entry.label, "nested"), base=bases.get(entry.label),
-            base_data=base_data)
+            base_data=([(X_n[train], y_n[train]) for train, _ in splits]
+                       if entry.label in bases else None))
         oof = np.full(len(ids_n), np.nan)
         for (_, held), ((held_estimate, _), _) in zip(splits, results, strict=True):
             oof[held] = held_estimate
         outer[entry.label] = build(folds, oof, {
             "method": entry.label, "data": entry.data, "nested": entry.nested,
             "library_samples_per_fold": [len(u) for u in used]})
-        for f, ((_, held), ((held_estimate, test_estimate), info)) in enumerate(
-                zip(splits, results, strict=True)):
-            frames.append(pd.DataFrame({
-                "site": site, "method": entry.label, "role": "calibration",
-                "sample_id": [ids_n[i] for i in held], "fold": f,
-                "estimated": np.asarray(held_estimate, np.float64)}))
-            frames.append(pd.DataFrame({
-                "site": site, "method": entry.label, "role": "test", "sample_id": ids_test,
-                "fold": f, "estimated": np.asarray(test_estimate, np.float64)}))
-            choices.append({
-                "site": site, "method": entry.label, "fold": f, "nested": entry.nested,
-                "n_train": len(fold_data[f][1]), "n_library": len(used[f]),
-                "overlap_with_full_selection": (len(full & set(used[f])) / len(used[f])
-                                                if used[f] else np.nan),
-                **info,
-            })
+        records = _method_records(site, entry, splits, results, ids_n, ids_test, fold_data,
+                                  used, selection)
+        frames, choices = frames + records[0], choices + records[1]
     estimates = (pd.concat(frames, ignore_index=True) if frames
                  else pd.DataFrame(columns=list(ESTIMATE_COLUMNS)))
     return estimates, pd.DataFrame(choices), outer

@@ -36,7 +36,7 @@ def kennard_stone_for(split_params: dict, n_select: int) -> KennardStone:
     return KennardStone(
         n_select=int(n_select),
         metric=split_params["metric"],
-        n_components=split_params.get("n_components"),
+        n_components=split_params["n_components"],
         backend=split_params["backend"],
     )
 

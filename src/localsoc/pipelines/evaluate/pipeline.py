@@ -4,6 +4,7 @@ from .nodes import (
     choose_winners,
     predict_sites,
     score_sites,
+    site_spectra,
     study_figures,
     study_metrics_json,
     study_table_markdown,
@@ -14,10 +15,15 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             node(
+                site_spectra,
+                inputs=["site_calibration", "site_test", "library_spectra", "rslocal_selection"],
+                outputs="evaluation_sites",
+                name="site_spectra",
+            ),
+            node(
                 predict_sites,
-                inputs=["site_calibration", "site_test", "library_spectra", "rslocal_selection",
-                        "library_models", "site_models", "transfer_models", "mbl_estimates",
-                        "nested_models"],
+                inputs=["evaluation_sites", "library_models", "site_models", "transfer_models",
+                        "mbl_estimates", "nested_models"],
                 outputs="study_estimates",
                 name="predict_sites",
             ),

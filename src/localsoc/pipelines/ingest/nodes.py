@@ -30,7 +30,7 @@ def simulate_tables(simulate: dict, grid_params: dict,
     ``simulate.sites`` (optional) keeps only the named sites of the default three.
     """
     sites = default_sites()
-    wanted = simulate.get("sites")
+    wanted = simulate["sites"]
     if wanted:
         known = {site.site_id: site for site in sites}
         unknown = [name for name in wanted if name not in known]
@@ -83,14 +83,14 @@ def ingest_tables(
     if source == "simulate":
         return simulate_tables(params["simulate"], grid_params, study["seed"])
     if source == "files":
-        library = _pick(imported_libraries, params.get("libraries"), "libraries",
+        library = _pick(imported_libraries, params["libraries"], "libraries",
                         "localsoc import FILE --as NAME")
-        sites = _pick(imported_sites, params.get("sites"), "sites",
+        sites = _pick(imported_sites, params["sites"], "sites",
                       "localsoc site FILE --name NAME")
         warning = carbon_kind_warning(
             carbon_kinds_of(imported_libraries, _names(imported_libraries,
-                                                       params.get("libraries"))),
-            carbon_kinds_of(imported_sites, _names(imported_sites, params.get("sites"))))
+                                                       params["libraries"])),
+            carbon_kinds_of(imported_sites, _names(imported_sites, params["sites"])))
         if warning:
             logger.warning("%s", warning)
         return library, sites

@@ -32,7 +32,7 @@ def estimate_mbl(
     for a site (no RS-LOCAL ``selection`` there) is skipped here too.
     """
     frames = []
-    if params.get("enabled", False):
+    if params["enabled"]:
         settings = {k: v for k, v in params.items() if k != "enabled"}
         settings["random_state"] = int(study["seed"])
         for site in sites_of(site_calibration):

@@ -82,14 +82,83 @@ def _validation_positions(site: str, labelled: pd.DataFrame, is_cal: np.ndarray,
     return chosen, True
 
 
+def _calibration_order(site: str, labelled: pd.DataFrame, rows: pd.DataFrame,
+                       plan: pd.DataFrame, use_plan: bool, params: dict) -> np.ndarray:
+    """Positions in ``labelled`` of the site's calibration samples, in selection order: the
+    lab plan's (an unmet plan is the error to show first), else Kennard-Stone's (over every
+    labelled row with ``no_test``)."""
+    n_calibration, no_test = int(params["n_calibration"]), bool(params["no_test"])
+    n_site = int((plan["role"] == "calibration").sum()) if use_plan else n_calibration
+    if use_plan:
+        order = _planned_order(site, labelled, rows, plan, n_calibration)
+    needed = n_site + (0 if no_test else int(params["min_test"]))
+    if len(labelled) < needed:
+        raise ValueError(
+            f"site {site!r}: {len(labelled)} labelled samples; split needs "
+            f"n_calibration ({n_site})"
+            + ("" if no_test else f" + min_test ({params['min_test']}), or no_test: true")
+        )
+    if not use_plan:
+        selector = kennard_stone_for(params, len(labelled) if no_test else n_site)
+        order = np.asarray(selector.fit(spectra_of(labelled)).selected_indices_, dtype=np.int64)
+    return order
+
+
+def _assignment(site: str, rows: pd.DataFrame, labelled: pd.DataFrame, order: np.ndarray,
+                is_cal: np.ndarray, is_val: np.ndarray, apart: bool,
+                planned: dict) -> list[pd.DataFrame]:
+    """Every row of the site with its role, Kennard-Stone rank, plan role and whether it
+    calibrates the validation interval (see :func:`split_sites`)."""
+    rank = np.full(len(labelled), -1, dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    frames = [pd.DataFrame({
+        "sample_id": labelled["sample_id"].to_numpy(),
+        "site": site,
+        "role": np.where(is_cal, ROLE_CALIBRATION,  # kept apart or a test sample
+                         np.where(is_val & apart, ROLE_VALIDATION, ROLE_TEST)),
+        "ks_rank": rank,
+        "plan": [planned.get(str(s), "") for s in labelled["sample_id"]],
+        "validation": is_val,
+    })]
+    extra = rows.loc[rows["soc"].isna(), "sample_id"].to_numpy()
+    if len(extra):
+        frames.append(pd.DataFrame({"sample_id": extra, "site": site, "role": ROLE_UNLABELLED,
+                                    "ks_rank": -1, "validation": False, "plan": ""}))
+    return frames
+
+
+def split_site(site: str, rows: pd.DataFrame, plan: pd.DataFrame, params: dict,
+               seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[pd.DataFrame]]:
+    """(calibration, holdout, unlabelled, assignment frames) of one site (see
+    :func:`split_sites`); the validation draw is seeded with ``seed`` and the site's name."""
+    rng = np.random.default_rng([seed, zlib.crc32(str(site).encode())])
+    no_test = bool(params["no_test"])
+    labelled = rows.loc[rows["soc"].notna()].reset_index(drop=True)
+    use_plan = len(plan) > 0 and not no_test
+    order = _calibration_order(site, labelled, rows, plan, use_plan, params)
+    planned = dict(zip(plan["sample_id"].astype(str), plan["role"], strict=True))
+    is_cal = np.zeros(len(labelled), dtype=bool)
+    is_cal[order] = True
+    is_val = np.zeros(len(labelled), dtype=bool)
+    apart = True
+    if not no_test:
+        chosen, apart = _validation_positions(site, labelled, is_cal, planned, use_plan,
+                                              int(params["n_validation"]),
+                                              int(params["min_test"]), rng)
+        is_val[chosen] = True
+    holdout = labelled.loc[~is_cal].assign(holdout=np.where(
+        is_val[~is_cal], ROLE_VALIDATION if apart else HOLDOUT_TEST_VALIDATION, ROLE_TEST))
+    return (labelled.iloc[order], holdout, rows.loc[rows["soc"].isna()],
+            _assignment(site, rows, labelled, order, is_cal, is_val, apart, planned))
+
+
 def split_sites(
-    sites_spectra: pd.DataFrame, site_plans: pd.DataFrame, params: dict,
-    study: dict | None = None,
+    sites_spectra: pd.DataFrame, site_plans: pd.DataFrame, params: dict, study: dict,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Per site: n calibration samples by Kennard-Stone on the preprocessed spectra, or the
     planned ones where ``site_plans`` has the site's lab plan; validation samples (the plan's,
-    or ``n_validation`` drawn at random with ``study["seed"]``, 0 without it); the rest of the
-    labelled rows is the test set.
+    or ``n_validation`` drawn at random with ``study["seed"]``); the rest of the labelled rows
+    is the test set.
 
     Returns (calibration, holdout, unlabelled, assignment). ``holdout`` holds the validation
     and test rows, its column ``holdout`` saying which (``test_validation``: both, where the
@@ -101,70 +170,17 @@ def split_sites(
     every labelled sample calibrates (Kennard-Stone still orders them), the validation and
     test sets are empty: the study then reports cross-validated figures only.
     """
-    n_calibration = int(params["n_calibration"])
-    no_test = bool(params.get("no_test", False))
-    n_validation = int(params.get("n_validation", 0))
-    if n_validation < 0:
-        raise ValueError(f"split.n_validation must be >= 0; got {n_validation}")
-    seed = int((study or {}).get("seed", 0))
+    if int(params["n_validation"]) < 0:
+        raise ValueError(f"split.n_validation must be >= 0; got {params['n_validation']}")
     calibration, test, unlabelled, assignment = [], [], [], []
     for site in sorted(sites_spectra["site"].dropna().unique()):
-        rng = np.random.default_rng([seed, zlib.crc32(str(site).encode())])
-        rows = sites_spectra.loc[sites_spectra["site"] == site]
-        labelled = rows.loc[rows["soc"].notna()].reset_index(drop=True)
-        plan = site_plans.loc[site_plans["site"] == site]
-        use_plan = len(plan) > 0 and not no_test
-        n_site = int((plan["role"] == "calibration").sum()) if use_plan else n_calibration
-        if use_plan:  # first: an unmet plan is the error to show
-            order = _planned_order(site, labelled, rows, plan, n_calibration)
-        needed = n_site + (0 if no_test else int(params["min_test"]))
-        if len(labelled) < needed:
-            raise ValueError(
-                f"site {site!r}: {len(labelled)} labelled samples; split needs "
-                f"n_calibration ({n_site})"
-                + ("" if no_test else f" + min_test ({params['min_test']}), or no_test: true")
-            )
-        if not use_plan:
-            selector = kennard_stone_for(params, len(labelled) if no_test else n_site)
-            order = np.asarray(selector.fit(spectra_of(labelled)).selected_indices_,
-                               dtype=np.int64)
-        planned = dict(zip(plan["sample_id"].astype(str), plan["role"], strict=True))
-        is_cal = np.zeros(len(labelled), dtype=bool)
-        is_cal[order] = True
-        is_val = np.zeros(len(labelled), dtype=bool)
-        apart = True
-        if not no_test:
-            chosen, apart = _validation_positions(site, labelled, is_cal, planned, use_plan,
-                                                  n_validation, int(params["min_test"]), rng)
-            is_val[chosen] = True
-        calibration.append(labelled.iloc[order])
-        test.append(labelled.loc[~is_cal].assign(holdout=np.where(
-            is_val[~is_cal], ROLE_VALIDATION if apart else HOLDOUT_TEST_VALIDATION, ROLE_TEST)))
-        unlabelled.append(rows.loc[rows["soc"].isna()])
-        rank = np.full(len(labelled), -1, dtype=np.int64)
-        rank[order] = np.arange(len(order))
-        assignment.append(
-            pd.DataFrame(
-                {
-                    "sample_id": labelled["sample_id"].to_numpy(),
-                    "site": site,
-                    "role": np.where(is_cal, ROLE_CALIBRATION,  # kept apart or a test sample
-                                     np.where(is_val & apart, ROLE_VALIDATION, ROLE_TEST)),
-                    "ks_rank": rank,
-                    "plan": [planned.get(str(s), "") for s in labelled["sample_id"]],
-                    "validation": is_val,
-                }
-            )
-        )
-        extra = rows.loc[rows["soc"].isna(), "sample_id"].to_numpy()
-        if len(extra):
-            assignment.append(
-                pd.DataFrame(
-                    {"sample_id": extra, "site": site, "role": ROLE_UNLABELLED, "ks_rank": -1,
-                     "validation": False,
-                     "plan": ""}
-                )
-            )
+        cal, holdout, blank, assigned = split_site(
+            site, sites_spectra.loc[sites_spectra["site"] == site],
+            site_plans.loc[site_plans["site"] == site], params, int(study["seed"]))
+        calibration.append(cal)
+        test.append(holdout)
+        unlabelled.append(blank)
+        assignment += assigned
     if not calibration:
         raise ValueError("sites: no site rows to split (column 'site' is empty everywhere)")
     return (

@@ -75,21 +75,13 @@ def _row_details(frame: pd.DataFrame, view: pd.DataFrame, column: str, rows: lis
     return details
 
 
-def validate_table(
-    frame: pd.DataFrame, params: dict, grid_params: dict, *, role: str, name: str
-) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Validate one canonical table; return (kept rows, quarantined rows with reasons, report)."""
-    check_table(frame, name)
-    check_grid(frame, Grid.from_params(grid_params), name)
-    frame = frame.reset_index(drop=True)
-    specs = ssl_suite(params, role=role)
-    view = row_view(frame)
-    success, results = run_suite(view, specs, name)
-
+def _failures(frame: pd.DataFrame, view: pd.DataFrame, specs: list,
+              results: list) -> tuple[dict[int, list[str]], dict[int, list[str]], list, list]:
+    """(reasons per failing row, failed expectations per failing row, a summary per
+    expectation, per expectation the first failing row's reason in full)."""
     reasons: dict[int, list[str]] = defaultdict(list)
     failed: dict[int, list[str]] = defaultdict(list)
-    per_expectation = []
-    examples: list[str] = []  # per expectation, the first failing row's reason in full
+    per_expectation, examples = [], []
     for spec, outcome in zip(specs, results, strict=True):
         rows = [int(i) for i in (outcome.result.get("unexpected_index_list") or [])]
         column = spec.kwargs.get("column", "")
@@ -99,54 +91,74 @@ def validate_table(
             reasons[row].append(text)
             failed[row].append(f"{spec.type}({column})")
         examples.append(f"row {rows[0]}: {reasons[rows[0]][-1]}" if rows else "")
-        per_expectation.append(
-            {
-                "expectation": spec.type,
-                "column": column,
-                "success": bool(outcome.success),
-                "rows_failed": len(rows),
-                "reason": spec.reason,
-            }
-        )
+        per_expectation.append({"expectation": spec.type, "column": column,
+                                "success": bool(outcome.success), "rows_failed": len(rows),
+                                "reason": spec.reason})
+    return reasons, failed, per_expectation, examples
 
+
+def _quarantine(frame: pd.DataFrame, reasons: dict, failed: dict) -> tuple[pd.DataFrame,
+                                                                            pd.DataFrame]:
+    """(kept rows, quarantined rows with their source row, reasons and failed expectations)."""
     bad_rows = np.array(sorted(reasons), dtype=np.int64)
     keep_mask = np.ones(len(frame), dtype=bool)
     keep_mask[bad_rows] = False
     kept = frame.loc[keep_mask].drop(columns=[IMPORT_PROBLEM], errors="ignore")
-    kept = kept.reset_index(drop=True)
     quarantine = frame.loc[~keep_mask].copy()
     quarantine.insert(0, "source_row", bad_rows)
     quarantine.insert(1, "quarantine_reason", ["; ".join(reasons[r]) for r in bad_rows])
     quarantine.insert(2, "failed_expectations", [", ".join(failed[r]) for r in bad_rows])
-    quarantine = quarantine.reset_index(drop=True)
+    return kept.reset_index(drop=True), quarantine.reset_index(drop=True)
 
-    share = len(bad_rows) / max(len(frame), 1)
+
+def _check_share(name: str, n_rows: int, n_bad: int, limit: float, per_expectation: list,
+                 examples: list) -> None:
+    """ValueError when the table is empty or more than ``limit`` of its rows fail."""
+    if n_rows == 0:
+        raise ValueError(f"{name}: the table is empty; nothing to validate")
+    share = n_bad / n_rows
+    if share > limit:
+        worst = sorted(range(len(per_expectation)),
+                       key=lambda i: -per_expectation[i]["rows_failed"])[:3]
+        summary = "; ".join(
+            f"{per_expectation[i]['rows_failed']} row(s), e.g. {examples[i]}"
+            for i in worst if per_expectation[i]["rows_failed"]
+        )
+        raise ValueError(
+            f"{name}: {n_bad} of {n_rows} rows ({share:.0%}) fail validation, more than "
+            f"the allowed {limit:.0%} (validate.max_quarantine_share). Most common problems: "
+            f"{summary}. Fix the source or its import declarations and run again."
+        )
+
+
+def validate_table(
+    frame: pd.DataFrame, params: dict, grid_params: dict, *, role: str, name: str
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Validate one canonical table with the Great Expectations suite of
+    ``localsoc.expectations.ssl_suite``; return (kept rows, quarantined rows with reasons,
+    report)."""
+    check_table(frame, name)
+    check_grid(frame, Grid.from_params(grid_params), name)
+    frame = frame.reset_index(drop=True)
+    specs = ssl_suite(params, role=role)
+    view = row_view(frame)
+    success, results = run_suite(view, specs, name)
+    reasons, failed, per_expectation, examples = _failures(frame, view, specs, results)
+    kept, quarantine = _quarantine(frame, reasons, failed)
+    limit = float(params["max_quarantine_share"])
     report = {
         "table": name,
         "role": role,
         "rows_in": int(len(frame)),
         "rows_kept": int(len(kept)),
         "rows_quarantined": int(len(quarantine)),
-        "quarantined_share": round(share, 6),
-        "max_quarantine_share": float(params["max_quarantine_share"]),
+        "quarantined_share": round(len(quarantine) / max(len(frame), 1), 6),
+        "max_quarantine_share": limit,
         "great_expectations_success": bool(success),
         "expectations": per_expectation,
         "suite": [spec.as_dict() for spec in specs],
     }
-    if len(frame) == 0:
-        raise ValueError(f"{name}: the table is empty; nothing to validate")
-    if share > float(params["max_quarantine_share"]):
-        worst = sorted(range(len(specs)), key=lambda i: -per_expectation[i]["rows_failed"])[:3]
-        summary = "; ".join(
-            f"{per_expectation[i]['rows_failed']} row(s), e.g. {examples[i]}"
-            for i in worst if per_expectation[i]["rows_failed"]
-        )
-        raise ValueError(
-            f"{name}: {len(bad_rows)} of {len(frame)} rows ({share:.0%}) fail validation, more than "
-            f"the allowed {float(params['max_quarantine_share']):.0%} "
-            f"(validate.max_quarantine_share). Most common problems: {summary}. "
-            "Fix the source or its import declarations and run again."
-        )
+    _check_share(name, len(frame), len(quarantine), limit, per_expectation, examples)
     return kept, quarantine, report
 
 
@@ -162,7 +174,7 @@ def validate_sites(
     kept, quarantine, report = validate_table(
         sites_raw, params, grid_params, role="site", name="sites"
     )
-    no_test = bool(split_params.get("no_test", False))
+    no_test = bool(split_params["no_test"])
     needed = int(split_params["n_calibration"]) + (0 if no_test else int(split_params["min_test"]))
     labelled = kept.loc[kept["soc"].notna()].groupby("site", observed=True).size()
     report["labelled_per_site"] = {str(k): int(v) for k, v in labelled.items()}
