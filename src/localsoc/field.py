@@ -41,6 +41,14 @@ S = mean(w yhat) + mean(w) mean(e); A_S = (1 - f) s_{w yhat}^2 / N; B_S = s_e^2 
 f mean(w^2) / N); the same t interval (Welch-Satterthwaite nu from A_S, B_S). Bulk density and
 depth are taken as measured without error.
 
+Spectra outside the model's domain (``in_domain``: the served model's flags, Hotelling T2 and
+Q limits of its calibration spectra) make an estimate an extrapolation, and a field of them a
+biased mean that the residuals above know nothing about. When more than half of the field's
+spectra are outside (``MAX_OUT_OF_DOMAIN_SHARE``) there is no summary (``OutOfDomainError``,
+with the count and the likely cause: units declared wrongly, e.g. reflectance given as
+absorbance); a stratum with most of its spectra outside keeps its estimate, without an
+interval, marked unusable.
+
 Assumptions (what the interval rests on): the calibration samples' out-of-fold errors are
 representative of the model's errors on the field's samples (true for calibration samples
 drawn at random from the field; Kennard-Stone picks them from the spectra alone, which the
