@@ -307,13 +307,11 @@ def serve_search(cv_tuner, data: Mapping[str, Any], tuner: str, data_hash: str,
     error after too many consecutive failed trials, and ``TimeoutError`` after
     ``wait_timeout_s`` seconds without a trial starting or ending.
     """
-    oracle = cv_tuner.oracle
     directory = Path(settings.directory)
-    project_dir = Path(cv_tuner.project_dir)
     search_id = uuid.uuid4().hex
-    write_task(project_dir, data, tuner, search_id, data_hash)
+    write_task(Path(cv_tuner.project_dir), data, tuner, search_id, data_hash)
     cv_tuner.save()
-    server, servicer = _start_oracle_server(oracle, settings)
+    server, servicer = _start_oracle_server(cv_tuner.oracle, settings)
     pointer = {
         "search_id": search_id,
         "project_name": cv_tuner.project_name,
@@ -328,48 +326,62 @@ def serve_search(cv_tuner, data: Mapping[str, Any], tuner: str, data_hash: str,
         cv_tuner.project_name, settings.oracle_ip, settings.oracle_port, directory,
         len(ready_workers(directory)),
     )
-    max_trials = int(oracle.max_trials) if oracle.max_trials else None
-    last_change, last_seen, done_since, state = time.monotonic(), None, None, "failed"
+    state = "failed"
     try:
-        while True:
-            time.sleep(settings.poll_s)
-            trials = list(oracle.trials.values())
-            ongoing = list(oracle.ongoing_trials.values())
-            ended = sum(1 for t in trials if t.status in ("COMPLETED", "FAILED"))
-            seen = (len(trials), ended, len(ongoing))
-            if seen != last_seen:
-                last_seen, last_change = seen, time.monotonic()
-                if bar is not None:
-                    bar.n = min(ended, bar.total or ended)
-                    bar.refresh()
-            kt_adapter.check_consecutive_failures(oracle)  # as the single-process search does
-            exhausted = kt_adapter.service_stop_requested(servicer) or (
-                max_trials is not None and ended >= max_trials
-            )
-            if exhausted and not ongoing:
-                # Every trial has ended; give the workers that ran one a moment to hear STOPPED.
-                done_since = done_since or time.monotonic()
-                if not oracle.tuner_ids or time.monotonic() - done_since > settings.linger_s:
-                    break
-            elif (
-                settings.wait_timeout_s is not None
-                and time.monotonic() - last_change > settings.wait_timeout_s
-            ):
-                raise TimeoutError(
-                    f"chief: no trial of search {cv_tuner.project_name} started or ended in "
-                    f"{settings.wait_timeout_s:.0f} s ({ended} ended, {len(ongoing)} running); "
-                    f"workers seen in {directory}: {len(ready_workers(directory))}. Start "
-                    "workers with `python -m localsoc.models.distributed_search --directory "
-                    f"{directory}` (KERASTUNER_TUNER_ID=tuner1, ...) or raise "
-                    "train.distributed.wait_timeout_s"
-                )
+        _serve_until_done(cv_tuner, servicer, settings, bar)
         state = "finished"
     finally:
         _write_json(directory / POINTER_FILE, {**pointer, "state": state, "ended": time.time()})
         time.sleep(settings.grace_s)  # a worker that read "running" just now gets STOPPED
         server.stop(grace=settings.grace_s).wait()
     logger.info("chief: search %s finished (%d trials)", cv_tuner.project_name,
-                len(oracle.trials))
+                len(cv_tuner.oracle.trials))
+
+
+def _serve_until_done(cv_tuner, servicer, settings: DistributedSettings, bar) -> None:
+    """Poll the oracle until the budget is spent and no trial runs (then linger for the
+    workers), keeping ``bar`` current; ``TimeoutError`` after ``wait_timeout_s`` idle."""
+    oracle = cv_tuner.oracle
+    max_trials = int(oracle.max_trials) if oracle.max_trials else None
+    last_change, last_seen, done_since = time.monotonic(), None, None
+    while True:
+        time.sleep(settings.poll_s)
+        trials = list(oracle.trials.values())
+        ongoing = list(oracle.ongoing_trials.values())
+        ended = sum(1 for t in trials if t.status in ("COMPLETED", "FAILED"))
+        seen = (len(trials), ended, len(ongoing))
+        if seen != last_seen:
+            last_seen, last_change = seen, time.monotonic()
+            if bar is not None:
+                bar.n = min(ended, bar.total or ended)
+                bar.refresh()
+        kt_adapter.check_consecutive_failures(oracle)  # as the single-process search does
+        exhausted = kt_adapter.service_stop_requested(servicer) or (
+            max_trials is not None and ended >= max_trials
+        )
+        if exhausted and not ongoing:
+            # Every trial has ended; give the workers that ran one a moment to hear STOPPED.
+            done_since = done_since or time.monotonic()
+            if not oracle.tuner_ids or time.monotonic() - done_since > settings.linger_s:
+                return
+        elif (
+            settings.wait_timeout_s is not None
+            and time.monotonic() - last_change > settings.wait_timeout_s
+        ):
+            raise _idle_chief(cv_tuner.project_name, settings, ended, len(ongoing))
+
+
+def _idle_chief(project_name: str, settings: DistributedSettings, ended: int,
+                running: int) -> TimeoutError:
+    directory = Path(settings.directory)
+    return TimeoutError(
+        f"chief: no trial of search {project_name} started or ended in "
+        f"{settings.wait_timeout_s:.0f} s ({ended} ended, {running} running); "
+        f"workers seen in {directory}: {len(ready_workers(directory))}. Start "
+        "workers with `python -m localsoc.models.distributed_search --directory "
+        f"{directory}` (KERASTUNER_TUNER_ID=tuner1, ...) or raise "
+        "train.distributed.wait_timeout_s"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,20 +469,8 @@ def run_worker(
     the chief published. Stops after ``max_searches`` searches, or after ``idle_timeout_s``
     seconds without one (``None``: runs until stopped).
     """
-    import grpc
-
     directory = Path(directory)
-    tuner_id = tuner_id or os.environ.get("KERASTUNER_TUNER_ID")
-    if not tuner_id:
-        raise ValueError(
-            "a worker needs a tuner id: set KERASTUNER_TUNER_ID (tuner1, tuner2, ...) or pass "
-            "--tuner-id"
-        )
-    if "chief" in tuner_id:
-        raise ValueError(
-            f"tuner id {tuner_id!r} contains 'chief', which Keras-Tuner reserves for the chief; "
-            "name workers tuner1, tuner2, ..."
-        )
+    tuner_id = _worker_id(tuner_id or os.environ.get("KERASTUNER_TUNER_ID"))
     oracle_ip = oracle_ip or os.environ.get("KERASTUNER_ORACLE_IP")
     oracle_port = oracle_port or os.environ.get("KERASTUNER_ORACLE_PORT")
     directory.mkdir(parents=True, exist_ok=True)
@@ -494,18 +494,8 @@ def run_worker(
                 port = int(oracle_port or pointer["oracle_port"])
                 _report_worker(directory, tuner_id, state="running", searches=count,
                                trials=trials, search=pointer["project_name"])
-                try:
-                    ran = _run_one_search(directory, pointer, tuner_id, ip, port, progress)
-                except _SearchEnded:
-                    ran = 0
-                except grpc.RpcError as error:  # the chief went away mid-search
-                    logger.warning("worker %s: search %s lost its chief: %s", tuner_id,
-                                   pointer["project_name"], error)
-                    ran = 0
-                trials += ran
+                trials += _join_search(directory, pointer, tuner_id, ip, port, progress)
                 count += 1
-                logger.info("worker %s: search %s done, %d trial(s) here",
-                            tuner_id, pointer["project_name"], ran)
                 _report_worker(directory, tuner_id, state="idle", searches=count, trials=trials)
                 idle_since = time.monotonic()
                 continue
@@ -516,6 +506,40 @@ def run_worker(
     finally:
         _report_worker(directory, tuner_id, state="stopped", searches=count, trials=trials)
     return count
+
+
+def _worker_id(tuner_id: str | None) -> str:
+    """The worker's Keras-Tuner id, checked (set, and not a chief's)."""
+    if not tuner_id:
+        raise ValueError(
+            "a worker needs a tuner id: set KERASTUNER_TUNER_ID (tuner1, tuner2, ...) or pass "
+            "--tuner-id"
+        )
+    if "chief" in tuner_id:
+        raise ValueError(
+            f"tuner id {tuner_id!r} contains 'chief', which Keras-Tuner reserves for the chief; "
+            "name workers tuner1, tuner2, ..."
+        )
+    return tuner_id
+
+
+def _join_search(directory: Path, pointer: Mapping[str, Any], tuner_id: str, ip: str,
+                 port: int, progress: bool) -> int:
+    """The trials this worker ran in the search ``pointer`` names (0 when the search ended
+    before it joined, or its chief went away)."""
+    import grpc
+
+    try:
+        ran = _run_one_search(directory, pointer, tuner_id, ip, port, progress)
+    except _SearchEnded:
+        ran = 0
+    except grpc.RpcError as error:  # the chief went away mid-search
+        logger.warning("worker %s: search %s lost its chief: %s", tuner_id,
+                       pointer["project_name"], error)
+        ran = 0
+    logger.info("worker %s: search %s done, %d trial(s) here",
+                tuner_id, pointer["project_name"], ran)
+    return ran
 
 
 def main(argv: list[str] | None = None) -> int:

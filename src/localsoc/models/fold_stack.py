@@ -223,8 +223,8 @@ class StackOptimizer:
     """The update arithmetic of a Keras optimiser (Adam, Nadam, RMSprop, SGD with momentum:
     ``cnn1d.make_optimizer``'s) over the stacked variables, written out in graph ops.
 
-    Keras' own ``apply_gradients`` traced in 0.4 s of a 0.7 s trial graph (10 folds, measured:
-    bench/cnn_search.py's set-up); these few ops trace in milliseconds. The settings (betas,
+    Written out because Keras' own ``apply_gradients`` is slow to trace into the trial graph
+    (BENCHMARKS.md); these few ops trace quickly. The settings (betas,
     rho, epsilon, momentum, weight decay) are read from the Keras optimiser ``keras_optimizer``,
     and the formulas are Keras 3's ``update_step``s; tests/models/test_fold_stack.py holds the
     two to the same updates.
@@ -321,7 +321,7 @@ class _Stack:
         self.patience = max(int(patience), 1)  # as Keras' EarlyStopping and FoldTrainer
         self.optimizer = StackOptimizer(optimizer, network.trainable)
         # Written without AutoGraph (an explicit while_loop; the layer code branches on Python
-        # values only): tracing took 0.15-0.23 s per trial instead of ~0.5 s (BENCHMARKS.md).
+        # values only), which traces faster (BENCHMARKS.md).
         _quiet_retracing()
         self.epoch = tf.function(self._epoch, reduce_retracing=True, autograph=False)
 
@@ -407,8 +407,6 @@ def train_fold_stack(
     models are trained in place and hold their best weights afterwards. Raises
     ``UnsupportedLayer`` (before training anything) for a layer the stack does not implement.
     """
-    import tensorflow as tf
-
     k_folds = len(models)
     if not models[0].trainable_weights:  # fully frozen (transfer at full depth): not trained
         return [0] * k_folds
@@ -421,48 +419,76 @@ def train_fold_stack(
     steps = max(-(-n // b) for n, b in zip(fit_sizes, batch, strict=True))
     width = max(batch)
 
-    x_fit, _ = _stacked([X[fit] for (X, _), (fit, _) in zip(fold_data, splits, strict=True)],
-                        max(fit_sizes))
-    z_fit, _ = _stacked([z[fit] for (_, z), (fit, _) in zip(fold_data, splits, strict=True)],
-                        max(fit_sizes))
-    stop_size = max(1, max(stop.size for _, stop in splits))
-    x_stop, w_stop = _stacked([X[stop] for (X, _), (_, stop) in zip(fold_data, splits, strict=True)],
-                              stop_size)
-    z_stop, _ = _stacked([z[stop] for (_, z), (_, stop) in zip(fold_data, splits, strict=True)],
-                         stop_size)
-    x_fit, z_fit, x_stop, z_stop, w_stop = (tf.constant(a) for a in (x_fit, z_fit, x_stop, z_stop,
-                                                                     w_stop))
+    arrays = _stacked_folds(fold_data, splits)
     stack = _Stack(network, make_optimizer(settings.optimizer, settings.learning_rate),
                    settings.patience)
+
     def epoch_batches():
-        index = np.zeros((steps, k_folds, width), np.int32)
-        weight = np.zeros((steps, k_folds, width), np.float32)
-        for k, rng in enumerate(rngs):
-            order = rng.permutation(fit_sizes[k])
-            for s in range(steps):
-                index[s, k], weight[s, k] = _pad(order[s * batch[k]: (s + 1) * batch[k]], width)
-        return index, weight
+        return _epoch_batches(rngs, fit_sizes, batch, steps, width)
 
     max_epochs = int(settings.max_epochs)
     if not any(stop.size for _, stop in splits):
-        # No early stopping: every fold runs every epoch, so all epochs' steps go in one call
-        # (the same batches, drawn in the same order; no Python between epochs).
-        batches = [epoch_batches() for _ in range(max_epochs)]
-        stack.epoch(x_fit, z_fit, tf.constant(np.concatenate([i for i, _ in batches])),
-                    tf.constant(np.concatenate([w for _, w in batches])), x_stop, z_stop, w_stop)
-        epochs = np.full(k_folds, max_epochs)  # (a diverged fold: non-finite estimates)
+        epochs = _train_every_epoch(stack, arrays, epoch_batches, max_epochs, k_folds)
     else:
-        epochs = np.zeros(k_folds, int)
-        for _ in range(max_epochs):
-            index, weight = epoch_batches()
-            was_active = np.asarray(stack.epoch(x_fit, z_fit, tf.constant(index),
-                                                tf.constant(weight), x_stop, z_stop, w_stop))
-            epochs += was_active
-            if not np.asarray(stack.active.numpy()).any():
-                break
+        epochs = _train_until_stopped(stack, arrays, epoch_batches, max_epochs, k_folds)
     stack.restore_best()
     network.write_back()
     return epochs.tolist()
+
+
+def _stacked_folds(fold_data, splits) -> tuple:
+    """(x_fit, z_fit, x_stop, z_stop, w_stop) as TensorFlow constants: every fold's fit and
+    early-stopping rows stacked along a first axis, padded (``w_stop``: 0 on padding)."""
+    import tensorflow as tf
+
+    pairs = list(zip(fold_data, splits, strict=True))
+    fit_size = max(fit.size for fit, _ in splits)
+    x_fit, _ = _stacked([X[fit] for (X, _), (fit, _) in pairs], fit_size)
+    z_fit, _ = _stacked([z[fit] for (_, z), (fit, _) in pairs], fit_size)
+    stop_size = max(1, max(stop.size for _, stop in splits))
+    x_stop, w_stop = _stacked([X[stop] for (X, _), (_, stop) in pairs], stop_size)
+    z_stop, _ = _stacked([z[stop] for (_, z), (_, stop) in pairs], stop_size)
+    return tuple(tf.constant(a) for a in (x_fit, z_fit, x_stop, z_stop, w_stop))
+
+
+def _epoch_batches(rngs, fit_sizes, batch, steps: int, width: int):
+    """One epoch's (row index, row weight), each (steps, K, width): fold k's rows in the order
+    of a permutation from its own generator, cut into its batches, padded at zero weight."""
+    index = np.zeros((steps, len(rngs), width), np.int32)
+    weight = np.zeros((steps, len(rngs), width), np.float32)
+    for k, rng in enumerate(rngs):
+        order = rng.permutation(fit_sizes[k])
+        for s in range(steps):
+            index[s, k], weight[s, k] = _pad(order[s * batch[k]: (s + 1) * batch[k]], width)
+    return index, weight
+
+
+def _train_every_epoch(stack, arrays, epoch_batches, max_epochs: int, k_folds: int):
+    """No early stopping: every fold runs every epoch, so all epochs' steps go in one call (the
+    same batches, drawn in the same order; no Python between epochs)."""
+    import tensorflow as tf
+
+    x_fit, z_fit, x_stop, z_stop, w_stop = arrays
+    batches = [epoch_batches() for _ in range(max_epochs)]
+    stack.epoch(x_fit, z_fit, tf.constant(np.concatenate([i for i, _ in batches])),
+                tf.constant(np.concatenate([w for _, w in batches])), x_stop, z_stop, w_stop)
+    return np.full(k_folds, max_epochs)  # (a diverged fold: non-finite estimates)
+
+
+def _train_until_stopped(stack, arrays, epoch_batches, max_epochs: int, k_folds: int):
+    """Epoch by epoch until every fold's patience has run out; the epochs each fold ran."""
+    import tensorflow as tf
+
+    x_fit, z_fit, x_stop, z_stop, w_stop = arrays
+    epochs = np.zeros(k_folds, int)
+    for _ in range(max_epochs):
+        index, weight = epoch_batches()
+        was_active = np.asarray(stack.epoch(x_fit, z_fit, tf.constant(index),
+                                            tf.constant(weight), x_stop, z_stop, w_stop))
+        epochs += was_active
+        if not np.asarray(stack.active.numpy()).any():
+            break
+    return epochs
 
 
 class _NewNetworkTraces(logging.Filter):
