@@ -108,7 +108,7 @@ def _keep_previous(path: Path) -> Path | None:
         return None
     kept = staging_path(path)
     try:
-        os.link(path, kept)
+        os.link(path, kept, follow_symlinks=False)  # a DVC symlink stays a symlink
     except OSError:
         shutil.copy2(path, kept)
     return kept

@@ -84,8 +84,10 @@ def test_an_import_killed_while_writing_keeps_the_previous_table_and_grid(tmp_pa
     assert grid == SMALL_GRID
     assert band_columns(tables["lib"]) == Grid.from_params(grid).columns
 
+    assert [p.name for p in folder.glob(".lib.parquet.saving-*")]  # the killed write's leftover
     again = store(project, tmp_path / "big.parquet", "lib", FINE_GRID)  # the next import works
     assert len(again.table) == 4000 and imported_grid(project, "library", "lib") == FINE_GRID
+    assert sorted(p.name for p in folder.iterdir()) == ["lib.parquet"]  # and removes it
 
 
 @pytest.fixture
