@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 import yaml
@@ -26,7 +27,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 TABLE = "data/08_reporting/study_table.md"
 WINNERS = "data/08_reporting/study_winners.json"
 PREDICTIONS = "data/07_model_output/study_predictions.csv"
-TEST_SPECTRA = "data/05_model_input/site_test.parquet"
+TEST_ROWS = "data/05_model_input/site_test.parquet"
+SPECTRA = "data/02_intermediate/sites_ssl.parquet"  # validated reflectance, as a user sends it
 TAG = "data/06_models/bento_tag.txt"
 #: Each block and the outputs it is made from (their md5s are recorded in the block).
 BLOCKS = {"make-run-table": (TABLE, WINNERS), "predict-example": (WINNERS, PREDICTIONS)}
@@ -91,14 +93,21 @@ def predict_block(project: Path) -> str:
     import bentoml
     import pandas as pd
 
-    from localsoc.serving.service import load_predictor
+    from localsoc.quiet_start import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    from localsoc.serving.bundle import read_stored_bundle
+    from localsoc.serving.predictor import BundlePredictor
 
     winners = json.loads((project / WINNERS).read_text())
-    test = pd.read_parquet(project / TEST_SPECTRA)
-    row = test[test["site"] == EXAMPLE_SITE].iloc[0]
-    bands = [c for c in test.columns if re.fullmatch(r"\d+(\.\d+)?", str(c))]
-    predictor = load_predictor(bentoml.models.get((project / TAG).read_text().strip()))
-    answer = predictor.answer(EXAMPLE_SITE, [float(b) for b in bands],
+    test = pd.read_parquet(project / TEST_ROWS, columns=["sample_id", "site", "holdout"])
+    sample = test[(test["site"] == EXAMPLE_SITE) & (test["holdout"] == "test")].iloc[0]
+    spectra = pd.read_parquet(project / SPECTRA)
+    row = spectra[spectra["sample_id"] == sample["sample_id"]].iloc[0]
+    bands = [c for c in spectra.columns if re.fullmatch(r"nm_\d+(\.\d+)?", str(c))]
+    stored = bentoml.models.get((project / TAG).read_text().strip())
+    predictor = BundlePredictor(read_stored_bundle(stored), str(stored.tag))
+    answer = predictor.answer(EXAMPLE_SITE, [float(b[3:]) for b in bands],
                               reflectance=[[float(row[b]) for b in bands]])
     body = json.loads(answer.model_dump_json()) if hasattr(answer, "model_dump_json") else answer
     study = pd.read_csv(project / PREDICTIONS)
@@ -111,24 +120,29 @@ def predict_block(project: Path) -> str:
 def _check_served(study, method: str, sample_id: str, estimate: float) -> None:
     """The served estimate must be the study's estimate of the same spectrum by the winner."""
     rows = study[(study["sample_id"] == sample_id) & (study["method"] == method)]
-    if rows.empty or abs(float(rows.iloc[0]["estimate"]) - estimate) > 1e-6:
+    if rows.empty or abs(float(rows.iloc[0]["estimated"]) - estimate) > 1e-6:
         raise SystemExit(f"the served estimate {estimate} of {sample_id} is not the study's "
-                         f"{method} estimate {rows.iloc[0]['estimate'] if len(rows) else None}")
+                         f"{method} estimate {rows.iloc[0]['estimated'] if len(rows) else None}")
 
 
 def _short_json(body: dict) -> str:
-    """The answer with long lists shortened to stay readable."""
-    def shorten(value):
+    """The answer, one top-level key per line (wrapped at 100 columns), floats rounded."""
+    def rounded(value):
         if isinstance(value, float):
             return round(value, 4)
-        if isinstance(value, list) and len(value) > 4 and not isinstance(value[0], dict):
-            return [shorten(v) for v in value[:3]] + ["..."]
         if isinstance(value, list):
-            return [shorten(v) for v in value]
+            return [rounded(v) for v in value]
         if isinstance(value, dict):
-            return {k: shorten(v) for k, v in value.items()}
+            return {k: rounded(v) for k, v in value.items()}
         return value
-    return json.dumps(shorten(body), indent=1)
+    lines = []
+    for key, value in body.items():
+        text = f'"{key}": {json.dumps(rounded(value))}'
+        lines.extend(textwrap.wrap(text, width=98, initial_indent=" ", subsequent_indent="   ",
+                                   break_long_words=False, break_on_hyphens=False))
+        lines[-1] += ","
+    lines[-1] = lines[-1][:-1]
+    return "{\n" + "\n".join(lines) + "\n}"
 
 
 def render(project: Path, readme: str) -> str:
@@ -142,7 +156,7 @@ def render(project: Path, readme: str) -> str:
         if not pattern.search(readme):
             raise SystemExit(f"README.md has no block {name}")
         block = f"{begin}\n{makers[name](project)}\n<!-- END {name} -->"
-        readme = pattern.sub(lambda _: block, readme)
+        readme = pattern.sub(lambda _, text=block: text, readme)
     return readme
 
 
