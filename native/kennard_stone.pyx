@@ -125,6 +125,36 @@ def squared_distances_to(const double[:, ::1] X, Py_ssize_t row, double[::1] out
             ks_distances(base, p, c * CHUNK, min(n, (c + 1) * CHUNK), base + row * p, target)
 
 
+cdef double _start_pivots(double* running, double* pivot0, double* pivot1,
+                          Py_ssize_t n) noexcept nogil:
+    # From the squared distances to the first two picks: each row's running squared distance
+    # (the nearer pick), the pivots as distances; returns the largest pivot distance.
+    cdef Py_ssize_t i
+    cdef double largest = 0.0
+    for i in range(n):
+        running[i] = pivot1[i] if pivot1[i] < pivot0[i] else pivot0[i]
+        pivot0[i] = sqrt(pivot0[i])
+        pivot1[i] = sqrt(pivot1[i])
+        if pivot0[i] > largest:
+            largest = pivot0[i]
+        if pivot1[i] > largest:
+            largest = pivot1[i]
+    return largest
+
+
+cdef Py_ssize_t _farthest(const double* running, Py_ssize_t n, double* value) noexcept nogil:
+    # The row with the largest running squared distance (its value in value[0]); ties to the
+    # lowest index (strict > in a forward scan); -1 when every row is selected.
+    cdef Py_ssize_t i, best = -1
+    cdef double best_value = -1.0
+    for i in range(n):
+        if running[i] > best_value:
+            best_value = running[i]
+            best = i
+    value[0] = best_value
+    return best
+
+
 def select(
     const double[:, ::1] X,
     Py_ssize_t first,
@@ -157,15 +187,7 @@ def select(
         for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
             ks_distances(base, p, c * CHUNK, min(n, (c + 1) * CHUNK), base + first * p, pivot0)
             ks_distances(base, p, c * CHUNK, min(n, (c + 1) * CHUNK), base + second * p, pivot1)
-        for i in range(n):
-            running[i] = pivot1[i] if pivot1[i] < pivot0[i] else pivot0[i]
-            pivot0[i] = sqrt(pivot0[i])
-            pivot1[i] = sqrt(pivot1[i])
-            if pivot0[i] > margin:
-                margin = pivot0[i]
-            if pivot1[i] > margin:
-                margin = pivot1[i]
-        margin = 1e-9 * margin  # far above the relative rounding (~p * eps) of the pivots
+        margin = 1e-9 * _start_pivots(running, pivot0, pivot1, n)  # >> rounding (~p * eps)
         selected[0] = first
         selected[1] = second
         selected_squared[0] = ks_squared_distance(base + first * p, base + second * p, p)
@@ -174,12 +196,7 @@ def select(
         running[second] = -1.0
 
         for s in range(2, n_select):
-            best = -1
-            best_value = -1.0
-            for i in range(n):
-                if running[i] > best_value:
-                    best_value = running[i]
-                    best = i
+            best = _farthest(running, n, &best_value)
             selected[s] = best
             selected_squared[s] = best_value
             running[best] = -1.0

@@ -212,6 +212,8 @@ cdef double _score_one(
     int scoring,
     floating* work,
 ) noexcept nogil:
+    # One subset: centre it, fit up to A NIPALS factors, score it on the local samples
+    # (scoring 0: response RMSE, 1: reconstruction RMSE). work: _work_size elements.
     cdef floating* xm = work
     cdef floating* r = xm + p
     cdef floating* praw = r + p
@@ -226,13 +228,27 @@ cdef double _score_one(
     cdef floating* mw = z + A
     cdef floating* tl = mw + A
     cdef floating* M = tl + A
-    cdef const floating* xl
-    cdef floating* w
-    cdef floating* ta
-    cdef floating ym = 0, sum_yc = 0, s, tt, st, ty, v, e, nrm, tol
-    cdef double sse = 0.0
-    cdef Py_ssize_t i, j, f, a, l, n_factors = 0
+    cdef floating ym
+    cdef Py_ssize_t i, j, n_factors
 
+    ym = _centre(X, p, y, rows, k, xm, r, yc)
+    n_factors = _nipals(X, p, rows, k, A, xm, r, yc, W, P, T, q, c, praw)
+    # M = P^T W restricted to its upper triangle (row i, column j >= i), row-major n_factors^2.
+    for i in range(n_factors):
+        for j in range(i, n_factors):
+            M[i * n_factors + j] = _dot(P + i * p, W + j * p, p)
+    if scoring == 0:
+        return _response_rmse(X_local, y_local, n_local, p, ym, xm, W, M, q, n_factors, z, coef)
+    return _reconstruction_rmse(X_local, n_local, p, xm, W, P, M, n_factors, mw, tl, praw)
+
+
+cdef inline floating _centre(
+    const floating* X, Py_ssize_t p, const floating* y, const Py_ssize_t* rows, Py_ssize_t k,
+    floating* xm, floating* r, floating* yc,
+) noexcept nogil:
+    # The subset's y mean (returned), centred y (yc), X column means (xm) and X^T yc (r).
+    cdef floating ym = 0, sum_yc = 0
+    cdef Py_ssize_t i, f
     for i in range(k):
         ym = ym + y[rows[i]]
     ym = ym / k
@@ -246,7 +262,20 @@ cdef double _score_one(
     for f in range(p):
         xm[f] = xm[f] / k
         r[f] = r[f] - xm[f] * sum_yc
+    return ym
 
+
+cdef inline Py_ssize_t _nipals(
+    const floating* X, Py_ssize_t p, const Py_ssize_t* rows, Py_ssize_t k, Py_ssize_t A,
+    const floating* xm, floating* r, const floating* yc, floating* W, floating* P, floating* T,
+    floating* q, floating* c, floating* praw,
+) noexcept nogil:
+    # PLS1 NIPALS without a deflated X: weights W, loadings P, scores T, y-loadings q of up to
+    # A factors (fewer when the subset's rank runs out); returns the number of factors.
+    cdef floating* w
+    cdef floating* ta
+    cdef floating s, tt, st, ty, nrm, tol
+    cdef Py_ssize_t i, j, f, a, n_factors = 0
     tol = <floating> (1e-10 * sqrt(<double> _dot(r, r, p)))
     for a in range(A):
         nrm = <floating> sqrt(<double> _dot(r, r, p))
@@ -278,29 +307,45 @@ cdef double _score_one(
         q[a] = ty / tt
         _axpy(-ty, P + a * p, r, p)
         n_factors = a + 1
+    return n_factors
 
-    # M = P^T W restricted to its upper triangle (row i, column j >= i), row-major n_factors^2.
-    for i in range(n_factors):
-        for j in range(i, n_factors):
-            M[i * n_factors + j] = _dot(P + i * p, W + j * p, p)
 
-    if scoring == 0:
-        # M z = q by back substitution; b = W z.
-        for i in range(n_factors - 1, -1, -1):
-            v = q[i]
-            for j in range(i + 1, n_factors):
-                v = v - M[i * n_factors + j] * z[j]
-            z[i] = v / M[i * n_factors + i]
-        for f in range(p):
-            coef[f] = 0
-        for a in range(n_factors):
-            _axpy(z[a], W + a * p, coef, p)
-        v = ym - _dot(xm, coef, p)
-        for l in range(n_local):
-            e = y_local[l] - (v + _dot(X_local + l * p, coef, p))
-            sse = sse + <double> e * <double> e
-        return sqrt(sse / n_local)
+cdef inline double _response_rmse(
+    const floating* X_local, const floating* y_local, Py_ssize_t n_local, Py_ssize_t p,
+    floating ym, const floating* xm, const floating* W, const floating* M, const floating* q,
+    Py_ssize_t n_factors, floating* z, floating* coef,
+) noexcept nogil:
+    # RMSE of the subset model's predictions of the local y: M z = q by back substitution,
+    # coefficients b = W z.
+    cdef floating v, e
+    cdef double sse = 0.0
+    cdef Py_ssize_t i, j, a, f, l
+    for i in range(n_factors - 1, -1, -1):
+        v = q[i]
+        for j in range(i + 1, n_factors):
+            v = v - M[i * n_factors + j] * z[j]
+        z[i] = v / M[i * n_factors + i]
+    for f in range(p):
+        coef[f] = 0
+    for a in range(n_factors):
+        _axpy(z[a], W + a * p, coef, p)
+    v = ym - _dot(xm, coef, p)
+    for l in range(n_local):
+        e = y_local[l] - (v + _dot(X_local + l * p, coef, p))
+        sse = sse + <double> e * <double> e
+    return sqrt(sse / n_local)
 
+
+cdef inline double _reconstruction_rmse(
+    const floating* X_local, Py_ssize_t n_local, Py_ssize_t p, const floating* xm,
+    const floating* W, const floating* P, const floating* M, Py_ssize_t n_factors,
+    floating* mw, floating* tl, floating* praw,
+) noexcept nogil:
+    # RMS residual of the local spectra reconstructed from their scores in the subset's space.
+    cdef const floating* xl
+    cdef floating v
+    cdef double sse = 0.0
+    cdef Py_ssize_t i, j, a, f, l
     for a in range(n_factors):
         mw[a] = _dot(xm, W + a * p, p)
     for l in range(n_local):
