@@ -238,3 +238,23 @@ def test_unit_thresholds_come_from_the_serving_settings():
     assert "reflectance / 100" in error.value.message
     with pytest.raises(RequestError, match=r"reflectance above 1; absorbance must be"):
         to_reflectance(np.array([[-0.1, 0.3]]), "absorbance", DEFAULT_SERVING)
+
+
+@pytest.mark.parametrize("value", [5e-324, 1e-300, 9.9e-6])
+def test_reflectance_and_absorbance_share_one_range(value):
+    """A reflectance is refused where the same spectrum as absorbance log10(1/R) is: 5e-324 is
+    absorbance ~323, far above absorbance_max (5), and was answered -3.10 % with [0, 0]."""
+    from localsoc.serving.bundle import DEFAULT_SERVING
+    from localsoc.serving.predictor import to_reflectance
+
+    reflectance = np.array([[0.3, value, 0.4]])
+    with pytest.raises(RequestError, match=r"reflectance\[0\]\[1\] is .*darker than any soil"
+                       ) as refused:
+        to_reflectance(reflectance, "reflectance", DEFAULT_SERVING)
+    assert refused.value.status == 422 and refused.value.field == "reflectance"
+    with pytest.raises(RequestError):
+        to_reflectance(-np.log10(reflectance), "absorbance", DEFAULT_SERVING)
+    edge = np.array([[0.3, 1e-5, 0.4]])  # absorbance exactly 5: accepted as either
+    np.testing.assert_array_equal(to_reflectance(edge, "reflectance", DEFAULT_SERVING), edge)
+    np.testing.assert_allclose(to_reflectance(-np.log10(edge), "absorbance", DEFAULT_SERVING),
+                               edge)

@@ -15,6 +15,7 @@ calibration spectrum (the domain's mean), else the bundle is refused with a ``Bu
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import threading
@@ -22,7 +23,7 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from localsoc.data.schema import OPTIONAL_RANGES
 from localsoc.field import METHOD as FIELD_METHOD
@@ -91,6 +92,34 @@ def schema_error(error: ValidationError) -> RequestError:
     field = str(first[0]) if first and isinstance(first[0], str) else None
     return RequestError(400, field, "the body does not fit the request schema (/docs.json): "
                         + "; ".join(places) + (f"; and {more} more" if more > 0 else ""))
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise RequestError(400, _clip(key, 40), f"the body gives {_clip(key, 40)!r} more "
+                               "than once; give each field once")
+        seen.add(key)
+    return dict(pairs)
+
+
+def check_body(schema: type[BaseModel], body: bytes) -> RequestError | None:
+    """The 400 for a JSON body that does not fit ``schema`` with strict JSON types (no number
+    as a string, no ``true`` for a number) or that gives a field twice; None when it fits."""
+    try:
+        schema.model_validate_json(body, strict=True)
+    except ValidationError as error:
+        return schema_error(error)
+    # after validation only the schema's keys remain; a duplicate needs one of them twice (or an
+    # escape that spells it): the full parse runs only then
+    names = [name.encode() for name in schema.model_fields]
+    if b"\\" in body or any(body.count(b'"' + name + b'"') > 1 for name in names):
+        try:
+            json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
+        except RequestError as problem:
+            return problem
+    return None
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -400,6 +429,14 @@ def to_reflectance(values: np.ndarray, field: str, limits: dict[str, Any]) -> np
                            f"reflectance[{row}][{column}] is {bottom:g}; reflectance must be a "
                            f"fraction in ({low:g}, {high:g}]. Absorbance log10(1/R)? Send it as "
                            "absorbance")
+    # one range for both fields: a reflectance is refused where its absorbance would be
+    bounds = units.SpectralBounds.from_settings(limits)
+    if bottom < bounds.reflectance_min:
+        row, column = _first_position(values == bottom)
+        raise RequestError(422, field,
+                           f"reflectance[{row}][{column}] is {bottom:g} (absorbance "
+                           f"{-math.log10(bottom):.3g}), darker than any soil; spectra must be "
+                           f"{bounds.describe()}. Absorbance log10(1/R)? Send it as absorbance")
     return values
 
 
@@ -488,7 +525,8 @@ class BundlePredictor:
                 bulk_density_g_cm3=None if bulk_density_g_cm3 is None else
                 [np.nan if v is None else v for v in bulk_density_g_cm3],
                 depth_cm=None if depth_cm is None else
-                [np.nan if v is None else v for v in depth_cm], target=target)
+                [np.nan if v is None else v for v in depth_cm], target=target,
+                in_domain=[p.in_domain for p in answer.predictions])
         except ValueError as error:
             raise RequestError(422, "reflectance" if reflectance is not None else "absorbance",
                                str(error)) from None

@@ -223,6 +223,11 @@ class FieldGroup(BaseModel):
         description="mean SOC stock, t C/ha (SOC % x bulk density x depth); null without bulk "
         "density and depth for every sample of the group")
     stock_note: str | None = Field(default=None, description="why there is no stock")
+    n_out_of_domain: int | None = Field(
+        default=None, description="spectra of the group outside the model's domain (a group mostly "
+        "outside gets no interval; a field mostly outside is refused with a 422)")
+    notes: list[str] = Field(default_factory=list,
+                             description="what the summary could not use, and why")
 
 
 class FieldResponse(BaseModel):
