@@ -158,3 +158,42 @@ def test_requests_in_time_are_served_and_each_request_on_a_connection_is_timed(s
 def test_install_refuses_a_timeout_that_is_not_positive(seconds):
     with pytest.raises(ValueError, match="above 0"):
         header_timeout.install(seconds)
+
+
+def dribble_after(connection: socket.socket, head: bytes, every_s: float) -> threading.Event:
+    """Send ``head`` now, then one byte of body every ``every_s`` until the returned event is
+    set or the server closes; a slow client that declared a large body."""
+    connection.sendall(head)
+    stop = threading.Event()
+
+    def dribble():
+        while not stop.wait(every_s):
+            try:
+                connection.send(b"x")
+            except OSError:
+                return
+
+    threading.Thread(target=dribble, daemon=True).start()
+    return stop
+
+
+@pytest.mark.parametrize("method", [b"GET", b"DELETE", b"OPTIONS", b"POST"])
+def test_a_reply_before_the_body_arrived_ends_the_connection(server, monkeypatch, method):
+    """ok_app answers without reading the body: a client that declared 100 MB and sends a byte
+    every 0.3 s gets the reply, then end-of-file, then the socket closes after linger_s
+    (before: uvicorn waited for the rest of the body, however long it took)."""
+    monkeypatch.setattr(HeaderTimeoutProtocol, "linger_s", 1.0)
+    head = (method + b" /ok HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000000\r\n\r\nx")
+    with socket.create_connection(server) as connection:
+        stop = dribble_after(connection, head, 0.3)
+        try:
+            received, elapsed = read_until_closed(connection, limit_s=TIMEOUT_S + 4)
+            assert received.startswith(b"HTTP/1.1 200 ") and received.endswith(b"ok"), received
+            assert elapsed < 1.0, elapsed  # end-of-file right after the reply
+            time.sleep(HeaderTimeoutProtocol.linger_s + 0.5)
+            with pytest.raises(OSError):  # closed after the linger: the bytes draw a reset
+                for _ in range(20):
+                    connection.sendall(b"x")
+                    time.sleep(0.1)
+        finally:
+            stop.set()

@@ -12,6 +12,14 @@ those bytes with a TCP reset, which can make the client's system discard the 408
 "lingering close", as Apache httpd does; a test that dribbles its headers met exactly that).
 Bodies are timed by the service's middleware (``LOCALSOC_BODY_TIMEOUT_S``).
 
+A reply sent before the request's body has arrived in full (a 401, 413 or 415 answered from the
+headers, a GET or OPTIONS that declares a body its route never reads) ends the connection the
+same way, whatever the method or the reply: the client still sending would otherwise hold it
+open (uvicorn waits for the rest of the body, however slowly it comes, before the next request).
+Every close of a connection whose client is still sending (uvicorn's own, after a reply with
+``Connection: close``) is a lingering close too: the protocol hands uvicorn a transport whose
+``close`` lingers in that case (``LingeringTransport``).
+
 ``install(seconds)`` makes uvicorn build this protocol for ``http="auto"`` and ``"h11"`` (BentoML
 passes neither, so "auto" is used); the service module calls it at import, in every worker,
 before the worker creates its uvicorn server.
@@ -39,6 +47,27 @@ def timeout_reply(seconds: float) -> bytes:
     return head + body
 
 
+class LingeringTransport:
+    """The protocol's transport as uvicorn sees it: ``close`` is the protocol's lingering close
+    while the client is still sending a request's body, else the transport's own close."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: HeaderTimeoutProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self._protocol.lingering or self._transport.is_closing()
+
+    def close(self) -> None:
+        if self._protocol.client_sending():
+            self._protocol.close_lingering()
+        else:
+            self._transport.close()
+
+
 class HeaderTimeoutProtocol(H11Protocol):
     """uvicorn's ``H11Protocol`` that answers 408 and closes a connection whose request
     headers are not in within ``header_timeout_s`` (see the module notes)."""
@@ -52,10 +81,21 @@ class HeaderTimeoutProtocol(H11Protocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
         super().connection_made(transport)
+        self._socket_transport = transport
+        self.transport = LingeringTransport(transport, self)  # type: ignore[assignment]
         self._start_header_timer()
 
+    @property
+    def lingering(self) -> bool:
+        """Whether the connection is in its lingering close (answered; input dropped)."""
+        return self._linger_timer is not None
+
+    def client_sending(self) -> bool:
+        """Whether the client has sent a request's headers but not yet all of its body."""
+        return self.conn.their_state is h11.SEND_BODY
+
     def data_received(self, data: bytes) -> None:
-        if self._linger_timer is not None:  # answered 408: what still comes is dropped
+        if self.lingering:  # answered: what still comes is dropped
             return
         # the first byte of a request after a keep-alive pause starts its clock
         if self.conn.their_state is h11.IDLE:
@@ -65,6 +105,11 @@ class HeaderTimeoutProtocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self.client_sending() and not self.transport.is_closing():
+            # answered before the body arrived in full: nothing more is read from this client
+            self.logger.info("replied before the request body arrived: connection closed")
+            self.close_lingering()
+            return
         # a pipelined request already buffered: its headers are timed from now
         if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
             self._start_header_timer()
@@ -99,11 +144,23 @@ class HeaderTimeoutProtocol(H11Protocol):
         self.logger.info("request headers not received within %g s: connection closed",
                          self.header_timeout_s)
         self.transport.write(timeout_reply(self.header_timeout_s))
-        if not self.transport.can_write_eof():
-            self.transport.close()
+        self.close_lingering()
+
+    def close_lingering(self) -> None:
+        """End the connection after what was written: end-of-file at once (the client reads the
+        reply, then end-of-file), what the client still sends read and dropped for
+        ``linger_s``, then the socket closed."""
+        if self.lingering:
             return
-        self.transport.write_eof()  # the client reads the 408, then end-of-file
-        self._linger_timer = self.loop.call_later(self.linger_s, self.transport.close)
+        transport = self._socket_transport
+        self._cancel_header_timer()
+        self._unset_keepalive_if_required()
+        if transport.is_closing() or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._linger_timer = self.loop.call_later(self.linger_s, transport.close)
+        transport.resume_reading()  # uvicorn pauses reading above 64 KiB of unread body
 
 
 def install(seconds: float) -> None:
