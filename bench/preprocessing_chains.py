@@ -97,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=None, help="default: study.seed")
     args = parser.parse_args()
-    params = project_parameters(ROOT)
+    params = project_parameters(ROOT, "demo")
     seed = int(params["study"]["seed"] if args.seed is None else args.seed)
     local = params["localise"]
     n_cal = int(params["split"]["n_calibration"])

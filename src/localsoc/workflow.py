@@ -42,7 +42,7 @@ def plan_path(project: Path, site: str) -> Path:
     return project / PLANS / f"{check_name(site, 'site name')}{PLAN_SUFFIX}"
 
 
-def project_parameters(project: Path, env: str = "base") -> dict:
+def project_parameters(project: Path, env: str) -> dict:
     from kedro.config import OmegaConfigLoader
 
     loader = OmegaConfigLoader(conf_source=str(project / "conf"), base_env="base",
@@ -278,7 +278,7 @@ def imported_grid(project: Path, kind: str, name: str) -> dict:
     path = imported_path(project, kind, name)
     if not path.exists():
         have = sorted(p.stem for p in path.parent.glob("*.parquet"))
-        command = "localsoc import FILE --as" if kind == "library" else "localsoc site FILE --name"
+        command = "localsoc import FILE --library" if kind == "library" else "localsoc site FILE --site"
         raise ValueError(f"no imported {kind} {name!r} (imported: {have or 'none'}); add it "
                          f"with `{command} {name}`")
     return read_grid(path)
@@ -297,7 +297,7 @@ def study_runtime_params(project: Path, site: str, libraries: list[str] | None,
     folder = project / IMPORTS / "libraries"
     libraries = list(libraries or sorted(p.stem for p in folder.glob("*.parquet")))
     if not libraries:
-        raise ValueError("no library imported; add one with `localsoc import FILE --as NAME`")
+        raise ValueError("no library imported; add one with `localsoc import FILE --library NAME`")
     grids = {("site", site): imported_grid(project, "site", site)}
     for library in libraries:
         grids[("library", library)] = imported_grid(project, "library", library)
@@ -405,7 +405,7 @@ def _library_fitted_steps(project: Path, steps, grid: dict):
     if not tables:
         raise ValueError("the preprocessing chain has a step fitted on the library (e.g. msc), "
                          f"and no imported library is on the grid {grid}: import the library "
-                         "first (`localsoc import FILE --as NAME` with the same --grid-* options)")
+                         "first (`localsoc import FILE --library NAME` with the same --grid-* options)")
     library = pd.concat(tables, ignore_index=True)
     library = library.loc[np.isfinite(spectra_of(library)).all(axis=1)]
     return fit_preprocessing(library, {"steps": chain})["steps"]
@@ -451,24 +451,6 @@ def predict_table(predictor, site: str, table: pd.DataFrame) -> pd.DataFrame:
     out["site"] = site
     out["method"] = getattr(identity, "method", None)
     out["model_version"] = getattr(identity, "version", None)
-    return out
-
-
-def field_table(predictor, site: str, table: pd.DataFrame, predictions: pd.DataFrame,
-                target: str = "field") -> pd.DataFrame:
-    """The field summary (``localsoc.field.site_field_summary``) of ``predict_table``'s
-    predictions of ``table``: the whole field, then each stratum when ``table`` has a
-    ``stratum`` column, with the SOC stock when it has ``bulk_density_g_cm3`` and ``depth_cm``.
-    One row per group (``localsoc.field.FieldSummary.row``)."""
-    from localsoc.field import optional_columns, site_field_summary, summary_table
-
-    served = predictor.site(site)
-    summaries = site_field_summary(served.entry, predictions["soc_percent"].to_numpy(),
-                                   **optional_columns(table.reset_index(drop=True)),
-                                   target=target)
-    out = summary_table(summaries)
-    out.insert(0, "site", site)
-    out["target"] = target
     return out
 
 

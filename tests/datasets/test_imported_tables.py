@@ -123,7 +123,15 @@ def test_a_damaged_table_names_the_file_and_the_fix(imports_with_a_damaged_table
                     lambda: imported_grid(project, "library", "broken")):
         with pytest.raises(ValueError, match="broken.parquet") as error:
             attempt()
-        assert "re-run the import" in str(error.value) and "--as broken" in str(error.value)
+        assert "re-run the import" in str(error.value) and "--library broken" in str(error.value)
+
+
+def test_a_table_never_imported_is_not_called_damaged(tmp_path):
+    from localsoc.datasets.imported_tables import read_table
+
+    with pytest.raises(FileNotFoundError, match="nothing was imported") as error:
+        read_table(tmp_path / "usa_site.parquet")
+    assert "damaged" not in str(error.value) and "delete" not in str(error.value)
 
 
 def test_the_grid_travels_inside_the_table(imports_with_a_damaged_table):

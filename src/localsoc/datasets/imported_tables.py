@@ -68,8 +68,8 @@ def _damaged(path: Path, problem: str) -> DamagedTableError:
     name = path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) else path.stem
     return DamagedTableError(
         f"{path}: {problem}. The table is damaged (an import that was interrupted leaves this); "
-        f"re-run the import that made it (`localsoc import FILE --as {name}` for a library, "
-        f"`localsoc site FILE --name {name}` for a site) or delete the file"
+        f"re-run the import that made it (`localsoc import FILE --library {name}` for a library, "
+        f"`localsoc site FILE --site {name}` for a site) or delete the file"
     )
 
 
@@ -102,6 +102,9 @@ def write_table(path: str | Path, table: pd.DataFrame, grid: Mapping | None = No
 def read_table(path: str | Path) -> pd.DataFrame:
     """An imported table, or a :class:`DamagedTableError` naming the file and the fix."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: nothing was imported under that name "
+                                "(`localsoc import` for a library, `localsoc site` for a site)")
     try:
         return pd.read_parquet(path)
     except (OSError, ValueError, pa.ArrowException) as error:
