@@ -189,6 +189,7 @@ def test_a_reply_before_the_body_arrived_ends_the_connection(server, monkeypatch
         try:
             received, elapsed = read_until_closed(connection, limit_s=TIMEOUT_S + 4)
             assert received.startswith(b"HTTP/1.1 200 ") and received.endswith(b"ok"), received
+            assert b"connection: close" in received.lower(), received  # not to be reused
             assert elapsed < 1.0, elapsed  # end-of-file right after the reply
             time.sleep(HeaderTimeoutProtocol.linger_s + 0.5)
             with pytest.raises(OSError):  # closed after the linger: the bytes draw a reset

@@ -13,8 +13,8 @@ those bytes with a TCP reset, which can make the client's system discard the 408
 Bodies are timed by the service's middleware (``LOCALSOC_BODY_TIMEOUT_S``).
 
 A reply sent before the request's body has arrived in full (a 401, 413 or 415 answered from the
-headers, a GET or OPTIONS that declares a body its route never reads) ends the connection the
-same way, whatever the method or the reply: the client still sending would otherwise hold it
+headers, a GET or OPTIONS that declares a body its route never reads) says ``Connection: close``
+and ends the connection the same way, whatever the method or the reply: the client still sending would otherwise hold it
 open (uvicorn waits for the rest of the body, however slowly it comes, before the next request).
 Every close of a connection whose client is still sending (uvicorn's own, after a reply with
 ``Connection: close``) is a lingering close too: the protocol hands uvicorn a transport whose
@@ -83,7 +83,25 @@ class HeaderTimeoutProtocol(H11Protocol):
         super().connection_made(transport)
         self._socket_transport = transport
         self.transport = LingeringTransport(transport, self)  # type: ignore[assignment]
+        self.app = self._closing_early_replies(self.app)
         self._start_header_timer()
+
+    def _closing_early_replies(self, app):
+        """``app`` with ``Connection: close`` added to a reply that starts while the client is
+        still sending the request's body, so that the client does not reuse the connection
+        that ends after it (``on_response_complete``)."""
+
+        async def wrapped(scope, receive, send):
+            async def send_closing(message):
+                if message["type"] == "http.response.start" and self.client_sending():
+                    headers = list(message.get("headers", []))
+                    if not any(name.lower() == b"connection" for name, _ in headers):
+                        message = {**message, "headers": [*headers, (b"connection", b"close")]}
+                await send(message)
+
+            await app(scope, receive, send_closing)
+
+        return wrapped
 
     @property
     def lingering(self) -> bool:
