@@ -185,6 +185,16 @@ def _bad_requests(study) -> dict[str, tuple[dict | bytes, int, str]]:
         "unknown field": ({**good, "reflectances": good["reflectance"]}, 400, "reflectances"),
         "not JSON": (b"{site: china_site", 400, "JSON"),
         "oversized body": (b" " * 4_000_001, 413, "limit"),
+        "number as a string": ({**good, "reflectance": [[str(spectrum[0]), *spectrum[1:]]]},
+                               400, "reflectance[0][0]: input should be a valid number"),
+        "true as a number": ({**good, "wavelengths_nm": [True, *good["wavelengths_nm"][1:]]},
+                             400, "wavelengths_nm[0]: input should be a valid number"),
+        "site as a number": ({**good, "site": 7}, 400, "site: input should be a valid string"),
+        "duplicate key": (json.dumps(good).replace('"site": "china_site"', '"site": "atlantis", '
+                                                   '"site": "china_site"', 1).encode(), 400,
+                          "gives 'site' more than once"),
+        "reflectance darker than soil": ({**good, "reflectance": [[5e-324, *spectrum[1:]]]}, 422,
+                                         "darker than any soil"),
     }
 
 
@@ -203,7 +213,8 @@ BAD_INPUTS = [
     "negative reflectance", "reflectance above 1", "percent reflectance",
     "absorbance out of range", "micrometres", "unsorted wavelengths", "both fields",
     "no spectra", "flat spectrum", "too many spectra", "wrong JSON type", "unknown field",
-    "not JSON", "oversized body",
+    "not JSON", "oversized body", "number as a string", "true as a number", "site as a number",
+    "duplicate key", "reflectance darker than soil",
 ]
 
 
@@ -217,6 +228,53 @@ def test_bad_input_gets_a_4xx_that_says_what_to_fix(study, bad_answers, name):
     response = bad_answers[name]
     assert response.status_code == status, response.text
     assert words.lower() in response.text.lower(), response.text
+    assert set(response.json()) == {"error", "field"}
+
+
+@pytest.mark.parametrize(("name", "field"), [
+    ("number as a string", "reflectance"), ("true as a number", "wavelengths_nm"),
+    ("duplicate key", "site"), ("reflectance darker than soil", "reflectance")])
+def test_the_error_names_the_field(bad_answers, name, field):
+    assert bad_answers[name].json()["field"] == field
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/no-such-page", 404), ("POST", "/no-such-page", 404), ("PUT", "/predict", 405),
+    ("GET", "/predict", 405), ("DELETE", "/sites", 405)])
+def test_404_and_405_are_json_errors(client, method, path, status):
+    response = client.request(method, path)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert set(response.json()) == {"error", "field"}, response.text
+    if status == 405:
+        assert response.headers.get("allow"), response.headers
+
+
+def test_an_unknown_sites_card_keeps_its_own_404(client):
+    response = client.get("/sites/atlantis/card")
+    assert response.status_code == 404 and response.json()["field"] == "site"
+
+
+def test_the_docs_describe_this_service_and_their_examples_succeed(client):
+    from localsoc.serving.service import _version
+
+    document = client.get("/docs.json").json()
+    assert document["info"]["title"] == "LocalSOC prediction service"
+    assert document["info"]["version"] == _version() != "None"
+    assert "created with BentoML" not in document["info"]["description"]
+    assert "/predict" in document["info"]["description"]
+    for route in ("/predict", "/field"):
+        content = document["paths"][route]["post"]["requestBody"]["content"]
+        example = content["application/json"]["example"]
+        response = client.post(route, json=example)
+        assert response.status_code == 200, (route, response.text)
+
+
+def test_docs_leads_to_the_swagger_page(client):
+    response = client.get("/docs", follow_redirects=False)
+    assert response.status_code == 307 and response.headers["location"] == "/"
+    page = client.get("/docs", follow_redirects=True)
+    assert page.status_code == 200 and "swagger" in page.text.lower()
 
 
 def test_an_oversized_chunked_body_is_413(client):

@@ -230,3 +230,34 @@ def test_a_trailing_slash_never_redirects_to_the_host_header(client, study, meth
                               json=body(study, "china_site") if method == "POST" else None)
     assert "evil.example" not in response.headers.get("location", "")
     assert response.status_code == 200, (response.status_code, response.headers)
+
+
+# --- e. every connection ends, whatever the method and the reply ------------------------------
+
+
+@pytest.mark.parametrize(("head", "status"), [
+    ("GET /livez HTTP/1.1\r\nContent-Length: 100000000\r\n", 200),
+    ("DELETE /sites HTTP/1.1\r\nX-API-Key: {key}\r\nContent-Length: 100000000\r\n", 405),
+    ("OPTIONS /predict HTTP/1.1\r\nX-API-Key: {key}\r\nContent-Length: 100000000\r\n", 405),
+    ("POST /predict HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n", 401),
+    ("POST /predict HTTP/1.1\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\n"
+     "Content-Length: 100000000\r\n", 413),
+    ("POST /predict HTTP/1.1\r\nX-API-Key: {key}\r\nContent-Type: text/csv\r\n"
+     "Content-Length: 1000\r\n", 415),
+], ids=["GET /livez", "DELETE", "OPTIONS", "401", "413", "415"])
+def test_a_reply_before_the_body_is_read_ends_the_connection(edge_server, head, status):
+    """The probe's slow client: a declared body, then a byte every second. It gets its reply,
+    then the connection ends (end-of-file, the socket closed after the 2 s linger), instead of
+    being held for as long as it keeps sending."""
+    from tests.serving.test_header_timeout import dribble_after, read_until_closed
+
+    address = urlsplit(edge_server)
+    request = (head.format(key=KEY) + "Host: localhost\r\n\r\n").encode()
+    with socket.create_connection((address.hostname, address.port), timeout=30) as connection:
+        stop = dribble_after(connection, request, 1.0)
+        try:
+            received, elapsed = read_until_closed(connection, limit_s=3 * BODY_TIMEOUT_S + 4)
+        finally:
+            stop.set()
+    assert received.startswith(f"HTTP/1.1 {status} ".encode()), received[:300]
+    assert elapsed < BODY_TIMEOUT_S, elapsed  # not the body timeout: at once after the reply

@@ -15,14 +15,19 @@ markdown (404 for an unknown site).
 The bundle is one model in the BentoML store (see ``localsoc.serving.bundle``); its tag is taken
 from ``$LOCALSOC_BUNDLE_TAG``, else from ``data/06_models/bento_tag.txt`` (written by the package
 stage; under ``$LOCALSOC_PROJECT`` or the working directory), else ``localsoc_bundle:latest``.
-Every file's SHA-256 is checked before the models are loaded, once per worker and once in the
-process that starts the server, before any worker: a bundle that cannot be served (missing,
-changed or incomplete files, models that do not fit their sites) stops ``bentoml serve`` at
-start-up with the reason and exit status 1.
+Every file's SHA-256 is checked before the models are loaded (against the digest the tag pins,
+and ``$LOCALSOC_BUNDLE_SHA256`` when set: ``localsoc.serving.bundle``), once per worker and once,
+in a child process, by the process that starts the server, before any worker: a bundle that
+cannot be served (missing, changed or incomplete files, models that do not fit their sites)
+stops ``bentoml serve`` at start-up with the reason and exit status 1. A worker that cannot load
+it later (the bundle changed while serving, then a worker restarted) turns ``/readyz`` 503 on
+every worker and stops the server with exit status 3, as does a server left with fewer live
+workers than configured for ``$LOCALSOC_WORKER_GRACE_S`` (``localsoc.serving.supervision``).
 
 Every request problem is answered with a 4xx and ``{"error": <what to fix>, "field": <name>}``:
-400 for a malformed body (wrong JSON types, empty or ragged arrays, reflectance and absorbance
-both or neither given), 413 for too many spectra or too large a body, 415 for a body that is not
+400 for a malformed body (wrong JSON types, strictly: no number as a string, no ``true`` as a
+number; a field given twice; empty or ragged arrays, reflectance and absorbance both or neither
+given), 413 for too many spectra or too large a body, 415 for a body that is not
 JSON, 422 for values the model cannot take (unknown site, NaN or infinite values, values out of
 range or in the wrong units, a wavelength range that does not cover the model's grid or is
 sampled coarser than it). A model that gives a non-finite estimate is answered with a 500 (never
@@ -38,30 +43,36 @@ or tensorflow; see ``localsoc.serving.inference``), ``LOCALSOC_MAX_SPECTRA`` and
 ``LOCALSOC_BODY_TIMEOUT_S``, ``LOCALSOC_HEADER_TIMEOUT_S``) are described in
 ``localsoc.serving.edge``. Paths are matched
 without a trailing slash (``/predict/`` is ``/predict``), so Starlette never answers with a
-redirect built from the request's Host header.
+redirect built from the request's Host header; an unknown route (404) or method (405) is
+answered ``{"error", "field"}`` too. ``GET /docs.json`` is the OpenAPI document, with request
+examples on the served bundle's first site; ``GET /docs`` redirects to BentoML's Swagger page.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import bentoml
-from pydantic import BaseModel, ValidationError
+import numpy as np
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from localsoc.serving import header_timeout
+from localsoc.serving import header_timeout, supervision
 from localsoc.serving.bundle import DEFAULT_SERVING, BundleError, read_stored_bundle
 from localsoc.serving.edge import OPEN_ROUTES, EdgeSettings, edge_settings, offers_key
 from localsoc.serving.inference import configure_threads
-from localsoc.serving.predictor import BundlePredictor, RequestError, schema_error
+from localsoc.serving.predictor import BundlePredictor, RequestError, check_body
 from localsoc.serving.schemas import (
     CardResponse,
     ErrorResponse,
@@ -83,10 +94,15 @@ CARD_ROUTE = "/sites/{site}/card"
 #: The POST routes whose JSON bodies the middleware checks, and the schema of each.
 BODY_SCHEMAS = {PREDICT_ROUTE: PredictRequest, FIELD_ROUTE: FieldRequest}
 OPENAPI_ROUTE = "/docs.json"
+DOCS_ROUTE = "/docs"
+#: The routes, as the 404 reply lists them.
+ROUTES_TEXT = ("POST /predict, POST /field, GET /sites, GET /sites/{site}/card, GET /docs.json "
+               "(GET / shows it), GET /livez, /readyz, /metrics")
 #: The error replies of /predict (all ``ErrorResponse``), as documented in /docs.json.
 ERROR_STATUSES = {
-    400: "malformed body: not JSON, wrong types or fields, empty or ragged arrays, reflectance "
-         "and absorbance both or neither given",
+    400: "malformed body: not JSON, wrong types (strict: no number as a string, no true as a "
+         "number) or fields, a field given twice, empty or ragged arrays, reflectance and "
+         "absorbance both or neither given",
     401: "no or wrong API key (only when the server has one: LOCALSOC_API_KEY); send "
          "Authorization: Bearer <key> or X-API-Key: <key>",
     408: "the body did not arrive in full within LOCALSOC_BODY_TIMEOUT_S (or the headers "
@@ -155,6 +171,63 @@ def _component(schemas: dict[str, Any], model: type[BaseModel]) -> dict[str, str
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("localsoc")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def example_spectrum(predictor: BundlePredictor, site: str) -> np.ndarray:
+    """A made-up reflectance spectrum on the site's grid that its model takes as in its domain
+    when one of the candidates is: absorbance shaped like the domain's mean (preprocessed)
+    spectrum, either way up, else a smooth ramp (answered, but flagged out of domain)."""
+    served = predictor.sites[site]
+    grid = served.wavelengths_nm
+    ramp = np.linspace(0.12, 0.38, grid.size)
+    mean = np.asarray(served.entry["domain"]["mean"], dtype=np.float64)
+    candidates = [ramp]
+    if mean.shape == grid.shape and np.ptp(mean) > 0:
+        shape = (mean - mean.min()) / np.ptp(mean)
+        candidates = [10.0 ** -(0.4 + 0.4 * shape), 10.0 ** -(0.8 - 0.4 * shape), ramp]
+    for spectrum in candidates:
+        spectrum = np.round(spectrum, 5)
+        try:
+            answer = predictor.answer(site, grid.tolist(), [spectrum.tolist()])
+        except RequestError:
+            continue
+        if answer.predictions[0].in_domain:
+            return spectrum
+    return np.round(ramp, 5)
+
+
+def served_examples(predictor: BundlePredictor) -> dict[str, dict[str, Any]]:
+    """A request to /predict and one to /field for the served bundle's first site, on its own
+    wavelength grid, with made-up spectra (``example_spectrum``)."""
+    site = sorted(predictor.sites)[0]
+    spectrum = example_spectrum(predictor, site)
+    spectra = [spectrum.tolist(), np.round(spectrum * 0.95, 5).tolist()]
+    grid = predictor.sites[site].wavelengths_nm.tolist()
+    predict = {"site": site, "wavelengths_nm": grid, "reflectance": spectra[:1]}
+    field = {**predict, "reflectance": spectra, "stratum": ["north", "south"],
+             "bulk_density_g_cm3": [1.31, 1.27], "depth_cm": [30.0, 30.0]}
+    return {PREDICT_ROUTE: predict, FIELD_ROUTE: field}
+
+
+def _describe_service(document: dict[str, Any]) -> None:
+    """This service's title, version, description and request examples in place of
+    BentoML's."""
+    paragraphs = (__doc__ or "").split("\n\n")
+    document["info"] = {"title": "LocalSOC prediction service", "version": _version(),
+                        "description": "\n\n".join(paragraphs[:2]).strip()}
+    service = bentoml.get_current_service()
+    examples = served_examples(service.predictor) if service is not None else {}
+    for route, example in examples.items():
+        content = document["paths"][route]["post"]["requestBody"]["content"]
+        content["application/json"]["example"] = example
+        content["application/json"]["schema"].pop("example", None)
+
+
 def openapi_document() -> dict[str, Any]:
     """BentoML's OpenAPI document of the service with /predict's and /field's error replies
     (400, 413, 415, 422, 500: ``ErrorResponse``, which BentoML does not know), GET /sites and
@@ -188,18 +261,77 @@ def openapi_document() -> dict[str, Any]:
                     "application/json": {"schema": _component(schemas, CardResponse)}}},
                 "404": {"description": "unknown site", **error}},
         }}
+        _describe_service(document)
         _openapi.update(document)
     return _openapi
 
 
 # --- request limits: API key, body size, type and time, before BentoML reads the body ---------
 
+#: The methods whose bodies the middleware reads (others are passed on unread).
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: Sent with a reply given before the request's body was read: the connection then ends
+#: (``localsoc.serving.header_timeout`` closes it, lingering, whatever the reply).
+CLOSE = (b"connection", b"close")
+#: Where ``GET /docs`` sends a browser: BentoML's Swagger page of /docs.json.
+SWAGGER_ROUTE = "/"
+
+
+def declares_body(headers: dict[bytes, bytes]) -> bool:
+    """Whether request headers (lower-case names) announce a body."""
+    length = headers.get(b"content-length", b"").strip()
+    return (length.isdigit() and int(length) > 0) or b"transfer-encoding" in headers
+
+
+def without_trailing_slash(scope: dict) -> dict:
+    """The scope with its path matched without a trailing slash (Starlette's slash redirect
+    would name the request's Host header)."""
+    path = scope.get("path", "").rstrip("/") or "/"
+    if path == scope.get("path"):
+        return scope
+    return {**scope, "path": path, "raw_path": (scope.get("raw_path") or b"").rstrip(b"/") or b"/"}
+
+
+async def send_json(send, status: int, document: Any,
+                    headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """Send ``document`` as a whole JSON reply."""
+    body = json.dumps(document).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def json_errors(send, method: str, path: str):
+    """``send`` with Starlette's plain-text 404 and 405 replaced by ``{"error", "field"}``."""
+    held: list[dict] = []
+
+    async def wrapped(message: dict) -> None:
+        if (message["type"] == "http.response.start" and message["status"] in (404, 405)
+                and b"json" not in dict(message.get("headers", [])).get(b"content-type", b"")):
+            held.append(message)
+            return
+        if not held:
+            await send(message)
+            return
+        if message.get("more_body", False):
+            return
+        status = held[0]["status"]
+        allow = tuple((k, v) for k, v in held[0].get("headers", []) if k.lower() == b"allow")
+        text = (f"no route {path[:80]!r}: the routes are {ROUTES_TEXT}" if status == 404 else
+                f"{method[:20]} is not allowed on {path[:80]}; use "
+                f"{b', '.join(v for _, v in allow).decode(errors='replace') or 'another method'}")
+        await send_json(send, status, RequestError(status, None, text).body(), allow)
+
+    return wrapped
+
 
 class RequestLimits:
     """ASGI middleware: 401 without the API key (when the server has one), 408 for a body that
     does not arrive in time, 413 for bodies above the limit, 415 for non-JSON bodies to
-    /predict and /field (and 400 for bodies that do not fit their schema); paths lose their
-    trailing slash."""
+    /predict and /field, 400 for bodies that do not fit their schema (strict JSON types, no
+    field twice); 404 and 405 as ``{"error", "field"}``; paths lose their trailing slash. A
+    reply given before the body was read says ``Connection: close``."""
 
     def __init__(self, app, max_body_bytes: int | None = None,
                  edges: EdgeSettings | None = None) -> None:
@@ -217,56 +349,72 @@ class RequestLimits:
                        or DEFAULT_SERVING["max_body_bytes"])
 
     @staticmethod
-    async def _send_json(send, status: int, document: Any,
-                         headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
-        body = json.dumps(document).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()), *headers]})
-        await send({"type": "http.response.body", "body": body})
-
-    async def _reply(self, send, status: int, message: str, field: str | None = None,
+    async def _reply(send, problem: RequestError,
                      headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
-        await self._send_json(send, status, RequestError(status, field, message).body(),
-                              headers)
+        await send_json(send, problem.status, problem.body(), headers)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "").rstrip("/") or "/"
-        if path != scope.get("path"):
-            # matched without the slash: Starlette's slash redirect would name the Host header
-            scope = {**scope, "path": path,
-                     "raw_path": (scope.get("raw_path") or b"").rstrip(b"/") or b"/"}
+        scope = without_trailing_slash(scope)
+        path, method = scope["path"], scope["method"]
         headers = {key.lower(): value for key, value in scope.get("headers", [])}
+        close = (CLOSE,) if declares_body(headers) else ()
         key = self.edges.api_key
         if key is not None and path not in OPEN_ROUTES and not offers_key(headers, key):
-            await self._reply(send, 401, "this server needs an API key: send Authorization: "
-                              "Bearer <key> or X-API-Key: <key>", "Authorization",
-                              ((b"www-authenticate", b"Bearer"),))
+            await self._reply(send, RequestError(
+                401, "Authorization", "this server needs an API key: send Authorization: "
+                "Bearer <key> or X-API-Key: <key>"), ((b"www-authenticate", b"Bearer"), *close))
             return
-        if scope["method"] == "GET" and path == OPENAPI_ROUTE:
-            await self._send_json(send, 200, openapi_document())
+        if method == "GET" and path == OPENAPI_ROUTE:
+            await send_json(send, 200, openapi_document(), close)
             return
-        if scope["method"] not in ("POST", "PUT", "PATCH"):
+        if method == "GET" and path == DOCS_ROUTE:
+            await send({"type": "http.response.start", "status": 307,
+                        "headers": [(b"location", SWAGGER_ROUTE.encode()),
+                                    (b"content-length", b"0"), *close]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        send = json_errors(send, method, path)
+        if method not in BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        schema = BODY_SCHEMAS.get(path)
+        schema = BODY_SCHEMAS.get(path) if method == "POST" else None
+        problem = self._header_problem(schema, headers)
+        if problem is not None:
+            await self._reply(send, problem, close)
+            return
+        body = await self._read_body(receive, send)
+        if body is None:
+            return
+        if schema is not None and (problem := check_body(schema, body)) is not None:
+            # checked here, not by BentoML: its replies and logs for a body that does not fit
+            # the schema grow with the body (every bad value, with request data, at ERROR)
+            await self._reply(send, problem)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    def _header_problem(self, schema: type[BaseModel] | None,
+                        headers: dict[bytes, bytes]) -> RequestError | None:
+        """The 415 (not JSON, to a route with a ``schema``) or 413 (declared size above the
+        limit) that the headers alone give; None when they give none."""
         if schema is not None:
             media = headers.get(b"content-type", b"application/json").split(b";")[0].strip()
             if media and media.lower() != b"application/json":
-                shown = media.decode(errors="replace")[:80]
-                await self._reply(send, 415, f"the body is {shown}; send JSON with "
-                                  "Content-Type: application/json")
-                return
+                return RequestError(415, None, f"the body is {media.decode(errors='replace')[:80]}"
+                                    "; send JSON with Content-Type: application/json")
         limit = self._limit()
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            await self._reply(send, 413, f"the body has {int(declared)} bytes; the limit is "
-                              f"{limit}: send fewer spectra per call")
-            return
-        chunks, size = [], 0
+        declared = headers.get(b"content-length", b"").strip()
+        if declared.isdigit() and int(declared) > limit:
+            return RequestError(413, None, f"the body has {int(declared)} bytes; the limit is "
+                                f"{limit}: send fewer spectra per call")
+        return None
+
+    async def _read_body(self, receive, send) -> bytes | None:
+        """The whole body, or None once the client left or was answered 408 (not in within the
+        body timeout) or 413 (above the limit)."""
+        chunks, size, limit = [], 0, self._limit()
         timeout_s = self.edges.body_timeout_s
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
@@ -274,37 +422,26 @@ class RequestLimits:
                 message = await asyncio.wait_for(
                     receive(), deadline - asyncio.get_running_loop().time())
             except TimeoutError:
-                await self._reply(send, 408, f"the body did not arrive in {timeout_s:g} s; "
-                                  "send it at once", None, ((b"connection", b"close"),))
-                return
-            if message["type"] != "http.request":
-                await self.app(scope, _replay([], message, receive), send)
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
+                await self._reply(send, RequestError(
+                    408, None, f"the body did not arrive in {timeout_s:g} s; send it at once"),
+                    (CLOSE,))
+                return None
+            if message["type"] != "http.request":  # the client left
+                return None
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
             if size > limit:
-                await self._reply(send, 413, f"the body exceeds the limit of {limit} bytes: "
-                                  "send fewer spectra per call")
-                return
-            chunks.append(chunk)
+                await self._reply(send, RequestError(
+                    413, None, f"the body exceeds the limit of {limit} bytes: send fewer "
+                    "spectra per call"), (CLOSE,))
+                return None
             if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        if schema is not None:
-            # checked here, not by BentoML: its replies and logs for a body that does not fit
-            # the schema grow with the body (every bad value, with request data, at ERROR)
-            try:
-                schema.model_validate_json(body)
-            except ValidationError as error:
-                problem = schema_error(error)
-                await self._reply(send, problem.status, problem.message, problem.field)
-                return
-        await self.app(scope, _replay([{"type": "http.request", "body": body,
-                                        "more_body": False}], None, receive), send)
+                return b"".join(chunks)
 
 
-def _replay(messages: list[dict], pending: dict | None, receive):
-    queue = list(messages) + ([pending] if pending is not None else [])
+def _replay(body: bytes, receive):
+    """A ``receive`` that gives the body already read, then what ``receive`` gives."""
+    queue = [{"type": "http.request", "body": body, "more_body": False}]
 
     async def replayed() -> dict:
         if queue:
@@ -333,6 +470,18 @@ def load_predictor(bundle_model: Any) -> BundlePredictor:
         )
     configure_threads(int(os.environ.get("LOCALSOC_THREADS", "1")))
     return BundlePredictor(read_stored_bundle(stored), str(stored.tag))
+
+
+CANNOT_SERVE = "localsoc: cannot serve:"
+VERIFY_COMMAND = "from localsoc.serving.service import verify_served_bundle; verify_served_bundle()"
+
+
+def verify_served_bundle() -> None:
+    """Load the served bundle as a worker does; exit 1 with the reason when it cannot serve."""
+    try:
+        load_predictor(BUNDLE_MODEL)
+    except (BundleError, RuntimeError) as error:
+        raise SystemExit(f"{CANNOT_SERVE} {type(error).__name__}: {error}") from None
 
 
 def _workers() -> int:
@@ -364,14 +513,32 @@ class LocalSOCService:
         stops ``bentoml serve`` with the reason and a non-zero status. Without it, each worker
         would fail at start-up and be restarted while the server never got ready."""
         try:
-            load_predictor(BUNDLE_MODEL)
-        except (BundleError, RuntimeError) as error:
-            raise SystemExit(f"localsoc: cannot serve: {type(error).__name__}: {error}") from None
+            grace_s = supervision.grace_seconds()
+        except ValueError as error:
+            raise SystemExit(f"localsoc: cannot serve: {error}") from None
+        # loaded in a child process: the models (TensorFlow) would stay in this process, which
+        # only supervises the workers, for as long as the server runs
+        done = subprocess.run([sys.executable, "-c", VERIFY_COMMAND], capture_output=True,
+                              text=True, check=False)
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or ["the bundle check failed"]
+            reason = next((line for line in lines if line.startswith(CANNOT_SERVE)), lines[-1])
+            raise SystemExit(reason)
+        # from here a worker that cannot serve stops the server (localsoc.serving.supervision)
+        supervision.start_watchdog(_workers(), grace_s)
 
     def __init__(self) -> None:
-        self.predictor = load_predictor(type(self).bundle_model)
+        try:
+            self.predictor = load_predictor(type(self).bundle_model)
+        except Exception as error:
+            supervision.report_failure(f"{type(error).__name__}: {error}")
+            raise
         self.limits = self.predictor.limits
         logger.info("serving bundle %s: sites %s", self.predictor.tag, sorted(self.predictor.sites))
+
+    def __is_ready__(self) -> bool:
+        """/readyz: 503 once a worker of this server has reported that it cannot serve."""
+        return supervision.server_failure() is None
 
     def sites_document(self) -> dict[str, Any]:
         return self.predictor.sites_document()
