@@ -15,9 +15,15 @@ winner's: the figures are about speed only).
 Spectra: the served site's rows of data/02_intermediate/sites_ssl.parquet when present, else
 simulated ones. The load generator shares the machine's cores with the service.
 
+``--kill-requests 3000`` adds a run of that many single-spectrum requests during which one
+worker is killed (SIGKILL) half-way: the errors are printed beside the client connections the
+killed worker held (each has at most one request in flight: the target is no more errors than
+those) and the requests in flight at the kill, then whether the worker came back and the server
+still answers /readyz.
+
 Usage: python bench/serve_load.py [--url http://127.0.0.1:3000] [--requests 10000]
            [--batch-requests 10000] [--batch-size 100] [--concurrency 32] [--site SITE]
-           [--family cnn]
+           [--family cnn] [--kill-requests 3000]
 """
 
 from __future__ import annotations
@@ -110,7 +116,8 @@ def wait_ready(url: str, process: subprocess.Popen | None, log_path: Path | None
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise SystemExit(f"the service exited:\n{log_path.read_text()[-3000:]}")
+            log = log_path.read_text()[-3000:] if log_path else ""
+            raise SystemExit(f"the service exited ({process.returncode}):\n{log}")
         try:
             with urllib.request.urlopen(f"{url}/readyz", timeout=2) as answer:
                 if answer.status == 200:
@@ -142,22 +149,29 @@ def site_spectra(site: dict, n: int) -> tuple[list[float], np.ndarray]:
     return wavelengths_of(table).tolist(), spectra_of(table)[:n]
 
 
-async def drive(url: str, bodies: list[bytes], n_requests: int, concurrency: int):
-    """(latencies in s, error count, wall s, first error) of n_requests at the concurrency."""
+async def drive(url: str, bodies: list[bytes], n_requests: int, concurrency: int,
+                at: int | None = None, action=None):
+    """(latencies in s, error count, wall s, first error) of n_requests at the concurrency;
+    ``action()`` is called when request ``at`` is about to start, and the requests in flight
+    then are kept in ``drive.in_flight_at_action``."""
     import aiohttp
 
     latencies = np.zeros(n_requests)
-    errors = 0
+    errors = in_flight = 0
     first_error: str | None = None
     next_index = 0
     headers = {"content-type": "application/json"}
 
     async def client(session: aiohttp.ClientSession) -> None:
-        nonlocal next_index, errors, first_error
+        nonlocal next_index, errors, first_error, in_flight
         while next_index < n_requests:
             index = next_index
             next_index += 1
             body = bodies[index % len(bodies)]
+            if index == at and action is not None:
+                drive.in_flight_at_action = in_flight
+                action()
+            in_flight += 1
             start = time.perf_counter()
             try:
                 async with session.post(f"{url}/predict", data=body, headers=headers) as answer:
@@ -168,6 +182,7 @@ async def drive(url: str, bodies: list[bytes], n_requests: int, concurrency: int
             except aiohttp.ClientError as error:
                 errors += 1
                 first_error = first_error or repr(error)
+            in_flight -= 1
             latencies[index] = time.perf_counter() - start
 
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
@@ -193,6 +208,63 @@ def report(label: str, latencies: np.ndarray, errors: int, wall: float, spectra_
     row("wall; CPU of the load generator", f"{wall:8.1f} s; {drive.client_cpu_s:.1f} s")
 
 
+def request_bodies(site: dict, batch_size: int) -> tuple[list[bytes], list[bytes]]:
+    """JSON bodies of /predict for the site: one spectrum each, and four batches."""
+    wavelengths, spectra = site_spectra(site, max(batch_size, 100))
+    singles = [json.dumps({"site": site["site"], "wavelengths_nm": wavelengths,
+                           "reflectance": [row_.tolist()]}).encode() for row_ in spectra]
+    batch = np.resize(spectra, (batch_size, spectra.shape[1]))
+    batches = [json.dumps({"site": site["site"], "wavelengths_nm": wavelengths,
+                           "reflectance": np.roll(batch, k, axis=0).tolist()}).encode()
+               for k in range(4)]
+    return singles, batches
+
+
+def worker_pids(process: subprocess.Popen) -> list[int]:
+    """The BentoML worker processes of the server ``process`` started."""
+    import psutil
+
+    from localsoc.serving.supervision import WORKER_MODULE
+
+    return sorted(child.pid for child in psutil.Process(process.pid).children(recursive=True)
+                  if WORKER_MODULE in child.cmdline())
+
+
+def kill_a_worker_under_load(url: str, process: subprocess.Popen, bodies: list[bytes],
+                             n_requests: int, concurrency: int) -> None:
+    """``n_requests`` single-spectrum requests at ``concurrency``; one worker SIGKILLed when half
+    of them have started. Prints the errors beside the requests in flight at the kill (all
+    workers': a bound on the killed worker's), and whether the server recovered."""
+    before = worker_pids(process)
+    if len(before) < 2:
+        print(f"\n-- worker kill: skipped, {len(before)} worker(s) (LOCALSOC_WORKERS >= 2)")
+        return
+    killed, held = before[0], []
+
+    def kill() -> None:
+        import psutil
+
+        port = int(url.rsplit(":", 1)[1])
+        held.extend(c for c in psutil.Process(killed).net_connections(kind="tcp")
+                    if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port)
+        os.kill(killed, signal.SIGKILL)
+
+    latencies, errors, wall, first = asyncio.run(drive(
+        url, bodies, n_requests, concurrency, at=n_requests // 2, action=kill))
+    report(f"one worker of {len(before)} killed after {n_requests // 2} requests",
+           latencies, errors, wall, 1, "target: errors <= the killed worker's connections")
+    row("client connections held by the killed worker", f"{len(held)}")
+    row("requests in flight at the kill (all workers)", f"{drive.in_flight_at_action}")
+    if first:
+        row("first error", first)
+    time.sleep(5)
+    wait_ready(url, process, None, seconds=120)
+    after = worker_pids(process)
+    row("workers before / after (killed pid gone)",
+        f"{len(before)} / {len(after)} ({killed not in after}); server still running: "
+        f"{process.poll() is None}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running service (default: start one)")
@@ -203,6 +275,9 @@ def main() -> None:
     parser.add_argument("--site", help="served site to ask for (default: the first)")
     parser.add_argument("--family", choices=("winner", "cnn"), default="winner",
                         help="serve the packaged winners, or each site's best CNN")
+    parser.add_argument("--kill-requests", type=int, default=0,
+                        help="then this many requests with a worker killed half-way (needs a "
+                        "server started by this script, LOCALSOC_WORKERS >= 2; e.g. 3000)")
     args = parser.parse_args()
 
     print_header("Prediction service load (bentoml serve, POST /predict)")
@@ -238,13 +313,7 @@ def main() -> None:
               f"{os.environ.get('LOCALSOC_WORKERS', 'default')}, threads "
               f"{os.environ.get('LOCALSOC_THREADS', '1')} per worker; load generator in "
               "this process")
-        wavelengths, spectra = site_spectra(site, max(args.batch_size, 100))
-        singles = [json.dumps({"site": site["site"], "wavelengths_nm": wavelengths,
-                               "reflectance": [row_.tolist()]}).encode() for row_ in spectra]
-        batch = np.resize(spectra, (args.batch_size, spectra.shape[1]))
-        batches = [json.dumps({"site": site["site"], "wavelengths_nm": wavelengths,
-                               "reflectance": np.roll(batch, k, axis=0).tolist()}).encode()
-                   for k in range(4)]
+        singles, batches = request_bodies(site, args.batch_size)
         asyncio.run(drive(url, singles, 200, args.concurrency))  # warm-up
         latencies, errors, wall, first = asyncio.run(
             drive(url, singles, args.requests, args.concurrency))
@@ -258,6 +327,9 @@ def main() -> None:
                errors, wall, args.batch_size, "target >= 2,000 spectra/s, 0 errors")
         if first:
             row("first error", first)
+        if args.kill_requests and process is not None:
+            kill_a_worker_under_load(url, process, singles, args.kill_requests,
+                                     args.concurrency)
     finally:
         if process is not None and process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
