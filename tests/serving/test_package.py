@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from localsoc.pipelines.package.nodes import package_winners, serving_settings
 from tests.serving.study import GRID, PREPROCESS, VALIDATE
+
+#: The package parameters of conf/base (conf/ is the one source of defaults).
+PACKAGE = yaml.safe_load((Path(__file__).parents[2] / "conf/base/parameters_package.yml")
+                         .read_text())["package"]
 
 
 def _package(study, **changes):
@@ -16,7 +22,7 @@ def _package(study, **changes):
         "study_winners": study["winners"], "study_predictions": study["predictions"],
         "library_models": {}, "site_models": study["models"], "transfer_models": {},
         "library_ssl": study["calibration"].iloc[0:0], "sites_ssl": study["sites_ssl"],
-        "grid": GRID, "preprocessing": PREPROCESS, "validate": VALIDATE, "package": {},
+        "grid": GRID, "preprocessing": PREPROCESS, "validate": VALIDATE, "package": PACKAGE,
     }
     arguments.update(changes)
     return package_winners(**arguments)
@@ -101,7 +107,7 @@ def test_pipeline_saves_the_bundle_through_the_catalog(study, tmp_path):
     catalog["serving_bundle"] = BentoBundleDataset(filepath=str(tag_file),
                                                    home=str(tmp_path / "bentoml"))
     pipeline = create_pipeline()
-    assert pipeline.all_outputs() == {"serving_bundle"}
+    assert pipeline.outputs() == {"serving_bundle"}  # what the stage persists
     SequentialRunner().run(pipeline, catalog)
     loaded = catalog.load("serving_bundle")
     assert loaded.manifest["tag"] == tag_file.read_text().strip()
