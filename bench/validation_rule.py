@@ -4,7 +4,7 @@ estimates? A post-hoc comparison on finished studies; the study itself does not 
     python bench/validation_rule.py [PROJECT ...] [--draws 400]   (default: this project)
 
 Per site of each PROJECT, among the servable models, with the study's own rule (lowest RMSE,
-the simplest within one s.e.: ``evaluate._apply_rule``) fed different estimates:
+the simplest within one s.e.: ``evaluate.apply_rule``) fed different estimates:
 
 - nested: the study's winner (nested out-of-fold RMSE on the n Kennard-Stone samples);
 - validation: the rule on each model's RMSE over the m validation samples; its interval from
@@ -47,7 +47,8 @@ from bench._common import (  # noqa: E402
 
 from localsoc.data.schema import spectra_of  # noqa: E402
 from localsoc.methods import servable_families  # noqa: E402
-from localsoc.pipelines.evaluate.nodes import _apply_rule, _rmse_se  # noqa: E402
+from localsoc.pipelines.evaluate.nodes import apply_rule  # noqa: E402
+from localsoc.pipelines.evaluate.scoring import rmse_se  # noqa: E402
 from localsoc.study.data import site_data  # noqa: E402
 from localsoc.uncertainty import (  # noqa: E402
     ShiftWeights,
@@ -76,13 +77,13 @@ def _pick(servable: pd.DataFrame, residuals: dict[str, np.ndarray],
     table = servable.copy()
     if weights is None:
         table["cal_rmse"] = [float(np.sqrt(np.mean(residuals[m] ** 2))) for m in table["method"]]
-        table["cal_rmse_se"] = [_rmse_se(residuals[m], np.zeros_like(residuals[m]))
+        table["cal_rmse_se"] = [rmse_se(residuals[m], np.zeros_like(residuals[m]))
                                 for m in table["method"]]
     else:
         figures = [_weighted_rmse_se(residuals[m], weights) for m in table["method"]]
         table["cal_rmse"] = [f[0] for f in figures]
         table["cal_rmse_se"] = [f[1] for f in figures]
-    return str(_apply_rule(table)[0]["method"])
+    return str(apply_rule(table)[0]["method"])
 
 
 def _shift_weights(project: Path) -> dict[str, dict[str, tuple[list[str], np.ndarray]]] | None:

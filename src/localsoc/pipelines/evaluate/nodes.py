@@ -52,8 +52,6 @@ from localsoc.plots import delta_rmse_figure, observed_estimated_figure
 from localsoc.study import site_country, sites_of
 from localsoc.study.data import SiteSpectra, study_sites
 
-_rmse_se = rmse_se  # the name bench/validation_rule.py imports
-
 
 def site_spectra(site_calibration: pd.DataFrame, site_test: pd.DataFrame,
                  library_spectra: pd.DataFrame, selection: pd.DataFrame) -> dict[str, SiteSpectra]:
@@ -308,7 +306,6 @@ def apply_rule(servable: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.DataFra
     return best, lowest, candidates
 
 
-_apply_rule = apply_rule  # the name bench/validation_rule.py imports
 
 
 def selection_nested_rmse(servable: pd.DataFrame, calibration: pd.DataFrame,
