@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from localsoc.data.schema import Grid, spectra_of
 from localsoc.data.simulate import default_sites, simulate_ssl
@@ -24,6 +25,9 @@ from localsoc.pipelines.preprocess.nodes import preprocess_table
 GRID = {"start_nm": 400, "stop_nm": 2500, "step_nm": 10}
 PREPROCESS = {"steps": ["absorbance", "snv"]}
 VALIDATE = {"reflectance": {"min_exclusive": 0.0, "max": 1.0}}
+#: The package parameters of conf/base (conf/ is the one source of defaults).
+PACKAGE = yaml.safe_load((Path(__file__).parents[2] / "conf/base/parameters_package.yml")
+                         .read_text())["package"]
 EVALUATE = {"interval_level": 0.9, "interval": "validation", "interval_fallback": "cv_plus",
             "difficulty": "domain",
             "domain": {"n_components": 5, "quantile": 0.99}}

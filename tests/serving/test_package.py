@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from localsoc.pipelines.package.nodes import package_winners, serving_settings
-from tests.serving.study import GRID, PREPROCESS, VALIDATE
-
-#: The package parameters of conf/base (conf/ is the one source of defaults).
-PACKAGE = yaml.safe_load((Path(__file__).parents[2] / "conf/base/parameters_package.yml")
-                         .read_text())["package"]
+from tests.serving.study import GRID, PACKAGE, PREPROCESS, VALIDATE
 
 
 def _package(study, **changes):

@@ -16,7 +16,7 @@ from localsoc.pipelines.package.nodes import package_winners
 from localsoc.pipelines.preprocess.nodes import fit_preprocessing, preprocess_table
 from localsoc.serving.bundle import MANIFEST_FILE, BundleError, read_bundle, write_bundle
 from localsoc.serving.predictor import BundlePredictor
-from tests.serving.study import EVALUATE, N_CALIBRATION, VALIDATE, plsr
+from tests.serving.study import EVALUATE, N_CALIBRATION, PACKAGE, VALIDATE, plsr
 
 GRID = {"start_nm": 400, "stop_nm": 2500, "step_nm": 20}
 # no SNV after MSC here: SNV undoes any per-spectrum affine map, MSC's included, so the
@@ -42,7 +42,7 @@ def chain_study(tmp_path_factory):
     predictions, _, winners = evaluate_sites(calibration, test, calibration.iloc[0:0], selection,
                                              {}, models, {}, EVALUATE)
     bundle = package_winners(winners, predictions, {}, models, {}, library, sites, GRID,
-                             preprocessing, VALIDATE, {})
+                             preprocessing, VALIDATE, PACKAGE)
     directory = tmp_path_factory.mktemp("chain_bundle")
     write_bundle(bundle, directory)
     return {"library": library, "sites": sites, "preprocessing": preprocessing,
