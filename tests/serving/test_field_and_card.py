@@ -201,3 +201,19 @@ def test_localsoc_predict_prints_and_writes_the_field_summary(project, study,
     np.testing.assert_allclose(summary["soc_percent"], [s.soc.estimate for s in expected])
     np.testing.assert_allclose(summary["stock_t_ha"], [s.stock.estimate for s in expected])
     np.testing.assert_allclose(summary["stock_t_ha"], 30.0 * summary["soc_percent"])
+
+
+def test_a_field_of_spectra_in_the_wrong_units_is_refused(client, study, recorded_predictions):
+    """The probe: reflectance declared as absorbance. Every spectrum is outside the model's
+    domain; /field answered a summary of them (13.49 % for a field of about 1.7 %) instead of
+    a 422 with the count and the likely cause."""
+    payload, rows = field_body(study, recorded_predictions)
+    payload["absorbance"] = payload.pop("reflectance")
+    response = client.post("/field", json=payload)
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert error["field"] == "absorbance"
+    assert f"{len(rows)} of {len(rows)} spectra are outside the model's domain" in error["error"]
+    assert "units" in error["error"], error
+    summary = client.post("/field", json=field_body(study, recorded_predictions)[0]).json()
+    assert summary["summaries"][0]["n_out_of_domain"] < len(rows) / 2
