@@ -60,6 +60,17 @@ def geeves_clusters(seed: int = 0, n_clusters: int = 4) -> tuple[pd.DataFrame, p
     return nirsoil, geeves, labels, distances
 
 
+def nirsoil_clusters(seed: int = 0, n_clusters: int = 4) -> tuple[pd.DataFrame, np.ndarray]:
+    """(NIRsoil, each row's k-means cluster): NIRsoil has no location or grouping column, so its
+    spectra are grouped as Geeves's are (k-means in the first 5 principal components of
+    absorbance + SNV over 1100-2450 nm), every row clustered, labelled or not."""
+    nirsoil = pd.read_csv(REAL / "nirsoil/NIRsoil.csv.gz")
+    X_nirsoil = _common_absorbance_snv(nirsoil, absorbance=True)
+    scores = PCA(n_components=5, random_state=seed).fit_transform(X_nirsoil)
+    labels = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(scores)
+    return nirsoil, labels
+
+
 def build(out: Path, seed: int = 0, n_clusters: int = 4, min_size: int = 80) -> dict:
     nirsoil, geeves, labels, distances = geeves_clusters(seed, n_clusters)
     candidates = []
