@@ -21,6 +21,7 @@ from typing import Any
 from kedro.io import AbstractDataset, DatasetError
 
 from localsoc.datasets.atomic import replace_path
+from localsoc.datasets.stable_archives import fix_archive_times
 from localsoc.models import fold_files
 
 
@@ -86,6 +87,7 @@ class KerasEnsembleDataset(AbstractDataset):
         staging.mkdir()
         try:
             fold_files.save_ensemble(data, staging, **self._save_args)
+            fix_archive_times(staging)  # the same ensemble gives the same bytes (dvc.lock)
             replace_path(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

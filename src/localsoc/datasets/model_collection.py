@@ -4,7 +4,8 @@ Keys are paths such as ``global`` or ``china_site/dtl_ig``. Each model is saved 
 the store of its family in the method registry (``localsoc.methods``): a 1D-CNN fold ensemble
 in the ``localsoc.models.fold_files`` layout, a PLSR model as ``linear_model.json``, and any
 family registered later the same way. Saving replaces the whole collection directory (DVC
-versions it).
+versions it); model archives are rewritten with fixed times
+(``localsoc.datasets.stable_archives``), so the same models give byte-identical files.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from kedro.io import AbstractDataset, DatasetError
 
 from localsoc.datasets.atomic import replace_path
+from localsoc.datasets.stable_archives import fix_archive_times
 
 
 class ModelCollectionDataset(AbstractDataset):
@@ -76,6 +78,7 @@ class ModelCollectionDataset(AbstractDataset):
                 except TypeError as error:
                     raise DatasetError(f"model {key!r}: {error}") from None
                 store.save(model, staging / key)
+            fix_archive_times(staging)  # the same models give the same bytes (dvc.lock)
             replace_path(staging, self._filepath)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
