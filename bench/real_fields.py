@@ -17,7 +17,8 @@ n_calibration + n_validation + min_test labelled rows (conf/base/parameters_spli
 a field of its labelled rows; its library is the other library whole and the other clusters of
 its own library, so a field never sees its own samples (nor its own unlabelled scans) in the
 library. Each field gets its own scratch project (imports through `localsoc import` /
-`localsoc site --no-dvc`), and the study's stages run in-process once per seed (``study.seed``:
+`localsoc site --no-dvc`), and the study's stages run in-process once per seed, seed by seed
+over the fields (``study.seed``:
 the validation draw, folds, CNN searches), the package and report stages left out. The outputs
 of each run are copied to ``WORKDIR/<field>/seed_<seed>/data/``, which
 ``bench/real_rules.py``, ``bench/validation_rule.py`` and ``bench/ratio_noise.py`` read as
@@ -68,6 +69,7 @@ SOURCES = {
 }
 CARBON = {"geeves": "TotalCarbon", "nirsoil": "Ciso"}
 PLSR_LOCAL = "PLSR Local"
+PREPARED = ".imported"  # written in a field's scratch project once its imports are done
 
 
 @dataclass
@@ -163,31 +165,30 @@ def summary_line(table: pd.DataFrame, label: str, ratio: str = "ratio",
             f"({int((values <= 1.03).sum())}/{values.size}); pooled coverage {pooled:.3f}")
 
 
-def run_field(field: Field, seeds: list[int], workdir: Path, env: str, reuse: bool) -> None:
-    """The study stages of ``field`` once per seed, outputs copied to WORKDIR/<field>/seed_<s>."""
+def run_seed(field: Field, seed: int, workdir: Path, env: str, fresh: bool) -> None:
+    """The study stages of ``field`` for one seed, its outputs copied to
+    WORKDIR/<field>/seed_<seed>; the field's scratch project is made and imported first when
+    ``fresh`` or when no finished one is there."""
     from localsoc.command_line import run_stages
     from localsoc.pipeline_registry import STAGES
     from localsoc.workflow import study_runtime_params
 
     project = workdir / field.name / "project"
-    todo = [s for s in seeds
-            if not (reuse and (workdir / field.name / f"seed_{s}" / OUTPUTS[1]).exists())]
-    if not todo:
-        return
-    project = scratch(project)
-    prepare(project, field)
-    for seed in todo:
-        out = workdir / field.name / f"seed_{seed}"
-        os.chdir(project)
-        params = study_runtime_params(project, field.name, list(field.libraries), None, False)
-        params["study"] = {**params.get("study", {}), "seed": seed}
-        run_stages([s for s in STAGES if s not in ("package", "report")], env,
-                   params=params, project=project)
-        for relative in OUTPUTS:
-            (out / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(project / relative, out / relative)
-        print(f"  {field.name} seed {seed} done", flush=True)
+    if fresh or not (project / PREPARED).exists():
+        project = scratch(project)
+        prepare(project, field)
+        (project / PREPARED).touch()
+    out = workdir / field.name / f"seed_{seed}"
+    os.chdir(project)
+    params = study_runtime_params(project, field.name, list(field.libraries), None, False)
+    params["study"] = {**params.get("study", {}), "seed": seed}
+    run_stages([s for s in STAGES if s not in ("package", "report")], env,
+               params=params, project=project)
+    for relative in OUTPUTS:
+        (out / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(project / relative, out / relative)
     os.chdir(ROOT)
+    print(f"  {field.name} seed {seed} done", flush=True)
 
 
 def read_outputs(workdir: Path, names: list[str], seeds: list[int]
@@ -245,7 +246,8 @@ def main() -> int:
     parser.add_argument("--nirsoil-clusters", type=int, default=4)
     parser.add_argument("--env", default="demo")
     parser.add_argument("--reuse", action="store_true",
-                        help="keep the field-seeds already in --workdir; run only the missing")
+                        help="keep the field-seeds (and imports) already in --workdir; run only "
+                             "the missing field-seeds")
     parser.add_argument("--details", action="store_true",
                         help="also print the CNN rows and every interval's pooled figures")
     args = parser.parse_args()
@@ -264,7 +266,14 @@ def main() -> int:
                                for name, (_, rows) in field.libraries.items())
         print(f"field {field.name}: {len(field.rows)} labelled samples; library {libraries}",
               flush=True)
-        run_field(field, args.seeds, args.workdir, args.env, args.reuse)
+    prepared = set()  # seed by seed, so that a run cut short leaves whole seeds
+    for seed in args.seeds:
+        for field in chosen:
+            if args.reuse and (args.workdir / field.name / f"seed_{seed}" / OUTPUTS[1]).exists():
+                continue
+            run_seed(field, seed, args.workdir, args.env,
+                     fresh=not args.reuse and field.name not in prepared)
+            prepared.add(field.name)
     table, metrics = read_outputs(args.workdir, [f.name for f in chosen], args.seeds)
     print_frame(table, "\nServed model per field and seed (served interval: validation):")
     print()
