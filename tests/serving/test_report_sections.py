@@ -40,13 +40,16 @@ def test_report_has_the_field_summary_and_a_model_card_per_site(study, recorded_
         pd.DataFrame(), sites.iloc[0:0], sites, {}, {"seed": 7}, recorded_predictions,
         manifest)
     field = report.split("## Field summary")[1].split("## Model cards")[0]
-    cards = report.split("## Model cards")[1].split("## Run time per stage")[0]
+    cards = report.split("## Model cards")[1]
     for site in manifest["sites"]:
         assert f"### Model card: site {site}" in cards
         assert f"| {site} | all |" in field
         assert f"| {site} | lower |" in field and f"| {site} | upper |" in field
     assert "observed mean (check)" in field and "stock t C/ha" in field
-    assert "<h2>Model cards</h2>" in html
+    assert '<h2 id="model-cards">Model cards</h2>' in html
+    assert report.index("## Field summary") < report.index("## Contents")  # answer first
+    assert "` sha256 `" not in cards.split("<details")[0]  # the file hashes are collapsed
+    assert "SHA-256 of the served model files" in cards.split("<details")[1]
     # how one site's realised coverage varies over validation draws, for the m it was served
     # with (a site falling back to CV+ has no such line)
     uncertainty = report.split("## Uncertainty and applicability domain")[1]

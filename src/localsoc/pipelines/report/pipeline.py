@@ -5,6 +5,7 @@ from .nodes import (
     localise_section,
     render_report,
     report_header,
+    report_page,
     serving_sections,
     study_sections,
 )
@@ -28,12 +29,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                          "params:study"],
                  outputs="report_study", name="report_study"),
             node(serving_sections,
-                 inputs=["serving_manifest", "study_predictions", "sites_ssl"],
-                 outputs="report_serving", name="report_serving"),
+                 inputs=["serving_manifest", "study_predictions", "sites_ssl", "study_metrics"],
+                 outputs=["report_answer", "report_serving"], name="report_serving"),
             node(render_report,
-                 inputs=["report_header", "report_data", "report_localise", "report_study",
-                         "report_serving", "stage_seconds"],
-                 outputs=["study_report", "study_report_html"],
-                 name="write_report"),
+                 inputs=["report_header", "report_answer", "report_data", "report_localise",
+                         "report_study", "report_serving", "stage_seconds"],
+                 outputs="study_report", name="write_report"),
+            node(report_page, inputs=["study_report", "localise_figures", "study_figures"],
+                 outputs="study_report_html", name="report_page"),
         ]
     )

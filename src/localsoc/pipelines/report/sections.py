@@ -109,7 +109,9 @@ def methods_section(study_metrics: pd.DataFrame, study_table: str, seed: int) ->
                        f"{entry.paper_drmse:+.1f} %). Per site: "
                        + ", ".join(f"{s} {v:+.1f} %" for s, v in zip(rows["site"], drmse,
                                                                    strict=True)) + ".")
-    return out + ["", "![dRMSE per method and site](figures/study/drmse_by_method.png)", ""]
+    return out + ["", "![dRMSE per method and site](figures/study/drmse_by_method.png)", "",
+                  f"*Figure: each method's test RMSE against {reference}'s on the same site "
+                  f"(dRMSE, %; above 0: lower RMSE than {reference}), one bar per site.*", ""]
 
 
 def _winner_row(site: str, w: dict) -> dict:
@@ -145,7 +147,9 @@ def winners_section(study_winners: dict) -> list[str]:
         out += [f"\nRule: {rule}", RULE_NOTE]
     return out + [OPTIMISM_NOTE, "",
                   "![winners: estimated vs observed](figures/study/winners_observed_estimated.png)",
-                  ""]
+                  "", "*Figure: each site's winner on its test samples: estimated against "
+                  "observed SOC, the served interval of each estimate (grey bars) and the 1:1 "
+                  "line.*", ""]
 
 
 def uncertainty_section(study_metrics: pd.DataFrame, transfer_depths: pd.DataFrame) -> list[str]:
