@@ -17,8 +17,10 @@ smallest one):
 ``STORE`` (servable or stored families)
     an object with ``model_format`` (the name in the serving bundle), ``marker`` (the file that
     marks a saved model in a folder), ``owns(model)``, ``save(model, folder)``, ``load(folder)``.
-``train_site_model(X, y, ids, folds, seed, params, label) -> (model, trials or None)``
-    for families with methods of the ``train_sites`` stage (``params``: ``params:train``).
+``train_site_model(X, y, ids, folds, seed, params, label, dataset, n_local) -> (model, trials
+or None)``
+    for families with methods of the ``train_sites`` stage (``params``: ``params:train``;
+    ``n_local``: how many of the rows, the last ones, are the site's calibration samples).
 ``serving_predictor(model)``
     an object whose ``predict(X, return_std=True)`` gives (estimate, spread) for served spectra
     (may be the model itself).
@@ -27,7 +29,8 @@ smallest one):
     settings, or its CV choice of components) on each outer fold's own training data
     ``fold_data`` = [(X_train, y_train, [X_to_predict, ...]), ...] and return, per fold,
     (the predictions of those arrays, a dict of what the refit chose); ``base`` is the library
-    model of a transfer method, ``base_data`` each outer fold's training locals (X, y).
+    model of a transfer method, ``base_data`` each outer fold's training locals (X, y) (the
+    last rows of that fold's training data).
 
 Models answer ``predict(X, return_std=True)`` with the estimate and the spread over their fold
 models (0 for a single model) and carry ``oof_predictions_`` and ``folds`` or ``sample_ids``
@@ -150,6 +153,9 @@ FAMILIES: list[Family] = [
            simplicity=1),
     Family("mbl", "memory-based learning (local PLS per spectrum)", "localsoc.families.mbl",
            servable=False, simplicity=3),
+    # a linear model like PLSR, served the same way: as simple as PLSR
+    Family("plsr_spiked", "PLSR on library + extra-weighted local samples (spiking)",
+           "localsoc.families.spiked_plsr", servable=True, simplicity=1),
 ]
 
 METHODS: list[Method] = [
@@ -171,6 +177,10 @@ METHODS: list[Method] = [
            nested="rslocal"),
     Method("RS-LOCAL+PLSR c", "{site}/plsr_rslocal_c", "train_sites", "k+n:country", "plsr",
            nested="rslocal"),
+    Method("RS-LOCAL+PLSR g w", "{site}/plsr_spiked_g", "train_sites", "k+n:global",
+           "plsr_spiked", nested="rslocal"),
+    Method("RS-LOCAL+PLSR c w", "{site}/plsr_spiked_c", "train_sites", "k+n:country",
+           "plsr_spiked", nested="rslocal"),
     Method("MBL g", "{site}/mbl_g", "mbl", "library:global", "mbl"),
     Method("MBL+spiking g", "{site}/mbl_spike_g", "mbl", "library:global+n", "mbl"),
     Method("MBL c", "{site}/mbl_c", "mbl", "library:country", "mbl"),

@@ -9,7 +9,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from localsoc.models.pls import (
     PLSRegressionCV,
-    _nested_predictions,
+    components_predictions,
     fit_pls_cv,
     fit_rslocal_pls,
 )
@@ -25,7 +25,7 @@ def latent_data(seed=0, n=60, n_bands=40, rank=3, noise=0.05):
 
 def test_nested_predictions_equal_refits():
     X, y = latent_data(1)
-    nested = _nested_predictions(X[:45], y[:45], X[45:], 6)
+    nested = components_predictions(X[:45], y[:45], X[45:], 6)
     for a in range(1, 7):
         refit = PLSRegression(n_components=a, scale=False).fit(X[:45], y[:45])
         np.testing.assert_allclose(
@@ -51,7 +51,7 @@ def test_out_of_fold_predictions_never_see_their_own_sample():
     X, y = latent_data(3, n=30)
     model = fit_pls_cv(X, y, max_components=4, cv=5, random_state=1)
     for train, test in model.folds_:
-        expected = _nested_predictions(X[train], y[train], X[test], 4)[model.n_components_ - 1]
+        expected = components_predictions(X[train], y[train], X[test], 4)[model.n_components_ - 1]
         np.testing.assert_allclose(model.oof_predictions_[test], expected, rtol=1e-12)
 
 

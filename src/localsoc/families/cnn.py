@@ -60,8 +60,10 @@ def search(X, y, ids, folds, budget: dict, params: dict, seed: int, label: str):
     )
 
 
-def train_site_model(X, y, ids, folds, seed: int, params: dict, label: str, dataset: str):
-    """The site-budget search of one site data set; (fold ensemble, trial table)."""
+def train_site_model(X, y, ids, folds, seed: int, params: dict, label: str, dataset: str,
+                     n_local: int | None = None):
+    """The site-budget search of one site data set; (fold ensemble, trial table)
+    (``n_local`` unused)."""
     result = search(X, y, ids, folds, dict(params["site_budget"]), params, seed, label)
     result.ensemble.info["trained_at"] = utc_now()
     return result.ensemble, result.trials.copy()

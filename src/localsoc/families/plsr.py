@@ -37,9 +37,11 @@ class LinearModelStore:
 STORE = LinearModelStore()
 
 
-def train_site_model(X, y, ids, folds, seed: int, params: dict, label: str, dataset: str):
-    """PLSR on a site data set, the number of components by CV on ``folds`` (``seed`` unused:
-    PLSR is deterministic). Returns (model, None): no trial table."""
+def train_site_model(X, y, ids, folds, seed: int, params: dict, label: str, dataset: str,
+                     n_local: int | None = None):
+    """PLSR on a site data set, the number of components by CV on ``folds`` (``seed`` and
+    ``n_local`` unused: PLSR is deterministic and weighs every row alike). Returns (model,
+    None): no trial table."""
     fitted = fit_pls_cv(X, y, max_components=int(params["pls_max_components"]),
                         cv=list(folds.split()))
     model = LinearModel.from_pls(fitted, ids, info={"data": dataset, "trained_at": utc_now()})

@@ -110,7 +110,7 @@ class PLSRegressionCV(RegressorMixin, BaseEstimator):
             )
         oof = np.full((n_max, len(X)), np.nan)
         for train, test in folds:
-            oof[:, test] = _nested_predictions(X[train], y[train], X[test], n_max)
+            oof[:, test] = components_predictions(X[train], y[train], X[test], n_max)
         if np.isnan(oof).any():
             raise ValueError("the CV folds must cover every sample in a test fold at least once.")
         self.cv_rmse_ = np.sqrt(np.mean((oof - y) ** 2, axis=1))
@@ -129,7 +129,7 @@ class PLSRegressionCV(RegressorMixin, BaseEstimator):
         return self.estimator_.predict(X).ravel()
 
 
-def _nested_predictions(
+def components_predictions(
     X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, n_max: int
 ) -> np.ndarray:
     """Predictions of X_test with 1..n_max components from one n_max-component fit."""

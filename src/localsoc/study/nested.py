@@ -269,8 +269,7 @@ def nested_site_estimates(
             models[entry.label], fold_data,
             params["transfer"] if entry.stage == "transfer" else params["train"],
             derived_seed(seed, site, entry.label, "nested"), base=bases.get(entry.label),
-            base_data=([(X_n[train], y_n[train]) for train, _ in splits]
-                       if entry.label in bases else None))
+            base_data=[(X_n[train], y_n[train]) for train, _ in splits])
         oof = np.full(len(ids_n), np.nan)
         for (_, held), ((held_estimate, _), _) in zip(splits, results, strict=True):
             oof[held] = held_estimate

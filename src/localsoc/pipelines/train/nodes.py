@@ -130,8 +130,9 @@ def train_site_models(
                     continue
                 key = method.model_key(site, country)
                 trainer = family(method.family).implementation()
-                model, table = trainer.train_site_model(X, y, ids, folds, seed, params,
-                                                        key.replace("/", "_"), dataset)
+                model, table = trainer.train_site_model(
+                    X, y, ids, folds, seed, params, key.replace("/", "_"), dataset,
+                    n_local=int((site_calibration["site"] == site).sum()))
                 models[key] = model
                 labelled = _labelled(table, model=key, data=dataset, n_samples=len(y))
                 if labelled is not None:
