@@ -88,7 +88,7 @@ def run_engine(X, y, folds, budget, engine, seed):
         result = search_cnn(X, y, folds=folds, budget={**budget, "engine": engine}, seed=seed,
                             directory=directory, tuner="random", space=demo_space(),
                             progress=False)
-    return result.trials.sort_values("trial_id"), used
+    return result.trials.merge(result.timings, on="trial_id").sort_values("trial_id"), used
 
 
 def run_case(name, X, y, ids, *, folds, trials, epochs, seed):

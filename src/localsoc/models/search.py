@@ -5,7 +5,8 @@ search as options) whose objective, ``cv_rmse``, is the mean validation RMSE ove
 fixed ``Folds`` (made once per data set and reused by every model on that data). Every trial
 trains K fresh models: ``y`` is standardised on the training folds, an inner random split of the
 training folds (``validation_fraction``) drives early stopping, and the held-out fold is only
-predicted. The result carries the best hyperparameters, a per-trial table (CV RMSE, seconds) and
+predicted. The result carries the best hyperparameters, a per-trial table (CV RMSE, epochs; no
+wall-clock times, so the same seed and data give the same table), the trials' seconds and
 the best trial's ``FoldEnsemble`` with its out-of-fold predictions.
 
 Budget (a dict the pipeline passes; unknown keys are an error): ``trials``, ``max_epochs``,
@@ -63,6 +64,7 @@ from localsoc.models.ensemble import (
 from localsoc.models.runtime import configure_tensorflow
 from localsoc.models.training import config_or_settings, resolve_budget
 from localsoc.models.tuner import (
+    TIMING_COLUMNS,
     TUNERS,
     CNN1DHyperModel,
     CrossValidationTuner,
@@ -86,7 +88,9 @@ _STATE_FILE = "localsoc_search.json"
 
 @dataclass
 class SearchResult:
-    """What a search found: the best hyperparameters, every trial, the best fold ensemble."""
+    """What a search found: the best hyperparameters, every trial (``trials``: no wall-clock
+    columns), the best fold ensemble; ``timings``: seconds per trial (``trial_id``,
+    ``seconds``), for benchmarks and logs, never a tracked output."""
 
     best_hyperparameters: dict[str, Any]
     trials: pd.DataFrame
@@ -94,6 +98,7 @@ class SearchResult:
     tuner: str
     directory: str | None = None
     tensorflow: dict[str, Any] = field(default_factory=dict)
+    timings: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def cv_rmse(self) -> float:
@@ -191,13 +196,16 @@ def search_cnn(
         cv_tuner = _open_search(config, data, hash_, root, distributed)
         _run_trials(cv_tuner, config, data, hash_, distributed)
         trial_id, best_values, outcome = _best_trial(cv_tuner, project_dir, data)
-        trials = trial_table(cv_tuner)
+        table = trial_table(cv_tuner)
+    timings = table[["trial_id", *TIMING_COLUMNS]].copy()
+    trials = table.drop(columns=list(TIMING_COLUMNS))
 
     info = {"kind": "search", "tuner": config.tuner, "trial_id": trial_id, "budget": budget,
             "space": space}
     ensemble = _fold_ensemble(outcome, folds, best_values, config, hash_, info)
     return SearchResult(best_hyperparameters=best_values, trials=trials, ensemble=ensemble,
-                        tuner=config.tuner, directory=kept_directory, tensorflow=tf_info)
+                        tuner=config.tuner, directory=kept_directory, tensorflow=tf_info,
+                        timings=timings)
 
 
 # --------------------------------------------------------------------------------------------

@@ -404,6 +404,11 @@ def make_oracle(kind: str, budget: Mapping[str, Any], seed: int):
 # The trial table
 
 
+#: Wall-clock columns of ``trial_table``: kept out of the search's trial table (a DVC output,
+#: which must be the same bytes for the same code, data and seed) in ``SearchResult.timings``.
+TIMING_COLUMNS = ("seconds",)
+
+
 def trial_table(cv_tuner: CrossValidationTuner) -> pd.DataFrame:
     """One row per trial: id, tuner, status, ``OBJECTIVE``, seconds, mean epochs, fold RMSEs,
     hyperparameters."""
