@@ -2,7 +2,7 @@
 served the better model, on every field-seed, and chosen leave-one-field-out.
 
     python bench/real_rules.py [--workdir /tmp/localsoc_fields] [--fields ...] [--seeds ...]
-                               [--methods "PLSR Local" Local ...]
+                               [--methods "PLSR Local" Local ...] [--rules today ...] [--picks]
 
 Refits nothing: per field-seed (``WORKDIR/<field>/seed_<seed>/data``) it reads study_metrics.csv
 (each method's nested calibration RMSE and s.e., test RMSE, the served interval's test
@@ -181,6 +181,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: all)")
     parser.add_argument("--methods", nargs="+",
                         help="only these servable methods compete (default: every one)")
+    parser.add_argument("--rules", nargs="+", choices=list(RULES),
+                        help="only these rules (and the oracle; default: every rule)")
     parser.add_argument("--picks", action="store_true", help="print every rule's picks")
     args = parser.parse_args()
     print(machine_line())
@@ -196,6 +198,8 @@ def main() -> int:
     if not all_cases:
         raise SystemExit(f"no field-seed outputs under {args.workdir}")
     table = replay(all_cases)
+    if args.rules:
+        table = table.loc[table["rule"].isin([*args.rules, "oracle (test)"])]
     today = table.loc[table["rule"] == "today"]
     served = {(c.field, c.seed): c.served for c in all_cases}
     agree = sum(served[(r.field, r.seed)] == r.pick for r in today.itertuples())
@@ -216,7 +220,8 @@ def main() -> int:
     print_frame(table.pivot_table(index="rule", columns="field", values="ratio")
                 .loc[order].round(3).reset_index())
     lofo, chosen = leave_one_field_out(table.loc[table["rule"] != "oracle (test)"])
-    print("\nLeave one field out (the rule best on the other fields, applied to the field):")
+    print("\nLeave one field out among " + ", ".join(r for r in order if r != "oracle (test)")
+          + "\n(the rule best on the other fields, applied to the field):")
     for field, rule in chosen.items():
         print(f"  {field}: {rule}")
     print(summary_line(lofo, "LOFO"))
