@@ -156,6 +156,10 @@ FAMILIES: list[Family] = [
     # a linear model like PLSR, served the same way: as simple as PLSR
     Family("plsr_spiked", "PLSR on library + extra-weighted local samples (spiking)",
            "localsoc.families.spiked_plsr", servable=True, simplicity=1),
+    # a kernel model on PLS scores: less simple than a linear model, simpler than a CNN
+    # search (a handful of hyperparameters by marginal likelihood, no architecture choice)
+    Family("gpr", "Gaussian process regression on PLS scores", "localsoc.families.gpr",
+           servable=True, simplicity=2),
 ]
 
 METHODS: list[Method] = [
@@ -181,6 +185,7 @@ METHODS: list[Method] = [
            "plsr_spiked", nested="rslocal"),
     Method("RS-LOCAL+PLSR c w", "{site}/plsr_spiked_c", "train_sites", "k+n:country",
            "plsr_spiked", nested="rslocal"),
+    Method("GPR Local", "{site}/gpr_local", "train_sites", "n", "gpr", nested="refit"),
     Method("MBL g", "{site}/mbl_g", "mbl", "library:global", "mbl"),
     Method("MBL+spiking g", "{site}/mbl_spike_g", "mbl", "library:global+n", "mbl"),
     Method("MBL c", "{site}/mbl_c", "mbl", "library:country", "mbl"),

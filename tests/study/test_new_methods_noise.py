@@ -24,7 +24,7 @@ from tests.conftest import make_ssl
 LOCALISE = {"k": 40, "b": 10, "retain": 0.9, "n_components": 4, "scoring": "response",
             "retain_by": "proportion", "n_jobs": 1, "backend": "native"}
 TRAIN = {"pls_max_components": 6, "site_budget": {"folds": 5}, "spiking_weights": [1, 3, 10],
-         "gpr": {"max_components": 3, "restarts": 0, "signal_bounds": [1e-3, 1e3],
+         "gpr": {"max_components": 2, "restarts": 0, "signal_bounds": [1e-3, 1e3],
                  "length_scale_bounds": [1e-2, 1e3], "noise_bounds": [1e-4, 10.0]}}
 
 
@@ -63,10 +63,14 @@ def noise_replicate(label: str, seed: int) -> tuple[float, float, float]:
 def assert_not_optimistic(label: str, replicates: int = 6) -> None:
     figures = np.array([noise_replicate(label, seed) for seed in range(replicates)])
     nested, unnested = figures[:, 0] / figures[:, 2], figures[:, 1] / figures[:, 2]
-    # an RMSE from 30 samples has ~13 % s.e.; over 6 replicates the mean's is ~5 %
-    assert nested.mean() > 0.92, nested
+    # an RMSE from 30 samples has ~13 % s.e.; over 4-6 replicates the mean's is ~5-7 %
+    assert nested.mean() > 0.9, nested
     assert unnested.mean() < nested.mean(), (unnested, nested)  # the test can tell
 
 
 def test_spiked_plsr_nested_estimate_is_not_optimistic_on_pure_noise():
     assert_not_optimistic("RS-LOCAL+PLSR g w")
+
+
+def test_gpr_local_nested_estimate_is_not_optimistic_on_pure_noise():
+    assert_not_optimistic("GPR Local", replicates=4)
