@@ -117,6 +117,27 @@ def test_dvc_params_and_deps_exist():
                 assert (PROJECT_ROOT / dep).exists(), f"stage {name}: dep {dep} does not exist"
 
 
+def test_plots_name_templates_of_the_offline_page():
+    """Every plot's template is a Vega-Lite file of .dvc/plots/ with DVC's data anchor, and the
+    page DVC fills (.dvc/config's plots.html_template) holds its scripts (no CDN)."""
+    import configparser
+    import json
+
+    plots = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["plots"]
+    for plot in plots:
+        spec = next(iter(plot.values()))
+        if spec is None:
+            continue
+        template = PROJECT_ROOT / ".dvc/plots" / f"{spec['template']}.json"
+        assert template.is_file(), f"{spec['title']}: no template {template}"
+        assert "<DVC_METRIC_DATA>" in json.dumps(json.loads(template.read_text()))
+    config = configparser.ConfigParser()
+    config.read(PROJECT_ROOT / ".dvc/config")
+    page = (PROJECT_ROOT / ".dvc" / config["plots"]["html_template"]).read_text()
+    assert "{plot_divs}" in page and "{scripts}" not in page  # {scripts}: DVC's CDN tags
+    assert "cdn." not in page and "/* vega-embed " in page
+
+
 def test_params_file_round_trips_to_the_stage(tmp_path):
     """What `localsoc run/study` writes is what `localsoc stage` reads: the environment and the
     resolved parameters with the run's own choices merged."""

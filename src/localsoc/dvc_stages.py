@@ -38,28 +38,33 @@ INFORMATIONAL_INPUTS = frozenset({"stage_seconds"})
 # `dvc checkout` of an experiment or an older commit read metrics, plots and reports from it.
 METRICS = frozenset({"study_metrics_summary"})
 
-# DVC plots (top-level `plots:` of dvc.yaml). Data series name the file and its columns (no x:
-# DVC's row index; a reused library model's row has no trial id); image plots name a directory
-# of PNGs. Each refers to a catalog entry.
+# DVC plots (top-level `plots:` of dvc.yaml). Data series name the file and its columns; image
+# plots name a directory of PNGs. Each refers to a catalog entry. The templates are Vega-Lite
+# files of .dvc/plots/ (DVC's templates folder; its README.md says what each draws), and the
+# page `dvc plots show` fills is .dvc/plots/offline.html (.dvc/config: plots.html_template),
+# which holds Vega, Vega-Lite and vega-embed, so the page needs no network.
+PLOTS_DIR = ".dvc/plots"
 PLOTS = (
-    {"id": "dRMSE vs Local by method (%)", "dataset": "study_metrics",
-     "x": "drmse", "y": "method", "template": "bar_horizontal",
-     "x_label": "dRMSE vs the Local CNN, % (test set)", "y_label": "method"},
-    {"id": "Observed vs estimated SOC (test set, every method)", "dataset": "study_predictions",
-     "x": "observed", "y": "estimated", "template": "scatter",
-     "x_label": "observed SOC, %", "y_label": "estimated SOC, %"},
+    {"id": "dRMSE against Local per method and site (%)", "dataset": "study_metrics",
+     "x": "drmse", "y": "method", "template": "drmse_by_site",
+     "x_label": "dRMSE against the Local CNN, % of its test RMSE (> 0: better than Local)",
+     "y_label": "method"},
+    {"id": "Served model per site: estimated vs observed SOC (test set)",
+     "dataset": "served_test_predictions", "x": "observed", "y": "estimated",
+     "template": "observed_estimated",
+     "x_label": "observed SOC, %", "y_label": "estimated SOC, % (bar: its interval)"},
     {"id": "RS-LOCAL pool size per iteration", "dataset": "rslocal_history",
-     "x": "iteration", "y": "pool_size", "template": "scatter",
+     "x": "iteration", "y": "pool_size", "template": "curves_by_site_scope",
      "x_label": "iteration", "y_label": "library samples kept"},
     {"id": "RS-LOCAL best subset RMSE per iteration", "dataset": "rslocal_history",
-     "x": "iteration", "y": "best_subset_score", "template": "scatter",
+     "x": "iteration", "y": "best_subset_score", "template": "curves_by_site_scope",
      "x_label": "iteration", "y_label": "best subset RMSE on the calibration samples"},
     {"id": "CNN search: CV RMSE per trial (sites)", "dataset": "site_search_trials",
-     "y": "cv_rmse", "template": "scatter",
-     "x_label": "trial (rows in order: model, trial)", "y_label": "cross-validated RMSE"},
+     "y": "cv_rmse", "template": "trials_by_model",
+     "x_label": "trial (in the order run)", "y_label": "cross-validated RMSE"},
     {"id": "CNN search: CV RMSE per trial (library)", "dataset": "library_search_trials",
-     "y": "cv_rmse", "template": "scatter",
-     "x_label": "trial (rows in order: model, trial)", "y_label": "cross-validated RMSE"},
+     "y": "cv_rmse", "template": "trials_by_model",
+     "x_label": "trial (in the order run)", "y_label": "cross-validated RMSE"},
     {"id": "study figures", "dataset": "study_figures"},
     {"id": "RS-LOCAL figures", "dataset": "localise_figures"},
 )

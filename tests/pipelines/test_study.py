@@ -63,8 +63,11 @@ def test_every_site_gets_every_method_and_a_winner_chosen_on_calibration(study_p
         assert winner in winners[site]["candidates"]
         mbl = table.loc[table["family"] == "mbl"]
         assert len(mbl) == 4 and mbl["rmse"].notna().all()
-    summary = json.loads((root / "data/08_reporting/metrics.json").read_text())
+    summary = json.loads((root / "data/08_reporting/method_metrics.json").read_text())
     assert "mean_drmse_DTL-Ig" in summary["summary"]
+    headline = json.loads((root / "data/08_reporting/metrics.json").read_text())
+    assert {site: h["winner"] for site, h in headline.items() if site != "mean_drmse"} == {
+        site: w["method"] for site, w in winners.items()}
     report = (root / "data/08_reporting/report.md").read_text()
     assert "DTL-Ig mean dRMSE against Local over 2 sites" in report
     assert "## Winners" in report and "## Run time per stage" in report

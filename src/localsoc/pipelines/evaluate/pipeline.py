@@ -1,5 +1,6 @@
 from kedro.pipeline import Pipeline, node
 
+from .dvc_outputs import headline_metrics, served_test_predictions
 from .nodes import (
     choose_winners,
     predict_sites,
@@ -43,8 +44,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(study_table_markdown, inputs="study_metrics", outputs="study_table",
                  name="study_table"),
+            node(headline_metrics, inputs="study_winners", outputs="study_metrics_summary",
+                 name="study_metrics_summary"),
             node(study_metrics_json, inputs=["study_metrics", "study_winners"],
-                 outputs="study_metrics_summary", name="study_metrics_summary"),
+                 outputs="study_method_metrics", name="study_method_metrics"),
+            node(served_test_predictions, inputs=["study_predictions", "study_winners"],
+                 outputs="served_test_predictions", name="served_test_predictions"),
             node(study_figures, inputs=["study_metrics", "study_predictions", "study_winners"],
                  outputs="study_figures", name="study_figures"),
         ]
