@@ -18,7 +18,7 @@ h1{font-size:1.6em;margin:.6em 0 .2em}h2{margin-top:1.6em;border-bottom:1px soli
 .wide{overflow-x:auto;max-width:100%;margin:.5em 0}
 table{border-collapse:collapse;font-size:.85em}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}
-td:nth-child(-n+2){white-space:nowrap}th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}
+td:nth-child(-n+2),#each-site-at-a-glance+.wide td{white-space:nowrap}th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}
 img{max-width:100%;height:auto}
 p.figures{display:flex;flex-wrap:wrap;gap:1%}p.figures img{max-width:49.5%}
 p.caption{font-size:.9em;color:#444;margin-top:0}

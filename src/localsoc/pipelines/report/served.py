@@ -97,16 +97,17 @@ def glance_section(manifest: dict | None, study_metrics: pd.DataFrame) -> list[s
 
 def _site_field_rows(site: str, entry: dict, tested: pd.DataFrame,
                      sites_ssl: pd.DataFrame) -> tuple[list[dict], list[str]]:
-    """(rows, notes) of one served site's field summary from its test rows."""
+    """(rows, notes) of one served site's field summary from its test rows; a note is
+    (site, text)."""
     notes = []
     ids = tested["sample_id"].astype(str).to_numpy()
     interval = entry.get("interval", {})
     shared = (set(map(str, interval.get("calibration_sample_ids", []))) & set(ids)
               if interval.get("method") == "validation" else set())
     if shared:
-        notes.append(f"{site}: {len(shared)} of the {len(ids)} summarised samples are the "
+        notes.append((site, f"{len(shared)} of the {len(ids)} summarised samples are the "
                      "validation samples whose residuals set the bias correction and the "
-                     "model error, so their observed mean is not an independent check.")
+                     "model error, so their observed mean is not an independent check."))
     site_rows = sites_ssl.loc[sites_ssl["site"] == site]  # ids may repeat across sites
     site_rows = site_rows.assign(sample_id=site_rows["sample_id"].astype(str))
     extra = site_rows.drop_duplicates("sample_id").set_index("sample_id").reindex(ids)
@@ -125,7 +126,7 @@ def _site_field_rows(site: str, entry: dict, tested: pd.DataFrame,
         row.pop("level")
         rows.append(row)
         if summary.stock is None and summary.stratum == "all":
-            notes.append(f"{site}: no SOC stock ({summary.stock_note}).")
+            notes.append((site, f"no SOC stock ({summary.stock_note})."))
     return rows, notes
 
 
@@ -145,7 +146,7 @@ def field_summary_section(manifest: dict | None, study_predictions: pd.DataFrame
                                        & (study_predictions["method"] == entry["method"])
                                        & (study_predictions["role"] == "test")]
         if len(tested) < 2:
-            notes.append(f"{site}: fewer than 2 test samples, no field summary.")
+            notes.append((site, "fewer than 2 test samples, no field summary."))
             continue
         site_rows, site_notes = _site_field_rows(site, entry, tested, sites_ssl)
         rows += site_rows
@@ -157,11 +158,14 @@ def field_summary_section(manifest: dict | None, study_predictions: pd.DataFrame
                  if c in frame and frame[c].isna().all()]  # no stock: said in the notes
         out.append(markdown_table(frame.drop(columns=empty).rename(columns={
             **FIELD_COLUMNS, "lower": f"{level:.0%} lower", "upper": f"{level:.0%} upper"})))
-    out += ["", f"Method: {FIELD_METHOD}. The samples summarised are each site's test "
-            "samples, as if scanned but not sent to the lab; their estimates are the served "
-            "model's. 'observed mean (check)' is the mean lab value of the same samples, not "
-            "used by the summary."]
-    return out + (["", *(f"- {note}" for note in notes)] if notes else [])
+    texts = dict.fromkeys(text for _, text in notes)  # one line per note, its sites named
+    out += ["", *(f"- {', '.join(s for s, t in notes if t == text)}: {text}" for text in texts)]
+    return out + ["", '<details markdown="1">',
+                  "<summary>How the field summary is computed</summary>", "",
+                  f"{FIELD_METHOD[0].upper()}{FIELD_METHOD[1:]}. The samples summarised are "
+                  "each site's test samples, as if scanned but not sent to the lab; their "
+                  "estimates are the served model's. 'observed mean (check)' is the mean lab "
+                  "value of the same samples, not used by the summary.", "", "</details>"]
 
 
 def _card_without_shared_text(manifest: dict, site: str) -> tuple[dict, dict]:
