@@ -103,6 +103,7 @@ METHOD = (
     "interval with Welch-Satterthwaite degrees of freedom; minimum detectable change from the "
     "noncentral t (one-sided test)")
 DESIGNS = ("paired", "independent")
+CAMPAIGNS = ("baseline", "later")
 PAIR_BY = ("id", "coordinates")
 LEVEL = 0.9
 ALPHA = 0.05
@@ -165,6 +166,16 @@ class Campaign:
     depth_cm: Sequence | None = None
     in_domain: Sequence | None = None
     q: Sequence | None = None
+
+    def take(self, rows) -> Campaign:
+        """The campaign cut to ``rows`` (e.g. ``pair_locations``' matched rows, in order)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        cut = {name: None if getattr(self, name) is None else np.asarray(
+            list(getattr(self, name)), dtype=object if name in ("sample_ids", "strata")
+            else None)[rows]
+            for name in ("estimates", "sample_ids", "strata", "bulk_density_g_cm3", "depth_cm",
+                         "in_domain", "q")}
+        return replace(self, **cut)
 
 
 @dataclass(frozen=True)
@@ -497,6 +508,13 @@ def spectral_drift(baseline_q, later_q, paired: bool, alpha: float = DRIFT_ALPHA
     return Drift(test=test, p_value=p_value, median_q_ratio=ratio, flagged=p_value < alpha)
 
 
+def beyond_baseline(baseline_q, later_q) -> np.ndarray:
+    """Per later spectrum: its Q residual is above every baseline spectrum's (the per-spectrum
+    side of ``spectral_drift``; by chance about 1 in N_b + 1 later spectra of an unchanged
+    instrument)."""
+    return np.asarray(later_q, np.float64) > float(np.max(np.asarray(baseline_q, np.float64)))
+
+
 def _labels(strata, size: int, campaign: str) -> pd.Series | None:
     if strata is None:
         return None
@@ -669,3 +687,29 @@ def _group_summary(baseline: Campaign, later: Campaign, name: str, masks, outsid
 def summary_table(summaries: Sequence[ChangeSummary]) -> pd.DataFrame:
     """The summaries as one table (``ChangeSummary.row``)."""
     return pd.DataFrame([summary.row() for summary in summaries])
+
+
+def markdown_section(table: pd.DataFrame, site: str, heading: str = "##") -> str:
+    """A report's "Change" section from a ``summary_table`` (``localsoc change`` writes it to
+    ``data/08_reporting/change_<site>.csv``): one row per group, then its flags and notes."""
+    level = float(table["level"].iloc[0])
+    lines = [f"{heading} Change: {site}", "",
+             f"Change of the mean SOC between the baseline and the later campaign, "
+             f"{level:.0%} interval ({table['design'].iloc[0]} design, "
+             f"{table['models'].iloc[0]} model(s)); {METHOD}.", "",
+             "| stratum | N baseline | N later | baseline SOC % | later SOC % | change | "
+             "interval | detectable change | stock change t C/ha | flags |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in table.itertuples(index=False):
+        stock = ("-" if not np.isfinite(row.change_stock_t_ha) else
+                 f"{row.change_stock_t_ha:+.2f} ({row.stock_lower:+.2f} to "
+                 f"{row.stock_upper:+.2f})")
+        span = ("-" if not np.isfinite(row.lower) else
+                f"{row.lower:+.3f} to {row.upper:+.3f}")
+        flags = row.flags if isinstance(row.flags, str) and row.flags else ""
+        lines.append(f"| {row.stratum} | {row.n_baseline} | {row.n_later} | "
+                     f"{row.baseline_soc:.3f} | {row.later_soc:.3f} | {row.change_soc:+.3f} | "
+                     f"{span} | {row.detectable_change:.3f} | {stock} | {flags} |")
+    notes = [f"- {row.stratum}: {row.notes}" for row in table.itertuples(index=False)
+             if isinstance(row.notes, str) and row.notes]
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"

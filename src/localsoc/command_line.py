@@ -15,6 +15,9 @@ from pathlib import Path
 
 import click
 
+from localsoc.change_command import later_campaign_options
+from localsoc.change_command import register as register_change
+
 #: TensorFlow's C++ log level as the user's environment set it (None: not set).
 USER_TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 for _name, _value in (
@@ -48,17 +51,24 @@ def project_root() -> Path:
 def run_stages(
     stages: list[str], env: str, params: dict | None = None, project: Path | None = None
 ) -> dict[str, float]:
-    """Run the named pipelines in order, one Kedro session each; return seconds per stage."""
+    """Run the named pipelines in order, one Kedro session each; return seconds per stage.
+    Each banner numbers the stage among all of the study's (``stage 5/13``)."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
     from rich.console import Console
 
+    from localsoc.pipeline_registry import STAGES
+    from localsoc.quiet_start import filter_library_info
+
     console = Console(stderr=True)
     project = project or project_root()
     bootstrap_project(project)
+    filter_library_info()  # after Kedro set up logging from conf/logging.yml
     seconds: dict[str, float] = {}
     for number, stage in enumerate(stages, start=1):
-        console.rule(f"[bold]stage {number}/{len(stages)}: {stage}")
+        position = (f"{STAGES.index(stage) + 1}/{len(STAGES)}" if stage in STAGES
+                    else f"{number}/{len(stages)}")
+        console.rule(f"[bold]stage {position}: {stage}")
         start = time.perf_counter()
         with KedroSession.create(project_path=project, env=env, runtime_params=params) as session:
             session.run(pipeline_names=[stage])
@@ -140,8 +150,9 @@ def main(verbose: bool) -> None:
       localsoc study --site my_field --library nirsoil
       localsoc predict --site my_field                     its unlabelled scans
     """
-    from localsoc.quiet_start import VERBOSE_ENV
+    from localsoc.quiet_start import VERBOSE_ENV, plain_progress_when_piped
 
+    plain_progress_when_piped()  # a log file gets progress lines, not carriage returns
     if verbose:
         os.environ[VERBOSE_ENV] = "1"  # inherited by the Kedro / DVC processes a command starts
         if USER_TF_LOG_LEVEL is None:
@@ -210,6 +221,14 @@ def _refresh_dvc_yaml(project: Path, console) -> None:
         console.print(f"{DVC_FILE} written from the pipelines (`localsoc dvc-yaml`)")
 
 
+#: `python -m dvc`, less DVC's "To track the changes with git, run: git add dvc.lock" and
+#: "To enable auto staging" hints (its scm_context logger at WARNING): the run commands print
+#: where the results are, and committing dvc.lock is the user's choice.
+DVC_WITHOUT_GIT_HINTS = ("import logging, sys; from dvc.cli import main; "
+                         "logging.getLogger('dvc.repo.scm_context').setLevel(logging.WARNING); "
+                         "sys.exit(main(sys.argv[1:]))")
+
+
 def _dvc_repro(project: Path, stages: list[str] | None, force: bool,
                console) -> dict[str, float]:
     """`dvc repro` (of ``stages``, or all) in ``project``: the seconds of each stage that ran,
@@ -218,8 +237,8 @@ def _dvc_repro(project: Path, stages: list[str] | None, force: bool,
     import sys
     import tempfile
 
-    command = [sys.executable, "-m", "dvc", "repro", *(["--force"] if force else []),
-               *(["--single-item", *stages] if stages else [])]
+    command = [sys.executable, "-c", DVC_WITHOUT_GIT_HINTS, "repro",
+               *(["--force"] if force else []), *(["--single-item", *stages] if stages else [])]
     with tempfile.TemporaryDirectory() as scratch:
         log = Path(scratch) / "stages.log"
         environment = {**os.environ, STAGE_LOG_VARIABLE: str(log),
@@ -642,6 +661,7 @@ def add_site(file, site, no_plan, read, ossl_lab, ossl_site, labels) -> None:
               help="also write the lab request CSV here")
 @click.option("--replace", is_flag=True, help="replace the site's existing plan")
 @file_options(*READING, *GRID, ignored=(*CARBON, "carbon_kind", "no_dvc"))
+@later_campaign_options
 def plan(file, site, n, n_validation, out, replace, read) -> None:
     """Choose which of a site's scanned samples go to the lab (no lab values needed).
 
@@ -938,6 +958,8 @@ def print_field_summary(console, summary) -> None:
             console.print(f"[yellow]{row.stratum}: {row.notes}")
     console.print(f"method: {METHOD}")
 
+
+register_change(main)  # `localsoc change` (localsoc.change_command)
 
 if __name__ == "__main__":
     main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: The shape of a request, cut to three bands (a real one covers the model's whole range).
 EXAMPLE_REQUEST = {
@@ -248,3 +248,149 @@ class CardResponse(BaseModel):
     site: str
     markdown: str
     card: dict
+
+
+#: A change request, cut to three bands and two spectra a campaign.
+EXAMPLE_CHANGE_REQUEST = {
+    "site": "china_site",
+    "baseline": {"wavelengths_nm": [400.0, 410.0, 420.0],
+                 "reflectance": [[0.081, 0.083, 0.086], [0.079, 0.082, 0.084]],
+                 "sample_id": ["p1", "p2"]},
+    "later": {"wavelengths_nm": [400.0, 410.0, 420.0],
+              "reflectance": [[0.080, 0.082, 0.085], [0.077, 0.080, 0.083]],
+              "sample_id": ["p1", "p2"]},
+    "design": "paired",
+}
+
+
+class CampaignScans(BaseModel):
+    """One campaign's scans: spectra as in /predict and, optionally, per spectrum its location
+    (sample_id or lat/lon, to pair the campaigns), stratum, bulk density and layer depth."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wavelengths_nm: list[float] = Field(
+        fail_fast=True, description="wavelength of each value of a spectrum, nm (as /predict)")
+    reflectance: list[Spectrum] | None = Field(
+        default=None, fail_fast=True, description="one spectrum per row, fractions in (0, 1]")
+    absorbance: list[Spectrum] | None = Field(
+        default=None, fail_fast=True, description="instead of reflectance: log10(1/R)")
+    sample_id: list[str] | None = Field(
+        default=None, fail_fast=True,
+        description="one location id per spectrum (a paired design matches them)")
+    lat: list[float | None] | None = Field(default=None, fail_fast=True,
+                                           description="latitude of each spectrum, degrees")
+    lon: list[float | None] | None = Field(default=None, fail_fast=True,
+                                           description="longitude of each spectrum, degrees")
+    stratum: list[str | None] | None = Field(
+        default=None, fail_fast=True, description="one stratum label per spectrum (as /field)")
+    bulk_density_g_cm3: list[float | None] | None = Field(
+        default=None, fail_fast=True, description="dry bulk density per sample, g/cm3")
+    depth_cm: list[float | None] | None = Field(
+        default=None, fail_fast=True, description="layer thickness per sample, cm")
+
+
+class ChangeRequest(BaseModel):
+    """Two campaigns of scans of one field, the baseline and the later one."""
+
+    model_config = ConfigDict(extra="forbid",
+                              json_schema_extra={"example": EXAMPLE_CHANGE_REQUEST})
+
+    site: str = Field(description="served site id (GET /sites lists them)")
+    baseline: CampaignScans
+    later: CampaignScans
+    design: Literal["independent", "paired"] = Field(
+        default="independent",
+        description="paired: the later campaign revisits the baseline's locations, matched by "
+        "pair_by; independent: two separate random samples of the field")
+    pair_by: Literal["id", "coordinates"] = Field(
+        default="id", description="how a paired design matches locations: sample_id, or "
+        "lat/lon within 10 m")
+    target: Literal["field", "samples"] = Field(
+        default="field", description="as /field: the scans sample a larger field, or they are "
+        "the population")
+    level: float = Field(default=0.9, gt=0, lt=1, description="interval level")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5,
+                         description="one-sided test level of the detectable change")
+    power: float = Field(default=0.8, gt=0, lt=1, description="power of the detectable change")
+
+
+def _null_if_not_finite(values: dict) -> dict:
+    return {key: None if isinstance(value, float) and not math.isfinite(value) else value
+            for key, value in values.items()}
+
+
+class ChangeEstimate(BaseModel):
+    estimate: float | None = Field(description="later - baseline mean, SOC % or t C/ha (null: "
+                                   "too few spectra)")
+    lower: float | None = Field(description="lower bound (null: no interval, see notes)")
+    upper: float | None = Field(description="upper bound (null: no interval)")
+    baseline: float | None = Field(description="the baseline's bias-corrected mean")
+    later: float | None = Field(description="the later campaign's bias-corrected mean")
+    mean_change: float | None = Field(description="change of the mean estimates, before the "
+                                      "bias corrections")
+    bias_correction: float | None = Field(description="later - baseline bias correction (0 "
+                                          "for SOC % with one model: its bias cancels)")
+    sampling_se: float | None = Field(description="standard error from the campaigns' sampling")
+    model_se: float | None = Field(description="standard error from the model's error")
+    df: float | None = Field(description="Welch-Satterthwaite degrees of freedom")
+    detectable_change: float | None = Field(
+        description="minimum detectable change at these sizes (power, one-sided alpha)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finite(cls, values):
+        return _null_if_not_finite(values) if isinstance(values, dict) else values
+
+
+class DriftTest(BaseModel):
+    test: str
+    p_value: float
+    median_q_ratio: float | None = Field(description="median Q later / median Q baseline")
+    flagged: bool = Field(description="the later spectra drifted from the baseline's")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finite(cls, values):
+        return _null_if_not_finite(values) if isinstance(values, dict) else values
+
+
+class ChangeGroup(BaseModel):
+    stratum: str = Field(description="'all' for the whole field, else the stratum label")
+    design: str
+    models: str = Field(description="one (the same model for both campaigns) or two")
+    n_baseline: int
+    n_later: int
+    level: float
+    target: str
+    soc: ChangeEstimate = Field(description="change of the mean SOC %")
+    stock: ChangeEstimate | None = Field(description="change of the mean SOC stock, t C/ha")
+    stock_note: str | None = None
+    n_out_of_domain_baseline: int | None = None
+    n_out_of_domain_later: int | None = None
+    drift: DriftTest | None = Field(default=None, description="the later campaign's Q "
+                                    "residuals against the baseline's")
+    flags: list[str] = Field(default_factory=list, description="spectral_drift, "
+                             "baseline_out_of_domain, later_out_of_domain, too_few")
+    notes: list[str] = Field(default_factory=list)
+
+
+class CampaignPredictions(BaseModel):
+    n_spectra: int
+    out_of_domain: int = Field(description="spectra outside the model's domain")
+    resampled: bool
+    predictions: list[SpectrumPrediction] = Field(
+        description="per spectrum as /predict; a later spectrum whose Q residual is above "
+        "every baseline spectrum's has the flag q_beyond_baseline")
+
+
+class ChangeResponse(BaseModel):
+    model: ModelIdentity
+    method: str = Field(description="how the interval is computed")
+    level: float
+    design: str
+    target: str
+    n_pairs: int | None = Field(description="matched locations (paired design)")
+    baseline: CampaignPredictions
+    later: CampaignPredictions
+    summaries: list[ChangeGroup]

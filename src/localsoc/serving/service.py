@@ -7,7 +7,11 @@ optionally, one ``stratum``, ``bulk_density_g_cm3`` and ``depth_cm`` per spectru
 ``target`` (field | samples), and returns the field's (and each stratum's) mean SOC with an
 interval that includes the model's error, and the SOC stock (``localsoc.field``; its errors are
 those of /predict, plus 400 for a per-spectrum list of the wrong length and 422 for a bulk
-density or depth out of range). ``GET /sites`` lists the served sites with their method,
+density or depth out of range). ``POST /change`` takes two such campaigns (``baseline`` and
+``later``, each with its own wavelengths and, to pair them, ``sample_id`` or ``lat``/``lon``)
+and returns the change of the field's mean SOC and stock with its interval, minimum detectable
+change and drift check (``localsoc.change``; ``localsoc.serving.change_answer`` says its
+errors). ``GET /sites`` lists the served sites with their method,
 wavelength grid and test metrics; ``GET /sites/{site}/card`` gives a site's model card
 (``localsoc.serving.card``: data, method, metrics, intervals, domain, versions) as data and
 markdown (404 for an unknown site).
@@ -70,11 +74,15 @@ from starlette.routing import Route
 
 from localsoc.serving import header_timeout, supervision
 from localsoc.serving.bundle import DEFAULT_SERVING, BundleError, read_stored_bundle
+from localsoc.serving.change_answer import answer_change
 from localsoc.serving.edge import OPEN_ROUTES, EdgeSettings, edge_settings, offers_key
 from localsoc.serving.inference import configure_threads
 from localsoc.serving.predictor import BundlePredictor, RequestError, check_body
 from localsoc.serving.schemas import (
+    CampaignScans,
     CardResponse,
+    ChangeRequest,
+    ChangeResponse,
     ErrorResponse,
     FieldRequest,
     FieldResponse,
@@ -89,14 +97,16 @@ TAG_FILE = Path("data/06_models/bento_tag.txt")
 DEFAULT_TAG = "localsoc_bundle:latest"
 PREDICT_ROUTE = "/predict"
 FIELD_ROUTE = "/field"
+CHANGE_ROUTE = "/change"
 SITES_ROUTE = "/sites"
 CARD_ROUTE = "/sites/{site}/card"
 #: The POST routes whose JSON bodies the middleware checks, and the schema of each.
-BODY_SCHEMAS = {PREDICT_ROUTE: PredictRequest, FIELD_ROUTE: FieldRequest}
+BODY_SCHEMAS = {PREDICT_ROUTE: PredictRequest, FIELD_ROUTE: FieldRequest,
+                CHANGE_ROUTE: ChangeRequest}
 OPENAPI_ROUTE = "/docs.json"
 DOCS_ROUTE = "/docs"
 #: The routes, as the 404 reply lists them.
-ROUTES_TEXT = ("POST /predict, POST /field, GET /sites, GET /sites/{site}/card, GET /docs.json "
+ROUTES_TEXT = ("POST /predict, POST /field, POST /change, GET /sites, GET /sites/{site}/card, GET /docs.json "
                "(GET / shows it), GET /livez, /readyz, /metrics")
 #: The error replies of /predict (all ``ErrorResponse``), as documented in /docs.json.
 ERROR_STATUSES = {
@@ -202,8 +212,9 @@ def example_spectrum(predictor: BundlePredictor, site: str) -> np.ndarray:
 
 
 def served_examples(predictor: BundlePredictor) -> dict[str, dict[str, Any]]:
-    """A request to /predict and one to /field for the served bundle's first site, on its own
-    wavelength grid, with made-up spectra (``example_spectrum``)."""
+    """A request to /predict, /field and /change for the served bundle's first site, on its
+    own wavelength grid, with made-up spectra (``example_spectrum``; the later campaign's
+    tilted by a few per cent across the range)."""
     site = sorted(predictor.sites)[0]
     spectrum = example_spectrum(predictor, site)
     spectra = [spectrum.tolist(), np.round(spectrum * 0.95, 5).tolist()]
@@ -211,34 +222,88 @@ def served_examples(predictor: BundlePredictor) -> dict[str, dict[str, Any]]:
     predict = {"site": site, "wavelengths_nm": grid, "reflectance": spectra[:1]}
     field = {**predict, "reflectance": spectra, "stratum": ["north", "south"],
              "bulk_density_g_cm3": [1.31, 1.27], "depth_cm": [30.0, 30.0]}
-    return {PREDICT_ROUTE: predict, FIELD_ROUTE: field}
+    tilt = np.linspace(0.99, 1.01, len(grid))
+    campaign = {"wavelengths_nm": grid, "sample_id": ["p1", "p2"],
+                "bulk_density_g_cm3": [1.31, 1.27], "depth_cm": [30.0, 30.0]}
+    change = {"site": site, "design": "paired", "pair_by": "id",
+              "baseline": {**campaign, "reflectance": spectra},
+              "later": {**campaign, "reflectance": [
+                  np.round(np.minimum(np.asarray(row) * factor, 1.0), 5).tolist()
+                  for row, factor in ((spectra[0], tilt), (spectra[1], tilt[::-1]))]}}
+    return {PREDICT_ROUTE: predict, FIELD_ROUTE: field, CHANGE_ROUTE: change}
+
+
+#: The Swagger page's description (one paragraph).
+DESCRIPTION = (
+    "Soil organic carbon (SOC, % by mass) from the vis-NIR spectra of a served site, by the "
+    "model the LocalSOC study chose for it (a spectral library localised to the site by "
+    "transfer learning). POST /predict gives an estimate per spectrum with its prediction "
+    "interval and applicability-domain check; POST /field the field's (and each stratum's) "
+    "mean SOC and stock with an interval that includes the model's error; POST /change the "
+    "change of that mean between a baseline and a later campaign, with its minimum "
+    "detectable change and a check that the later spectra did not drift; GET /sites lists "
+    "the served sites and GET /sites/{site}/card gives a site's model card. A request the "
+    "service cannot answer gets a 4xx {\"error\", \"field\"} that says what to fix; "
+    "/docs.json is this document.")
+#: A summary of every route on the Swagger page, and how to call the GET routes.
+SUMMARIES = {
+    (PREDICT_ROUTE, "post"): "SOC % per spectrum, with its interval and domain check",
+    (FIELD_ROUTE, "post"): "A field's mean SOC and stock, per stratum, with the model's error",
+    (CHANGE_ROUTE, "post"): "The change of a field's mean SOC and stock between two campaigns",
+    (SITES_ROUTE, "get"): "The served sites with their method, wavelength grid and test metrics",
+    (CARD_ROUTE, "get"): "The model card of a served site (from the bundle), as data and "
+                         "markdown",
+    ("/livez", "get"): "Liveness probe: 200 while the server runs (no API key needed)",
+    ("/readyz", "get"): "Readiness probe: 200 while every worker serves the verified bundle, "
+                        "else 503 (no API key needed)",
+    ("/healthz", "get"): "Health probe, as /livez (no API key needed)",
+    ("/metrics", "get"): "Prometheus metrics of the server (no API key needed)",
+}
+
+
+def _describe_routes(document: dict[str, Any], site: str | None) -> None:
+    """Every route's summary, and a request example for each GET route (a curl line; the
+    card's site parameter: ``site``)."""
+    for (route, method), summary in SUMMARIES.items():
+        operation = document["paths"].get(route, {}).get(method)
+        if operation is None:
+            continue
+        operation["summary"] = summary
+        if method == "get":
+            path = route.replace("{site}", site or "SITE")
+            operation["description"] = (
+                (operation.get("description", "").strip() + "\n\n").lstrip()
+                + f"Request example: `curl -s http://127.0.0.1:3000{path}`")
+    if site is not None:
+        document["paths"][CARD_ROUTE]["get"]["parameters"][0]["example"] = site
 
 
 def _describe_service(document: dict[str, Any]) -> None:
-    """This service's title, version, description and request examples in place of
-    BentoML's."""
-    paragraphs = (__doc__ or "").split("\n\n")
+    """This service's title, version, description, route summaries and request examples in
+    place of BentoML's."""
     document["info"] = {"title": "LocalSOC prediction service", "version": _version(),
-                        "description": "\n\n".join(paragraphs[:2]).strip()}
+                        "description": DESCRIPTION}
     service = bentoml.get_current_service()
-    examples = served_examples(service.predictor) if service is not None else {}
+    predictor = service.predictor if service is not None else None
+    examples = served_examples(predictor) if predictor is not None else {}
     for route, example in examples.items():
         content = document["paths"][route]["post"]["requestBody"]["content"]
         content["application/json"]["example"] = example
         content["application/json"]["schema"].pop("example", None)
+    _describe_routes(document, sorted(predictor.sites)[0] if predictor is not None else None)
 
 
 def openapi_document() -> dict[str, Any]:
-    """BentoML's OpenAPI document of the service with /predict's and /field's error replies
-    (400, 413, 415, 422, 500: ``ErrorResponse``, which BentoML does not know), GET /sites and
-    GET /sites/{site}/card (a mounted app, which BentoML does not document). Built once per
-    worker."""
+    """BentoML's OpenAPI document of the service with the POST routes' error replies (400, 413,
+    415, 422, 500: ``ErrorResponse``, which BentoML does not know), GET /sites and GET
+    /sites/{site}/card (a mounted app, which BentoML does not document), a summary of every
+    route and a request example of each (``_describe_service``). Built once per worker."""
     if not _openapi:
         document = json.loads(json.dumps(LocalSOCService.openapi_spec.asdict()))
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         error = {"content": {"application/json": {"schema": _component(schemas, ErrorResponse)}}}
         predict = document["paths"][PREDICT_ROUTE]["post"]
-        for route in (PREDICT_ROUTE, FIELD_ROUTE):
+        for route in BODY_SCHEMAS:
             post = document["paths"][route]["post"]
             post["responses"] = {
                 "200": post["responses"]["200"],
@@ -246,13 +311,11 @@ def openapi_document() -> dict[str, Any]:
                    for status, text in ERROR_STATUSES.items()},
             }
         document["paths"][SITES_ROUTE] = {"get": {
-            "summary": "The served sites with their method, wavelength grid and test metrics",
             "tags": predict.get("tags", []),
             "responses": {"200": {"description": "Successful Response", "content": {
                 "application/json": {"schema": _component(schemas, SitesResponse)}}}},
         }}
         document["paths"][CARD_ROUTE] = {"get": {
-            "summary": "The model card of a served site (from the bundle), as data and markdown",
             "tags": predict.get("tags", []),
             "parameters": [{"name": "site", "in": "path", "required": True,
                             "schema": {"type": "string"}}],
@@ -498,7 +561,7 @@ def _workers() -> int:
     # OpenTelemetry spans cost ~0.5 ms a request even when none is sampled (BentoML's default);
     # LOCALSOC_TRACING=1 traces the API routes too (with a tracing exporter configured)
     tracing={"excluded_urls": "" if os.environ.get("LOCALSOC_TRACING", "0") == "1"
-             else f"{PREDICT_ROUTE},{FIELD_ROUTE},/sites"},
+             else f"{PREDICT_ROUTE},{FIELD_ROUTE},{CHANGE_ROUTE},/sites"},
 )
 @bentoml.asgi_app(sites_app, path="/")
 class LocalSOCService:
@@ -564,6 +627,22 @@ class LocalSOCService:
         try:
             return self.predictor.field(site, wavelengths_nm, reflectance, absorbance, stratum,
                                         bulk_density_g_cm3, depth_cm, target)
+        except RequestError as error:
+            return JSONResponse(error.body(), status_code=error.status)
+
+    @bentoml.api(route=CHANGE_ROUTE, input_spec=ChangeRequest)
+    def change(self, site: str, baseline: CampaignScans, later: CampaignScans,
+               design: str = "independent", pair_by: str = "id", target: str = "field",
+               level: float = 0.9, alpha: float = 0.05, power: float = 0.8) -> ChangeResponse:
+        """The change of the field's (and each stratum's) mean SOC and stock between two
+        campaigns, with an interval that includes the model's error, the minimum detectable
+        change and the spectral drift check (``localsoc.change``)."""
+        try:
+            request = ChangeRequest(site=site, baseline=CampaignScans.model_validate(baseline),
+                                    later=CampaignScans.model_validate(later), design=design,
+                                    pair_by=pair_by, target=target, level=level, alpha=alpha,
+                                    power=power)
+            return answer_change(self.predictor, request)
         except RequestError as error:
             return JSONResponse(error.body(), status_code=error.status)
 
