@@ -60,3 +60,37 @@ def test_a_localsoc_command_starts_quietly(tmp_path):
     assert done.returncode != 0 and "no library imported" in done.stderr
     noisy = [line for line in done.stderr.splitlines() if any(n in line for n in NOISE)]
     assert not noisy, done.stderr
+
+
+def test_a_piped_progress_bar_prints_plain_lines():
+    """Under a pipe, tqdm (imported after the call) prints lines, not carriage returns."""
+    code = ("import sys, time\n"
+            "from localsoc.quiet_start import plain_progress_when_piped\n"
+            "plain_progress_when_piped()\n"
+            "from tqdm.auto import tqdm\n"
+            "for _ in tqdm(range(4), desc='trials', mininterval=0):\n"
+            "    time.sleep(0.01)\n"
+            "with tqdm(total=2, desc='cleared', leave=False) as bar:\n"
+            "    bar.update(2)\n"
+            "print('after', file=sys.stderr)\n")
+    stderr = _stderr_of(code)
+    assert "\r" not in stderr
+    lines = stderr.splitlines()
+    trials = [line for line in lines if line.startswith("trials")]
+    assert len(trials) >= 5 and "4/4" in trials[-1]  # one line per redraw
+    assert lines[-1] == "after" and all(line.strip() for line in lines)
+
+
+def test_library_info_is_left_out_and_localsoc_info_and_warnings_stay():
+    import logging
+
+    from localsoc.quiet_start import LibraryInfoFilter
+
+    def record(name, level):
+        return logging.LogRecord(name, level, __file__, 1, "message", None, None)
+
+    keep = LibraryInfoFilter().filter
+    assert not keep(record("great_expectations.data_context.types.base", logging.INFO))
+    assert keep(record("great_expectations", logging.WARNING))
+    assert keep(record("localsoc.pipelines.train.nodes", logging.INFO))
+    assert not keep(record("localsocx", logging.INFO))

@@ -16,6 +16,12 @@ run it) start quietly as well.
 
 Nothing here changes numerics: ``TF_ENABLE_ONEDNN_OPTS`` is left as the user set it (its
 notice is hidden, the oneDNN kernels stay as they are).
+
+A console that is not a terminal (``make run > log``, CI) gets plain lines:
+:func:`plain_progress_when_piped` turns a progress bar's carriage returns into line ends and
+lets a bar print at most one line every :data:`PIPED_PROGRESS_INTERVAL_S` seconds, and
+:class:`LibraryInfoFilter` keeps other libraries' INFO records (Great Expectations' "Created
+temporary directory ... ephemeral docs site") off the console handlers.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import os
 import re
 import sys
 import tempfile
+from typing import TextIO
 
 logger = logging.getLogger(__name__)
 
@@ -85,3 +92,64 @@ def import_tensorflow_quietly() -> None:
         absl_logging.set_verbosity(absl_logging.ERROR)
     except ImportError:  # absl comes with TensorFlow; without it there is nothing to quieten
         pass
+
+
+#: Seconds between two lines of a progress bar when the console is not a terminal.
+PIPED_PROGRESS_INTERVAL_S = 30
+
+
+class CarriageReturnLines:
+    """A text stream over ``stream`` that ends the line where a progress bar returns the
+    carriage (``\r``): each redraw of a bar becomes one plain line, and the blank redraws that
+    clear a bar are dropped."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._line_open = False  # text written since the last line end
+
+    def write(self, text: str) -> int:
+        out = []
+        for index, part in enumerate(text.replace("\r\n", "\n").split("\r")):
+            if index and self._line_open:
+                out.append("\n")
+                self._line_open = False
+            if not part.strip(" "):
+                continue  # nothing, or a bar cleared with spaces
+            out.append(part)
+            self._line_open = not part.endswith("\n")
+        self._stream.write("".join(out))
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def plain_progress_when_piped() -> None:
+    """When stderr is not a terminal: progress bars (tqdm, imported after this call) print a
+    plain line at most every :data:`PIPED_PROGRESS_INTERVAL_S` seconds (``TQDM_MININTERVAL``,
+    unless set) and their carriage returns become line ends (:class:`CarriageReturnLines`).
+    Does nothing on a terminal."""
+    if sys.stderr is None or isinstance(sys.stderr, CarriageReturnLines) or sys.stderr.isatty():
+        return
+    os.environ.setdefault("TQDM_MININTERVAL", str(PIPED_PROGRESS_INTERVAL_S))
+    sys.stderr = CarriageReturnLines(sys.stderr)
+
+
+class LibraryInfoFilter(logging.Filter):
+    """Passes LocalSOC's records and every library's warnings and errors; a library's INFO and
+    DEBUG records (some set their own loggers to INFO when imported, so the logging
+    configuration's levels do not hold them) are left out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return (record.levelno >= logging.WARNING or record.name == "localsoc"
+                or record.name.startswith("localsoc."))
+
+
+def filter_library_info() -> None:
+    """Add :class:`LibraryInfoFilter` to the root logger's handlers (once)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, LibraryInfoFilter) for f in handler.filters):
+            handler.addFilter(LibraryInfoFilter())
