@@ -255,3 +255,21 @@ def test_spectral_drift_is_flagged_and_a_campaign_mostly_outside_is_refused():
     outside = Campaign(estimates + 0.1, residuals, "m", in_domain=np.arange(40) >= 30)
     with pytest.raises(OutOfDomainError, match="30 of 40 later spectra"):
         change_summary(baseline, outside, design="paired")
+
+
+def test_the_change_table_renders_as_a_report_section():
+    from localsoc.change import markdown_section, summary_table
+
+    rng = np.random.default_rng(4)
+    estimates = rng.normal(1.5, 0.3, 30)
+    residuals = rng.normal(0, 0.2, 20)
+    summaries = change_summary(
+        Campaign(estimates, residuals, "m", strata=["n", "s"] * 15,
+                 bulk_density_g_cm3=np.full(30, 1.3), depth_cm=np.full(30, 30.0)),
+        Campaign(estimates + 0.2, residuals, "m", bulk_density_g_cm3=np.full(30, 1.3),
+                 depth_cm=np.full(30, 30.0)), design="paired")
+    text = markdown_section(summary_table(summaries), "field_x")
+    assert text.startswith("## Change: field_x")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "stratum" not in line]
+    assert [row.split(" | ")[0] for row in rows] == ["| all", "| n", "| s"]
+    assert "+0.200" in rows[0] and "+7.80" in rows[0]  # 0.2 % x 1.3 g/cm3 x 30 cm

@@ -50,7 +50,9 @@ def campaigns(site: pd.DataFrame, library: pd.DataFrame, change: float,
               seed: int) -> dict[str, pd.DataFrame]:
     """The baseline, later and drifted-later scans of the site (module notes)."""
     bands = _bands(site)
-    scans = site.drop(columns=[CARBON]).assign(bulk_density_g_cm3=1.35, depth_cm=30.0)
+    scans = pd.concat([site.drop(columns=[CARBON]),
+                       pd.DataFrame({"bulk_density_g_cm3": 1.35, "depth_cm": 30.0},
+                                    index=site.index)], axis=1)
     absorbance = np.log10(1.0 / site[bands].to_numpy(np.float64))
     noise = np.random.default_rng(seed).normal(0.0, 0.0005, absorbance.shape)
     later_absorbance = absorbance + change * soc_signature(library)[bands].to_numpy() + noise
