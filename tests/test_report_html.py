@@ -42,3 +42,25 @@ def test_the_page_links_every_section_embeds_its_figures_and_asks_for_nothing():
     references = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", page)
     assert references and all(r.startswith(("data:", "#")) for r in references)
     assert "<link" not in page and "<script" not in page and "@import" not in page
+
+
+def test_the_glance_table_names_the_served_model_beside_local_plsr_and_flags_low_coverage():
+    import pandas as pd
+
+    from localsoc.pipelines.report.served import glance_section, local_plsr_method
+
+    plsr = local_plsr_method().label
+    metrics = pd.DataFrame({"site": ["s1", "s1", "s2", "s2"],
+                            "method": ["DTL-Ig", plsr, "DTL-Ig", plsr],
+                            "rmse": [0.2, 0.25, 0.3, 0.3], "winner": [True, False, True, False]})
+    manifest = {"sites": {site: {
+        "method": "DTL-Ig", "family": "cnn", "trained_on": "k+n:global",
+        "interval": {"method": "validation", "level": 0.9},
+        "test_metrics": {"rmse": rmse, "coverage": coverage, "mean_width": 0.8}}
+        for site, rmse, coverage in (("s1", 0.2, 0.95), ("s2", 0.3, 0.7))}}
+    lines = glance_section(manifest, metrics)
+    rows = [line for line in "\n".join(lines).splitlines() if line.startswith(("| s1 ", "| s2 "))]
+    assert rows[0].startswith("| s1 | **DTL-Ig** | cnn, k+n:global | 0.200 | 0.250 | +20 % |")
+    assert "| validation, 90 % | 0.950 | 0.800 |" in rows[0]
+    assert "| 0.300 | 0.300 | +0 % |" in rows[1]
+    assert "Measured coverage below the 90 % level: s2 (0.70)." in lines[-1]

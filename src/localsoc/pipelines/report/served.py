@@ -71,7 +71,7 @@ def glance_section(manifest: dict | None, study_metrics: pd.DataFrame) -> list[s
         if plsr is not None:
             row[f"{plsr.label} test RMSE"] = base_rmse
             row[f"vs {plsr.label}"] = (f"{100 * (base_rmse - rmse) / base_rmse:+.0f} %"
-                                       if np.isfinite(base_rmse) and base_rmse else "")
+                                       if np.isfinite([base_rmse, rmse]).all() and base_rmse else "")
         row["interval"] = f"{served['interval']}, {100 * served['level']:.0f} %"
         row["test coverage"] = (np.nan if served["coverage"] is None
                                 else float(served["coverage"]))
