@@ -173,9 +173,9 @@ def _card_without_shared_text(manifest: dict, site: str) -> tuple[dict, dict]:
     {what the shared paragraph is about: its text})."""
     card = copy.deepcopy(site_card(manifest, site))
     see = "see 'What every card below shares'"
-    shared = {"applicability domain": card["domain"]["rule"],
-              "field mean": card["field_summary"]["method"]}
-    card["domain"]["rule"], card["field_summary"]["method"] = see, see
+    shared = {"applicability domain": card["domain"]["rule"]}
+    card["domain"]["rule"] = see
+    card["field_summary"]["method"] = "see 'How the field summary is computed' at the top"
     if card["selection"].get("rule"):
         shared["how the model was chosen"] = card["selection"]["rule"]
         card["selection"]["rule"] = see
