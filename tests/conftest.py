@@ -103,20 +103,48 @@ def make_scratch_project(root: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def study_project(tmp_path_factory):
-    """The whole study (every stage in pipeline_registry.STAGES) run once on conf/test.
-
-    Returns (project root, seconds per stage). Shared by every test that needs study outputs.
-    """
+def _run_study(base: Path) -> tuple[Path, dict[str, float]]:
+    """Every stage of the study on conf/test in a scratch project under ``base``."""
     from localsoc.command_line import run_stages
     from localsoc.pipeline_registry import STAGES
 
-    root = make_scratch_project(tmp_path_factory.mktemp("study"))
-    bentoml_home = tmp_path_factory.mktemp("bentoml_home")
+    root = make_scratch_project(base / "study")
+    bentoml_home = base / "bentoml_home"
+    bentoml_home.mkdir()
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         patch.setenv("BENTOML_HOME", str(bentoml_home))
         seconds = run_stages(list(STAGES), "test", project=root)
     (root / BENTOML_HOME_FILE).write_text(str(bentoml_home))
     return root, seconds
+
+
+@pytest.fixture(scope="session")
+def study_project(tmp_path_factory, worker_id):
+    """The whole study (every stage in pipeline_registry.STAGES) run once on conf/test.
+
+    Returns (project root, seconds per stage). Shared by every test that needs study outputs,
+    and by every pytest-xdist worker: the first worker to ask runs it under a file lock in
+    the session's shared temporary folder, the others wait and read it. Tests read it only
+    (a test that changes it works on a copy).
+    """
+    import json
+
+    from filelock import FileLock
+
+    if worker_id == "master":  # not under xdist
+        return _run_study(tmp_path_factory.mktemp("study_run"))
+    shared = tmp_path_factory.getbasetemp().parent
+    record = shared / "study_project.json"
+    with FileLock(str(shared / "study_project.lock")):
+        if not record.exists():
+            base = shared / "study_run"
+            if base.exists():  # a worker killed while running it
+                import shutil
+
+                shutil.rmtree(base)
+            base.mkdir()
+            root, seconds = _run_study(base)
+            record.write_text(json.dumps({"root": str(root), "seconds": seconds}))
+        done = json.loads(record.read_text())
+    return Path(done["root"]), done["seconds"]
