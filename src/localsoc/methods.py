@@ -54,6 +54,7 @@ STAGES: dict[str, str | None] = {
     "train_sites": "site",        # site_models
     "transfer": "transfer",       # transfer_models
     "mbl": None,                  # mbl_estimates: estimates only, no stored models
+    "stack": None,                # made by the evaluate stage from the other methods' estimates
 }
 
 
@@ -160,6 +161,10 @@ FAMILIES: list[Family] = [
     # search (a handful of hyperparameters by marginal likelihood, no architecture choice)
     Family("gpr", "Gaussian process regression on PLS scores", "localsoc.families.gpr",
            servable=True, simplicity=2),
+    # combines several models: the least simple; not servable until a bundle entry can hold
+    # its weights and component models
+    Family("stack", "convex combination of the servable models (stacking)",
+           "localsoc.families.stack", servable=False, simplicity=4),
 ]
 
 METHODS: list[Method] = [
@@ -186,6 +191,7 @@ METHODS: list[Method] = [
     Method("RS-LOCAL+PLSR c w", "{site}/plsr_spiked_c", "train_sites", "k+n:country",
            "plsr_spiked", nested="rslocal"),
     Method("GPR Local", "{site}/gpr_local", "train_sites", "n", "gpr", nested="refit"),
+    Method("Stack", "{site}/stack", "stack", "n", "stack"),
     Method("MBL g", "{site}/mbl_g", "mbl", "library:global", "mbl"),
     Method("MBL+spiking g", "{site}/mbl_spike_g", "mbl", "library:global+n", "mbl"),
     Method("MBL c", "{site}/mbl_c", "mbl", "library:country", "mbl"),

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from localsoc.datasets.model_collection import ModelCollectionDataset
-from localsoc.methods import method_order
+from localsoc.methods import method_order, servable_families
+from localsoc.models.gpr import PLSGPModel
 from localsoc.models.linear import LinearModel
 from localsoc.pipelines.evaluate.nodes import evaluate_sites
 from tests.conftest import SMALL_GRID, load_params, make_ssl
@@ -24,7 +25,7 @@ def _collection(root: Path, name: str) -> dict:
 
 
 def _trained_ids(model) -> set[str]:
-    if isinstance(model, LinearModel):
+    if isinstance(model, LinearModel | PLSGPModel):
         return set(model.sample_ids)
     return set(model.folds.sample_ids.tolist())
 
@@ -53,7 +54,7 @@ def test_every_site_gets_every_method_and_a_winner_chosen_on_calibration(study_p
         assert list(table["method"]) == method_order()
         assert table.loc[table["method"] == "Local", "drmse"].iloc[0] == 0.0
         assert table["coverage"].between(0, 1).all()
-        servable = table.loc[table["family"].isin(["cnn", "plsr"])]
+        servable = table.loc[table["family"].isin(servable_families())]
         lowest = servable.sort_values("cal_rmse", kind="stable").iloc[0]
         winner = winners[site]["method"]
         assert table.loc[table["winner"], "method"].tolist() == [winner]
@@ -63,6 +64,11 @@ def test_every_site_gets_every_method_and_a_winner_chosen_on_calibration(study_p
         assert winner in winners[site]["candidates"]
         mbl = table.loc[table["family"] == "mbl"]
         assert len(mbl) == 4 and mbl["rmse"].notna().all()
+        # the new methods are scored like the others (the spiked PLSR and GPR may win)
+        new = table.set_index("method").loc[["RS-LOCAL+PLSR g w", "GPR Local", "Stack"]]
+        assert new[["rmse", "cal_rmse", "cal_rmse_se", "coverage", "mean_width"]].notna().all(
+            axis=None)
+        assert {"plsr_spiked", "gpr"} <= set(servable["family"])
     summary = json.loads((root / "data/08_reporting/method_metrics.json").read_text())
     assert "mean_drmse_DTL-Ig" in summary["summary"]
     headline = json.loads((root / "data/08_reporting/metrics.json").read_text())

@@ -118,3 +118,19 @@ def test_the_rule_s_nested_rmse_with_numeric_sample_ids_read_back_from_csv():
     assert winner["cal_rmse_selection"] is not None
     assert winner["cal_rmse_selection"] == expected["cal_rmse_selection"]
     assert winner["selection_picks"] == expected["selection_picks"]
+
+
+def test_the_new_families_take_their_place_in_the_simplicity_order():
+    # spiked PLSR is as simple as PLSR: among equally simple, local data first, then RMSE
+    table, domains = _scored({"RS-LOCAL+PLSR g w": (0.50, 0.05), "PLSR Local": (0.53, 0.05),
+                              "GPR Local": (0.48, 0.05)})
+    assert choose_winners(table, domains, CALIBRATION)[1]["s1"]["method"] == "PLSR Local"
+    table, domains = _scored({"RS-LOCAL+PLSR g w": (0.50, 0.05), "RS-LOCAL+PLSR g": (0.52, 0.05),
+                              "GPR Local": (0.49, 0.05)})
+    assert choose_winners(table, domains, CALIBRATION)[1]["s1"]["method"] == "RS-LOCAL+PLSR g w"
+    # a GP better than every linear model by more than one s.e. wins (as simple as a CNN)
+    table, domains = _scored({"GPR Local": (0.40, 0.03), "PLSR Local": (0.55, 0.05)})
+    assert choose_winners(table, domains, CALIBRATION)[1]["s1"]["method"] == "GPR Local"
+    # the stack is scored but not served (yet)
+    table, domains = _scored({"Stack": (0.30, 0.01), "PLSR Local": (0.60, 0.05)})
+    assert choose_winners(table, domains, CALIBRATION)[1]["s1"]["method"] == "PLSR Local"

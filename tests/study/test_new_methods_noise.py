@@ -74,3 +74,25 @@ def test_spiked_plsr_nested_estimate_is_not_optimistic_on_pure_noise():
 
 def test_gpr_local_nested_estimate_is_not_optimistic_on_pure_noise():
     assert_not_optimistic("GPR Local", replicates=4)
+
+
+def test_the_stack_nested_estimate_is_not_optimistic_on_pure_noise():
+    """Ten components whose out-of-fold estimates are noise around the labels' mean: weights
+    fitted on the samples they score fit that noise (in-sample RMSE below the s.d.); the
+    cross-fitted stack's is not below it by more than sampling noise allows."""
+    from localsoc.families.stack import convex_weights, cross_fitted
+
+    ratios = []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        y = rng.normal(size=30)
+        estimates = rng.normal(scale=0.5, size=(30, 10))
+        folds = make_folds(30, 5, seed).assignment
+        oof, per_fold, weights = cross_fitted(estimates, y, folds)
+        assert np.allclose(per_fold.sum(axis=1), 1) and (per_fold >= 0).all()
+        in_sample = estimates @ convex_weights(estimates, y)
+        ratios.append([np.sqrt(np.mean((oof - y) ** 2)) / y.std(),
+                       np.sqrt(np.mean((in_sample - y) ** 2)) / y.std()])
+    nested, optimistic = np.array(ratios).T
+    assert optimistic.mean() < nested.mean(), (optimistic, nested)
+    assert nested.mean() > 0.95, nested  # 20 replicates: the mean's s.e. is ~3 %

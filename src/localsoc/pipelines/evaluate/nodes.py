@@ -48,6 +48,7 @@ from localsoc.pipelines.evaluate.scoring import (
     site_samples,
     site_table,
 )
+from localsoc.pipelines.evaluate.stacking import stacked_estimates
 from localsoc.plots import delta_rmse_figure, observed_estimated_figure
 from localsoc.study import site_country, sites_of
 from localsoc.study.data import SiteSpectra, study_sites
@@ -177,6 +178,20 @@ def _model_estimates(model, outer, s: SiteSpectra) -> Predicted:
                      own_folds, per_fold, unnested, refit)
 
 
+def _stack_rows(s: SiteSpectra, site_frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """The rows of the registry's stack methods at one site (``stacking.stacked_estimates``
+    from the other methods' rows), none where the site has too few components."""
+    out = []
+    for entry in methods(family="stack"):
+        found = (stacked_estimates(pd.concat(site_frames, ignore_index=True), s.ids_cal,
+                                   s.y_cal, s.ids_test) if site_frames else None)
+        if found is not None:
+            cal, estimate, spread, folds, per_fold, _ = found
+            out += _method_rows(s, entry.label, entry.model_key(s.site, s.country), None,
+                                Predicted(cal, estimate, spread, folds, per_fold))
+    return out
+
+
 def _mark_validation(estimates: pd.DataFrame, sites: dict[str, SiteSpectra]) -> pd.DataFrame:
     """The estimates of the split's validation samples (``SiteSpectra.ids_validation``) under
     role ``validation`` instead of ``test``; their test-fold and refit rows are dropped (the
@@ -220,8 +235,11 @@ def predict_sites(
     nested_models = nested_models or {}
     frames = []
     for s in sites.values():
+        site_frames = []
         for entry in methods():
             key = entry.model_key(s.site, s.country)
+            if entry.family == "stack":
+                continue  # made below from the other methods' estimates
             if entry.collection is None:
                 found, collection = _stored_estimates(entry, s, mbl_estimates), None
             else:
@@ -230,7 +248,8 @@ def predict_sites(
                 found = None if model is None else _model_estimates(model, outer, s)
                 collection = "nested" if outer is not None else entry.collection
             if found is not None:
-                frames += _method_rows(s, entry.label, key, collection, found)
+                site_frames += _method_rows(s, entry.label, key, collection, found)
+        frames += site_frames + _stack_rows(s, site_frames)
     return _mark_validation(pd.concat(frames, ignore_index=True), sites)
 
 
