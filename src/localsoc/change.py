@@ -68,7 +68,8 @@ change (``OutOfDomainError``), a stratum mostly outside in either campaign gets 
 ``spectral_drift`` tests whether the later campaign's Q residuals (the part of a spectrum the
 domain's principal components do not describe: what a shift or a band-dependent gain adds, and a
 change of SOC does not) are larger than the baseline's: one-sided Wilcoxon signed-rank on the
-locations' differences (paired) or Mann-Whitney U (independent), flagged at p < ``DRIFT_ALPHA``.
+locations' differences (paired) or Mann-Whitney U (independent), flagged at p < ``DRIFT_ALPHA``
+with a median Q at least ``DRIFT_MIN_RATIO`` times the baseline's.
 A flagged change keeps its interval, marked with the flag ``spectral_drift`` and a note.
 
 Assumptions: with one model, its mean error over the field is the same at both campaigns; an
@@ -108,8 +109,12 @@ PAIR_BY = ("id", "coordinates")
 LEVEL = 0.9
 ALPHA = 0.05
 POWER = 0.8
-#: p-value below which the later campaign's Q residuals are taken as drifted from the baseline's.
+#: p-value below which the later campaign's Q residuals are taken as drifted from the baseline's,
+#: when their median is also at least ``DRIFT_MIN_RATIO`` times the baseline's (with a hundred
+#: paired spectra the test alone flags a few per cent: rescan noise, or a real change's own
+#: signal outside the domain's components).
 DRIFT_ALPHA = 0.01
+DRIFT_MIN_RATIO = 1.05
 #: Two samples at most this far apart (m) are one location (``pair_locations`` by coordinates).
 PAIR_TOLERANCE_M = 10.0
 EARTH_RADIUS_M = 6_371_000.0
@@ -491,7 +496,8 @@ def pair_locations(baseline: pd.DataFrame, later: pd.DataFrame, by: str = "id",
 
 def spectral_drift(baseline_q, later_q, paired: bool, alpha: float = DRIFT_ALPHA) -> Drift:
     """Whether the later campaign's Q residuals are larger than the baseline's (module notes):
-    one-sided Wilcoxon signed-rank on the paired differences, else Mann-Whitney U."""
+    one-sided Wilcoxon signed-rank on the paired differences, else Mann-Whitney U, p below
+    ``alpha`` and the medians' ratio at least ``DRIFT_MIN_RATIO``."""
     qb, ql = _finite(baseline_q, "baseline q"), _finite(later_q, "later q")
     if paired:
         differences = ql - qb
@@ -505,7 +511,8 @@ def spectral_drift(baseline_q, later_q, paired: bool, alpha: float = DRIFT_ALPHA
         test = "Mann-Whitney U, one-sided"
     median_b = float(np.median(qb))
     ratio = float(np.median(ql)) / median_b if median_b > 0 else math.inf
-    return Drift(test=test, p_value=p_value, median_q_ratio=ratio, flagged=p_value < alpha)
+    return Drift(test=test, p_value=p_value, median_q_ratio=ratio,
+                 flagged=p_value < alpha and ratio >= DRIFT_MIN_RATIO)
 
 
 def beyond_baseline(baseline_q, later_q) -> np.ndarray:
