@@ -62,6 +62,20 @@ def test_a_localsoc_command_starts_quietly(tmp_path):
     assert not noisy, done.stderr
 
 
+def test_bar_redraws_become_a_few_plain_lines():
+    import io
+
+    from localsoc.quiet_start import CarriageReturnLines
+
+    out = io.StringIO()
+    stream = CarriageReturnLines(out, interval_s=1000)
+    for text in ["\r  0%| | 0/3", "\r 33%| | 1/3", "\r100%| | 3/3", "\n", "done\n",
+                 "\r  0%| | 0/2", "\r      \r", "a log ", "line\n"]:
+        stream.write(text)
+    # the first state, the last (ended by the bar's line end); a cleared bar leaves nothing
+    assert out.getvalue() == "  0%| | 0/3\n100%| | 3/3\ndone\na log line\n"
+
+
 def test_a_piped_progress_bar_prints_plain_lines():
     """Under a pipe, tqdm (imported after the call) prints lines, not carriage returns."""
     code = ("import sys, time\n"
@@ -77,7 +91,7 @@ def test_a_piped_progress_bar_prints_plain_lines():
     assert "\r" not in stderr
     lines = stderr.splitlines()
     trials = [line for line in lines if line.startswith("trials")]
-    assert len(trials) >= 5 and "4/4" in trials[-1]  # one line per redraw
+    assert len(trials) == 2 and "0/4" in trials[0] and "4/4" in trials[-1]  # first, last
     assert lines[-1] == "after" and all(line.strip() for line in lines)
 
 

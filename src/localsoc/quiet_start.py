@@ -18,8 +18,8 @@ Nothing here changes numerics: ``TF_ENABLE_ONEDNN_OPTS`` is left as the user set
 notice is hidden, the oneDNN kernels stay as they are).
 
 A console that is not a terminal (``make run > log``, CI) gets plain lines:
-:func:`plain_progress_when_piped` turns a progress bar's carriage returns into line ends and
-lets a bar print at most one line every :data:`PIPED_PROGRESS_INTERVAL_S` seconds, and
+:func:`plain_progress_when_piped` turns a progress bar's redraws into plain lines, at most one
+every :data:`PIPED_PROGRESS_INTERVAL_S` seconds per console, and
 :class:`LibraryInfoFilter` keeps other libraries' INFO records (Great Expectations' "Created
 temporary directory ... ephemeral docs site") off the console handlers.
 """
@@ -27,10 +27,12 @@ temporary directory ... ephemeral docs site") off the console handlers.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import sys
 import tempfile
+import time
 from typing import TextIO
 
 logger = logging.getLogger(__name__)
@@ -99,25 +101,46 @@ PIPED_PROGRESS_INTERVAL_S = 30
 
 
 class CarriageReturnLines:
-    """A text stream over ``stream`` that ends the line where a progress bar returns the
-    carriage (``\r``): each redraw of a bar becomes one plain line, and the blank redraws that
-    clear a bar are dropped."""
+    """A text stream over ``stream`` for a console that is not a terminal: a progress bar's
+    redraws (text after a carriage return, ``\r``) become plain lines, at most one every
+    ``interval_s`` seconds (the first state of a bar, then the latest every ``interval_s``, and
+    its last state when the bar ends its line); a bar cleared with spaces leaves nothing."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, interval_s: float = PIPED_PROGRESS_INTERVAL_S) -> None:
         self._stream = stream
+        self._interval_s = interval_s
+        self._pending: str | None = None  # the latest redraw not written yet
+        self._written_at = -math.inf  # when a redraw was last written
         self._line_open = False  # text written since the last line end
 
+    def _emit(self, text: str, own_line: bool = False) -> None:
+        if own_line and self._line_open:
+            text = "\n" + text
+        self._stream.write(text)
+        self._line_open = not text.endswith("\n")
+
+    def _redraw(self, part: str) -> None:
+        if not part.strip(" "):
+            self._pending = None  # a bar cleared with spaces
+            return
+        now = time.monotonic()
+        if part.endswith("\n") or now - self._written_at >= self._interval_s:
+            self._emit(part if part.endswith("\n") else part + "\n", own_line=True)
+            self._pending, self._written_at = None, now
+        else:
+            self._pending = part
+
     def write(self, text: str) -> int:
-        out = []
-        for index, part in enumerate(text.replace("\r\n", "\n").split("\r")):
-            if index and self._line_open:
-                out.append("\n")
-                self._line_open = False
-            if not part.strip(" "):
-                continue  # nothing, or a bar cleared with spaces
-            out.append(part)
-            self._line_open = not part.endswith("\n")
-        self._stream.write("".join(out))
+        first, *redraws = text.replace("\r\n", "\n").split("\r")
+        if first:
+            if self._pending is not None:  # a bar's last state, ended by this text
+                self._emit(self._pending + "\n", own_line=True)
+                self._pending = None
+                first = first.removeprefix("\n")
+            if first:
+                self._emit(first)
+        for part in redraws:
+            self._redraw(part)
         return len(text)
 
     def isatty(self) -> bool:
@@ -128,13 +151,11 @@ class CarriageReturnLines:
 
 
 def plain_progress_when_piped() -> None:
-    """When stderr is not a terminal: progress bars (tqdm, imported after this call) print a
-    plain line at most every :data:`PIPED_PROGRESS_INTERVAL_S` seconds (``TQDM_MININTERVAL``,
-    unless set) and their carriage returns become line ends (:class:`CarriageReturnLines`).
-    Does nothing on a terminal."""
+    """When stderr is not a terminal: progress bars print plain lines, one every
+    :data:`PIPED_PROGRESS_INTERVAL_S` seconds at most (:class:`CarriageReturnLines`). Does
+    nothing on a terminal."""
     if sys.stderr is None or isinstance(sys.stderr, CarriageReturnLines) or sys.stderr.isatty():
         return
-    os.environ.setdefault("TQDM_MININTERVAL", str(PIPED_PROGRESS_INTERVAL_S))
     sys.stderr = CarriageReturnLines(sys.stderr)
 
 
