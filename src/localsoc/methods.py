@@ -161,10 +161,9 @@ FAMILIES: list[Family] = [
     # search (a handful of hyperparameters by marginal likelihood, no architecture choice)
     Family("gpr", "Gaussian process regression on PLS scores", "localsoc.families.gpr",
            servable=True, simplicity=2),
-    # combines several models: the least simple; not servable until a bundle entry can hold
-    # its weights and component models
+    # combines several models (every servable one with a positive weight): the least simple
     Family("stack", "convex combination of the servable models (stacking)",
-           "localsoc.families.stack", servable=False, simplicity=4),
+           "localsoc.families.stack", servable=True, simplicity=4),
 ]
 
 METHODS: list[Method] = [

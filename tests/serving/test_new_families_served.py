@@ -42,3 +42,57 @@ def test_a_new_family_winner_is_served_as_trained(study, tmp_path, kind):
     for a, b in zip(served.predict(X, return_std=True), model.predict(X, return_std=True),
                     strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_a_stack_winner_serves_the_estimates_it_was_scored_on(study, tmp_path):
+    from localsoc.families import plsr
+    from localsoc.methods import method
+    from localsoc.pipelines.evaluate.nodes import (
+        choose_winners,
+        predict_sites,
+        score_sites,
+        site_spectra,
+        winner_record,
+    )
+    from localsoc.study.nested import nested_site_estimates
+    from tests.serving.study import EVALUATE
+
+    site = "sweden_site"
+    calibration = study["calibration"].loc[study["calibration"]["site"] == site]
+    test = study["test"].loc[study["test"]["site"] == site]
+    X, y = spectra_of(calibration), calibration["soc"].to_numpy(np.float64)
+    ids = calibration["sample_id"].astype(str).tolist()
+    folds = make_folds(ids, 4, 0)
+    models = {f"{site}/plsr_local": plsr.train_site_model(X, y, ids, folds, 0, TRAIN, "x",
+                                                           "n")[0],
+              f"{site}/gpr_local": gpr.train_site_model(X, y, ids, folds, 0, TRAIN, "x", "n")[0]}
+    library, selection = calibration.iloc[0:0], study["calibration"].iloc[0:0][["site"]]
+    selection = selection.assign(scope=[], sample_id=[], rank=[])
+    labels = {"PLSR Local": f"{site}/plsr_local", "GPR Local": f"{site}/gpr_local"}
+    _, _, outer = nested_site_estimates(  # the outer-fold ensembles the nested stage makes
+        site, None, library, calibration, test, selection, folds,
+        [method(label) for label in labels], {label: models[key] for label, key in
+                                              labels.items()},
+        {}, {"localise": {}, "train": {**TRAIN, "site_budget": {"folds": 3}}, "transfer": {}},
+        seed=0)
+    nested = {key: outer[label] for label, key in labels.items()}
+    sites = site_spectra(calibration, test, library, selection)
+    estimates = predict_sites(sites, {}, models, {}, None, nested)
+    predictions, scored, domains = score_sites(estimates, calibration, test, library,
+                                               selection, EVALUATE)
+    table, winners = choose_winners(scored, domains, calibration, predictions)
+    best = table.loc[table["method"] == "Stack"].iloc[0]
+    winners[site] = {"site": site, "country": winners[site]["country"],
+                     **winner_record(table, best, best, table.iloc[[0]], (np.nan, []),
+                                     domains[site]["Stack"])}
+    bundle = package_winners(winners, predictions, {}, models, {}, library,
+                             study["sites_ssl"], GRID, PREPROCESS, VALIDATE, PACKAGE, nested)
+    assert bundle.site(site)["family"] == "stack"
+    write_bundle(bundle, tmp_path / "bundle")
+    served = BundlePredictor(read_bundle(tmp_path / "bundle"), "test").sites[site].predictor
+    scored_rows = predictions.query("method == 'Stack' and role in ['test', 'validation']")
+    scored_rows = scored_rows.set_index("sample_id")
+    np.testing.assert_allclose(served.predict(spectra_of(test)),
+                               scored_rows.loc[test["sample_id"], "estimated"], rtol=1e-9)
+    weights = bundle.models[site].weights
+    assert np.isclose(weights.sum(), 1) and (weights >= 0).all()

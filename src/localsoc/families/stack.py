@@ -11,17 +11,23 @@ rule's own nested RMSE; the pure-noise test in ``tests/study`` measures what it 
 estimate of a held-out spectrum is the combination, with the weights fitted on all n, of the
 components' estimates (their represented, outer-fold models).
 
-The stack has no stored model: the evaluate stage makes its estimates from the other methods'
-(``localsoc.pipelines.evaluate.stacking``), and the family is not servable yet (serving needs
-the weights and every component model with a positive weight in one bundle entry).
+The evaluate stage makes the stack's estimates from the other methods'
+(``localsoc.pipelines.evaluate.stacking``); the package stage builds the served
+:class:`StackModel` (the weights on all n, each outer fold's weights and the component models
+with a positive weight) with the same fit. Stored as ``stack.json`` plus one folder per
+component, saved by its own family's store; served through each component's family's
+serving path.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 from scipy.optimize import nnls
-
-STORE = None
 
 
 def convex_weights(estimates: np.ndarray, observed: np.ndarray) -> np.ndarray:
@@ -57,3 +63,114 @@ def cross_fitted(estimates: np.ndarray, observed: np.ndarray,
         oof[held] = estimates[held] @ weights
         per_fold.append(weights)
     return oof, np.stack(per_fold), convex_weights(estimates, observed)
+
+
+@dataclass(eq=False)
+class StackModel:
+    """The served stack: ``components`` (label, family name, model) with ``weights`` (fitted on
+    all n) and ``fold_weights`` (K, M) (fold k's, fitted without outer fold k); ``folds``: the
+    outer folds of ``sample_ids``, ``oof_predictions_`` the cross-fitted estimates."""
+
+    components: list[tuple[str, str, Any]]
+    weights: np.ndarray
+    fold_weights: np.ndarray
+    folds: Any
+    sample_ids: list[str]
+    oof_predictions_: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_bands(self) -> int:
+        return int(self.components[0][2].n_bands)
+
+    def predict(self, X, return_std: bool = False, models=None):
+        """The weighted estimates (and the weighted spreads) of the components (``models``:
+        what predicts for each component, by default the component models)."""
+        models = models or [model for _, _, model in self.components]
+        outputs = [model.predict(X, return_std=True) for model in models]
+        estimate = np.column_stack([o[0] for o in outputs]) @ self.weights
+        if not return_std:
+            return estimate
+        return estimate, np.nan_to_num(np.column_stack([o[1] for o in outputs])) @ self.weights
+
+    def predict_folds(self, X, models=None) -> np.ndarray:
+        """Fold k's stack estimates (K, n): each component's fold-k model (its one model where
+        it has no K outer-fold models) combined with fold k's weights."""
+        models = models or [model for _, _, model in self.components]
+        n_folds = len(self.fold_weights)
+        columns = []
+        for (_, _, component), model in zip(self.components, models, strict=True):
+            folds = getattr(component, "folds", None)
+            if folds is not None and folds.n_splits == n_folds and hasattr(model,
+                                                                            "predict_folds"):
+                columns.append(np.asarray(model.predict_folds(X), np.float64))
+            else:
+                columns.append(np.repeat(np.asarray(model.predict(X))[None, :], n_folds, 0))
+        return np.einsum("mkn,km->kn", np.stack(columns), self.fold_weights)
+
+
+class StackStore:
+    """Save and load a :class:`StackModel`: ``stack.json`` and a folder per component."""
+
+    model_format = "stack"
+    marker = "stack.json"
+
+    def owns(self, model: Any) -> bool:
+        return isinstance(model, StackModel)
+
+    def save(self, model: StackModel, folder: Path) -> None:
+        from localsoc.methods import family_of_model
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        formats = []
+        for i, (_, _, component) in enumerate(model.components):
+            store = family_of_model(component).store
+            store.save(component, folder / f"component_{i}")
+            formats.append(store.model_format)
+        (folder / self.marker).write_text(json.dumps({
+            "format": "localsoc.stack/1", "labels": [c[0] for c in model.components],
+            "families": [c[1] for c in model.components], "model_formats": formats,
+            "weights": model.weights.tolist(), "fold_weights": model.fold_weights.tolist(),
+            "folds": model.folds.to_dict(), "sample_ids": model.sample_ids,
+            "oof_predictions": model.oof_predictions_.tolist(), "info": model.info}))
+
+    def load(self, folder: Path) -> StackModel:
+        from localsoc.methods import family_of_format
+        from localsoc.models.ensemble import Folds
+
+        folder = Path(folder)
+        data = json.loads((folder / self.marker).read_text())
+        if data.get("format") != "localsoc.stack/1":
+            raise ValueError(f"not a localsoc stack: format {data.get('format')!r}")
+        components = [(label, kind, family_of_format(fmt).store.load(folder / f"component_{i}"))
+                      for i, (label, kind, fmt) in enumerate(zip(
+                          data["labels"], data["families"], data["model_formats"], strict=True))]
+        return StackModel(components, np.asarray(data["weights"], np.float64),
+                          np.asarray(data["fold_weights"], np.float64),
+                          Folds.from_dict(data["folds"]), list(data["sample_ids"]),
+                          np.asarray(data["oof_predictions"], np.float64), dict(data["info"]))
+
+
+STORE = StackStore()
+
+
+class StackPredictor:
+    """The served stack through each component's family's serving path."""
+
+    def __init__(self, model: StackModel) -> None:
+        from localsoc.methods import family
+
+        self.model = model
+        self.predictors = [family(kind).implementation().serving_predictor(component)
+                           for _, kind, component in model.components]
+
+    def predict(self, X, return_std: bool = False):
+        return self.model.predict(X, return_std, self.predictors)
+
+    def predict_folds(self, X) -> np.ndarray:
+        return self.model.predict_folds(X, self.predictors)
+
+
+def serving_predictor(model: StackModel) -> StackPredictor:
+    return StackPredictor(model)

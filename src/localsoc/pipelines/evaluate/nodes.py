@@ -180,14 +180,15 @@ def _model_estimates(model, outer, s: SiteSpectra) -> Predicted:
 
 def _stack_rows(s: SiteSpectra, site_frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
     """The rows of the registry's stack methods at one site (``stacking.stacked_estimates``
-    from the other methods' rows), none where the site has too few components."""
+    from the other methods' rows; collection ``stack``: the package stage builds its model),
+    none where the site has too few components."""
     out = []
     for entry in methods(family="stack"):
         found = (stacked_estimates(pd.concat(site_frames, ignore_index=True), s.ids_cal,
                                    s.y_cal, s.ids_test) if site_frames else None)
         if found is not None:
             cal, estimate, spread, folds, per_fold, _ = found
-            out += _method_rows(s, entry.label, entry.model_key(s.site, s.country), None,
+            out += _method_rows(s, entry.label, entry.model_key(s.site, s.country), "stack",
                                 Predicted(cal, estimate, spread, folds, per_fold))
     return out
 

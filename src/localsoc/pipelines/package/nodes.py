@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from localsoc.data.schema import Grid
+from localsoc.pipelines.evaluate.stacking import served_stack
 from localsoc.provenance import code_version, data_version
 from localsoc.serving.bundle import (
     BUNDLE_FORMAT,
@@ -245,7 +246,12 @@ def bundle_winners(
     sites: dict[str, Any] = {}
     models: dict[str, Any] = {}
     for site, winner in sorted(study_winners.items()):
-        model = _winner_model(site, winner, collections, len(common["wavelengths_nm"]))
+        if winner["family"] == "stack":  # made from the other methods' models and estimates
+            of_site = study_predictions.loc[(study_predictions["site"] == site)
+                                            & (study_predictions["role"] == "calibration")]
+            model = served_stack(site, winner.get("country"), of_site, collections)
+        else:
+            model = _winner_model(site, winner, collections, len(common["wavelengths_nm"]))
         rows = _winner_rows(site, winner, study_predictions)
         sites[site] = site_entry(site, winner, model, rows, common, packaged_at)
         interval_rule(sites[site])  # the stored numbers must follow from the residuals
