@@ -145,7 +145,7 @@ def print_change(console, table) -> None:
 
 def register(main: click.Group) -> None:
     """Add `localsoc change` to the command group (its file options are the CLI's)."""
-    from localsoc.command_line import READING, file_options
+    from localsoc.command_options import READING, file_options
 
     @main.command(name="change")
     @click.option("--site", required=True, help="a site of the packaged model")
@@ -193,7 +193,7 @@ def run_change(site: str, files: dict[str, str], out: str | None, read, options:
     """The body of `localsoc change` (``register``)."""
     from rich.console import Console
 
-    from localsoc.command_line import project_root, start_tensorflow
+    from localsoc.command_options import project_root, start_tensorflow
     from localsoc.field import OutOfDomainError
 
     start_tensorflow()
@@ -264,7 +264,7 @@ def plan_later(file: str, site: str, out: str | None, read, *, target_change: fl
     from rich.console import Console
 
     from localsoc import change as change_module
-    from localsoc.command_line import project_root, start_tensorflow
+    from localsoc.command_options import project_root, start_tensorflow
     from localsoc.field import site_residuals
     from localsoc.workflow import bundle_predictor, predict_table
 
