@@ -96,23 +96,28 @@ def test_one_parameter_change_reruns_exactly_the_dependent_stages(dvc_project):
 
 
 def test_an_experiment_changes_what_the_stages_compute(dvc_project):
-    """`dvc exp run -S train.site_budget.trials=3`: the stages read params.yaml, so the site
-    searches run 3 trials, and `dvc exp show` lists the experiment's (different) metrics."""
+    """`dvc exp run -S evaluate.interval_level=0.8`: the stages read params.yaml, so evaluate
+    reruns (and what reads its outputs), nothing upstream retrains, the intervals are 80 %
+    ones, and `dvc exp show` lists the experiment's (different) metrics. (A parameter of the
+    evaluate stage, not of training: the experiment reruns four stages, not the whole study.)"""
     repo, run = dvc_project
     run("git", "add", "-A")
     run("git", "commit", "-q", "-m", "recorded test study")
     base_metrics = json.loads((repo / "data/08_reporting/method_metrics.json").read_text())
-    output = run("dvc", "exp", "run", "-S", "train.site_budget.trials=3", "--name", "trials3")
-    assert "Running stage 'train_sites'" in output
-    trials = pd.read_csv(repo / "data/07_model_output/site_search_trials.csv")
-    assert trials.groupby("model").size().eq(3).all()  # every CNN site search: 3 trials
+    output = run("dvc", "exp", "run", "-S", "evaluate.interval_level=0.8", "--name", "level80")
+    assert "Running stage 'evaluate'" in output
+    assert "Running stage 'train_sites'" not in output
+    winners = json.loads((repo / "data/08_reporting/study_winners.json").read_text())
+    levels = {site: record["interval_level"] for site, record in winners.items()
+              if isinstance(record, dict) and "interval_level" in record}
+    assert levels and set(levels.values()) == {0.8}, levels
     shown = json.loads(run("dvc", "exp", "show", "--json"))
     experiments = [exp for entry in shown for group in entry.get("experiments") or []
-                   for exp in group["revs"] if exp.get("name") == "trials3"]
+                   for exp in group["revs"] if exp.get("name") == "level80"]
     assert len(experiments) == 1
     experiment = experiments[0].get("data", experiments[0])  # DVC 3 puts them at the top
     assert set(experiment["metrics"]) == {"data/08_reporting/metrics.json"}  # the headline
-    assert experiment["params"]["params.yaml"]["data"]["train"]["site_budget"]["trials"] == 3
+    assert experiment["params"]["params.yaml"]["data"]["evaluate"]["interval_level"] == 0.8
     metrics = json.loads((repo / "data/08_reporting/method_metrics.json").read_text())
     assert metrics != base_metrics
 
