@@ -86,7 +86,7 @@ def _pooled(case: Case) -> dict[str, np.ndarray]:
 
 
 RULES: dict[str, Callable[[Case], str]] = {
-    "today": lambda c: str(apply_rule(c.servable)[0]["method"]),
+    "today": lambda c: str(apply_rule(c.servable, "simplest_within_one_se")[0]["method"]),
     "lowest nested": lambda c: str(c.servable.sort_values("cal_rmse", kind="stable")
                                    .iloc[0]["method"]),
     "weighted field": lambda c: pick_by(c.servable, c.calibration, c.weights["field"]),

@@ -83,7 +83,7 @@ def _pick(servable: pd.DataFrame, residuals: dict[str, np.ndarray],
         figures = [_weighted_rmse_se(residuals[m], weights) for m in table["method"]]
         table["cal_rmse"] = [f[0] for f in figures]
         table["cal_rmse_se"] = [f[1] for f in figures]
-    return str(apply_rule(table)[0]["method"])
+    return str(apply_rule(table, "simplest_within_one_se")[0]["method"])
 
 
 def _shift_weights(project: Path) -> dict[str, dict[str, tuple[list[str], np.ndarray]]] | None:

@@ -1,13 +1,15 @@
-"""The winner rule: lowest nested calibration RMSE, the simplest model within one s.e. of it."""
+"""The winner rules: the lowest nested calibration RMSE (conf/base), or the simplest model within
+one s.e. of it (``simplest_within_one_se``, the rule until 2026-12-07)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from localsoc.methods import method
-from localsoc.pipelines.evaluate.nodes import WINNER_RULE, choose_winners
+from localsoc.pipelines.evaluate.nodes import WINNER_RULE, WINNER_RULES, choose_winners
 
 CALIBRATION = pd.DataFrame({"site": ["s1"], "country": ["XX"]})
+ONE_SE = "simplest_within_one_se"
 
 
 def _scored(rows: dict[str, tuple[float, float]]) -> tuple[pd.DataFrame, dict]:
@@ -24,24 +26,24 @@ def _scored(rows: dict[str, tuple[float, float]]) -> tuple[pd.DataFrame, dict]:
 
 def test_a_simpler_model_within_one_standard_error_wins():
     table, domains = _scored({"DTL-Ig": (0.50, 0.05), "PLSR Local": (0.54, 0.06)})
-    metrics, winners = choose_winners(table, domains, CALIBRATION)
+    metrics, winners = choose_winners(table, domains, CALIBRATION, rule=ONE_SE)
     assert winners["s1"]["method"] == "PLSR Local"
     assert winners["s1"]["lowest_cal_rmse"]["method"] == "DTL-Ig"
     assert winners["s1"]["candidates"] == ["DTL-Ig", "PLSR Local"]
-    assert winners["s1"]["rule"] == WINNER_RULE
+    assert winners["s1"]["rule"] == WINNER_RULES[ONE_SE]
     assert metrics.set_index("method")["winner"].to_dict() == {"DTL-Ig": False,
                                                                 "PLSR Local": True}
 
 
 def test_outside_one_standard_error_the_lowest_wins():
     table, domains = _scored({"DTL-Ig": (0.50, 0.05), "PLSR Local": (0.56, 0.06)})
-    assert choose_winners(table, domains, CALIBRATION)[1]["s1"]["method"] == "DTL-Ig"
+    assert choose_winners(table, domains, CALIBRATION, rule=ONE_SE)[1]["s1"]["method"] == "DTL-Ig"
 
 
 def test_local_data_before_library_data_among_equally_simple_models():
     table, domains = _scored({"RS-LOCAL+PLSR g": (0.50, 0.05), "PLSR Local": (0.53, 0.05),
                               "Local": (0.49, 0.05)})
-    assert choose_winners(table, domains, CALIBRATION)[1]["s1"]["method"] == "PLSR Local"
+    assert choose_winners(table, domains, CALIBRATION, rule=ONE_SE)[1]["s1"]["method"] == "PLSR Local"
 
 
 def test_mbl_is_scored_but_never_served():
@@ -124,15 +126,35 @@ def test_the_new_families_take_their_place_in_the_simplicity_order():
     # spiked PLSR is as simple as PLSR: among equally simple, local data first, then RMSE
     table, domains = _scored({"RS-LOCAL+PLSR g w": (0.50, 0.05), "PLSR Local": (0.53, 0.05),
                               "GPR Local": (0.48, 0.05)})
-    assert choose_winners(table, domains, CALIBRATION)[1]["s1"]["method"] == "PLSR Local"
+    assert choose_winners(table, domains, CALIBRATION, rule=ONE_SE)[1]["s1"]["method"] == "PLSR Local"
     table, domains = _scored({"RS-LOCAL+PLSR g w": (0.50, 0.05), "RS-LOCAL+PLSR g": (0.52, 0.05),
                               "GPR Local": (0.49, 0.05)})
-    assert choose_winners(table, domains, CALIBRATION)[1]["s1"]["method"] == "RS-LOCAL+PLSR g w"
+    assert choose_winners(table, domains, CALIBRATION, rule=ONE_SE)[1]["s1"]["method"] == "RS-LOCAL+PLSR g w"
     # a GP better than every linear model by more than one s.e. wins (as simple as a CNN)
     table, domains = _scored({"GPR Local": (0.40, 0.03), "PLSR Local": (0.55, 0.05)})
-    assert choose_winners(table, domains, CALIBRATION)[1]["s1"]["method"] == "GPR Local"
+    assert choose_winners(table, domains, CALIBRATION, rule=ONE_SE)[1]["s1"]["method"] == "GPR Local"
     # the stack, the least simple, wins only when it is better by more than one s.e.
     table, domains = _scored({"Stack": (0.50, 0.04), "PLSR Local": (0.53, 0.05)})
-    assert choose_winners(table, domains, CALIBRATION)[1]["s1"]["method"] == "PLSR Local"
+    assert choose_winners(table, domains, CALIBRATION, rule=ONE_SE)[1]["s1"]["method"] == "PLSR Local"
     table, domains = _scored({"Stack": (0.40, 0.04), "PLSR Local": (0.53, 0.05)})
-    assert choose_winners(table, domains, CALIBRATION)[1]["s1"]["method"] == "Stack"
+    assert choose_winners(table, domains, CALIBRATION, rule=ONE_SE)[1]["s1"]["method"] == "Stack"
+
+
+def test_the_default_rule_serves_the_lowest_nested_rmse():
+    """conf/base's rule: no one-s.e. step; the simplicity order only breaks exact ties."""
+    table, domains = _scored({"DTL-Ig": (0.50, 0.05), "PLSR Local": (0.54, 0.06),
+                              "Stack": (0.49, 0.05)})
+    metrics, winners = choose_winners(table, domains, CALIBRATION)
+    assert winners["s1"]["method"] == "Stack"
+    assert winners["s1"]["candidates"] == ["Stack"]
+    assert winners["s1"]["rule"] == WINNER_RULE == WINNER_RULES["lowest"]
+    table, domains = _scored({"DTL-Ig": (0.50, 0.05), "PLSR Local": (0.50, 0.06)})
+    assert choose_winners(table, domains, CALIBRATION)[1]["s1"]["method"] == "PLSR Local"
+
+
+def test_an_unknown_rule_is_refused_with_the_known_ones():
+    import pytest
+
+    table, domains = _scored({"PLSR Local": (0.50, 0.05)})
+    with pytest.raises(ValueError, match="simplest_within_one_se"):
+        choose_winners(table, domains, CALIBRATION, rule="best_on_test")
