@@ -15,7 +15,7 @@ export BENTOML_DO_NOT_TRACK := true
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup run test serve bench lint lock clean
+.PHONY: help setup run test serve plots bench lint lock clean
 .DEFAULT_GOAL := help
 
 help: ## this list of targets (the Makefile's double-hash comments)
@@ -49,6 +49,9 @@ test: setup ## the test suite, on TEST_WORKERS processes (default 2; a test file
 
 serve: setup ## the prediction service on HOST:PORT (default 127.0.0.1:3000), serving the bundle in data/06_models/bento_tag.txt; no API key unless LOCALSOC_API_KEY is set
 	$(BIN)/bentoml serve localsoc.serving.service:LocalSOCService --host $(HOST) --port $(PORT)
+
+plots: setup ## the study's interactive plots, offline: dvc_plots/index.html (after make run)
+	$(BIN)/dvc plots show
 
 bench: run ## the benchmark scripts under bench/ (figures go to BENCHMARKS.md), after the demo study (four of them read its outputs)
 	for script in bench/*.py; do case $$script in bench/_*|bench/compare_studies.py) continue;; esac; \
