@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 ENV ?= demo
 HOST ?= 127.0.0.1
 PORT ?= 3000
-# pytest-xdist workers of `make test`: the suite is CPU-bound, one worker keeps one core busy
-TEST_WORKERS ?= 2
+# pytest-xdist workers of `make test` (the suite is CPU-bound on one core): 1 = serial, the
+# default until a two-worker run passes whole (one worker's stderr broke on 2026-12-07)
+TEST_WORKERS ?= 1
 
 export KEDRO_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
@@ -44,8 +45,8 @@ setup: $(VENV)/.built ## virtualenv, pinned dependencies, Cython kernels
 run: setup ## the whole demo study on the embedded simulated data, through `dvc repro` (only what changed runs)
 	$(BIN)/python -m localsoc.command_line run --env $(ENV)
 
-test: setup ## the test suite, on TEST_WORKERS processes (default 2; a test file stays on one)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+test: setup ## the test suite (TEST_WORKERS=2: on two pytest-xdist processes, a file on one)
+	$(BIN)/python -m pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 serve: setup ## the prediction service on HOST:PORT (default 127.0.0.1:3000), serving the bundle in data/06_models/bento_tag.txt; no API key unless LOCALSOC_API_KEY is set
 	$(BIN)/bentoml serve localsoc.serving.service:LocalSOCService --host $(HOST) --port $(PORT)

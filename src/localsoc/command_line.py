@@ -141,9 +141,15 @@ def main(verbose: bool) -> None:
       localsoc study --site my_field --library nirsoil
       localsoc predict --site my_field                     its unlabelled scans
     """
+    import sys
+
     from localsoc.quiet_start import VERBOSE_ENV, plain_progress_when_piped
 
-    plain_progress_when_piped()  # a log file gets progress lines, not carriage returns
+    # a log file gets progress lines, not carriage returns; the stream the command found is
+    # put back when it ends (a command run in-process, e.g. by a test, leaves no wrapper)
+    stderr = sys.stderr
+    plain_progress_when_piped()
+    click.get_current_context().call_on_close(lambda: setattr(sys, "stderr", stderr))
     if verbose:
         os.environ[VERBOSE_ENV] = "1"  # inherited by the Kedro / DVC processes a command starts
         if USER_TF_LOG_LEVEL is None:
