@@ -95,7 +95,7 @@ def print_summary(project: Path, seconds: dict[str, float], study: bool = True) 
         console.rule("[bold]Models on each site's untouched test set (paper's Table 3 layout)")
         console.print(Markdown(study_table.read_text()))
         winners = json.loads((reporting / "study_winners.json").read_text())
-        table = Table(title="Winner per site (nested calibration RMSE, simplest within 1 s.e.; "
+        table = Table(title="Winner per site (chosen on the nested calibration RMSE; "
                             "not the test set)")
         for column in ("site", "winner", "nested cal. RMSE", "test RMSE", "dRMSE %",
                        "coverage", "mean width", "best on test"):
