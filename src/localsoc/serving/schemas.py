@@ -80,7 +80,8 @@ class ModelIdentity(BaseModel):
     site: str
     method: str = Field(description="study method of the site's winner, e.g. DTL-Ig")
     model_key: str
-    family: str = Field(description="cnn or plsr")
+    family: str = Field(description="the model family (localsoc.methods.FAMILIES): cnn, plsr, "
+                        "plsr_spiked, gpr or stack")
     trained_on: str
     version: str = Field(description="bundle tag in the BentoML store (name:version)")
     trained_at: str
