@@ -96,28 +96,29 @@ def test_one_parameter_change_reruns_exactly_the_dependent_stages(dvc_project):
 
 
 def test_an_experiment_changes_what_the_stages_compute(dvc_project):
-    """`dvc exp run -S evaluate.interval_level=0.8`: the stages read params.yaml, so evaluate
-    reruns (and what reads its outputs), nothing upstream retrains, the intervals are 80 %
+    """`dvc exp run -S evaluate.interval_level=0.7`: the stages read params.yaml, so evaluate
+    reruns (and what reads its outputs), nothing upstream retrains, the intervals are 70 %
     ones, and `dvc exp show` lists the experiment's (different) metrics. (A parameter of the
-    evaluate stage, not of training: the experiment reruns four stages, not the whole study.)"""
+    evaluate stage, not of training: the experiment reruns three stages, not the whole study;
+    0.7, not the 0.8 that the test above already set, so the experiment changes something.)"""
     repo, run = dvc_project
     run("git", "add", "-A")
     run("git", "commit", "-q", "-m", "recorded test study")
     base_metrics = json.loads((repo / "data/08_reporting/method_metrics.json").read_text())
-    output = run("dvc", "exp", "run", "-S", "evaluate.interval_level=0.8", "--name", "level80")
+    output = run("dvc", "exp", "run", "-S", "evaluate.interval_level=0.7", "--name", "level70")
     assert "Running stage 'evaluate'" in output
     assert "Running stage 'train_sites'" not in output
     winners = json.loads((repo / "data/08_reporting/study_winners.json").read_text())
     levels = {site: record["interval_level"] for site, record in winners.items()
               if isinstance(record, dict) and "interval_level" in record}
-    assert levels and set(levels.values()) == {0.8}, levels
+    assert levels and set(levels.values()) == {0.7}, levels
     shown = json.loads(run("dvc", "exp", "show", "--json"))
     experiments = [exp for entry in shown for group in entry.get("experiments") or []
-                   for exp in group["revs"] if exp.get("name") == "level80"]
+                   for exp in group["revs"] if exp.get("name") == "level70"]
     assert len(experiments) == 1
     experiment = experiments[0].get("data", experiments[0])  # DVC 3 puts them at the top
     assert set(experiment["metrics"]) == {"data/08_reporting/metrics.json"}  # the headline
-    assert experiment["params"]["params.yaml"]["data"]["evaluate"]["interval_level"] == 0.8
+    assert experiment["params"]["params.yaml"]["data"]["evaluate"]["interval_level"] == 0.7
     metrics = json.loads((repo / "data/08_reporting/method_metrics.json").read_text())
     assert metrics != base_metrics
 
