@@ -93,7 +93,12 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from localsoc.field import ALL, MAX_OUT_OF_DOMAIN_SHARE, TARGETS, OutOfDomainError
+from localsoc.field import (
+    ALL,
+    MAX_OUT_OF_DOMAIN_SHARE,
+    TARGETS,
+    out_of_domain_flags,
+)
 
 #: How the change's interval is computed (shown by ``localsoc change`` and ``POST /change``).
 METHOD = (
@@ -538,21 +543,11 @@ def _labels(strata, size: int, campaign: str) -> pd.Series | None:
 
 
 def _outside(in_domain, size: int, campaign: str) -> np.ndarray | None:
-    """Which spectra of a campaign are outside the model's domain (None: not known); an
-    ``OutOfDomainError`` when more than ``MAX_OUT_OF_DOMAIN_SHARE`` of them are."""
-    if in_domain is None:
-        return None
-    outside = ~np.asarray(in_domain, dtype=bool).ravel()
-    if outside.size != size:
-        raise ValueError(f"the {campaign} in_domain flags are {outside.size} for {size} spectra")
-    if outside.sum() > MAX_OUT_OF_DOMAIN_SHARE * size:
-        raise OutOfDomainError(
-            f"{int(outside.sum())} of {size} {campaign} spectra are outside the model's domain: "
-            "there is no change to give. The likely cause: the spectra's units are declared "
-            "wrongly (reflectance given as absorbance, or the reverse), or the "
-            f"{campaign} campaign was measured differently (another instrument, a wavelength "
-            "shift, a detector's gain, another preparation)")
-    return outside
+    """Which spectra of a campaign are outside the model's domain (``field``'s check)."""
+    return out_of_domain_flags(
+        in_domain, size, what=campaign, refusal="there is no change to give",
+        otherwise=(f"otherwise the {campaign} campaign was measured differently (another "
+                   "instrument, a wavelength shift, a detector's gain, another preparation)"))
 
 
 # --- the summary of a field and its strata ---------------------------------------------------

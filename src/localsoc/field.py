@@ -252,21 +252,27 @@ def _stock_note(density: np.ndarray | None, depth: np.ndarray | None,
     return "; ".join(lacking) or None
 
 
-def _out_of_domain(in_domain, size: int) -> np.ndarray | None:
-    """Which samples are outside the model's domain (None: not known); refuses the field
-    summary (``OutOfDomainError``) when more than ``MAX_OUT_OF_DOMAIN_SHARE`` of them are."""
+def out_of_domain_flags(
+    in_domain, size: int, *, what: str = "",
+    refusal: str = "a field mean of them would extrapolate, so there is no field summary",
+    otherwise: str = ("otherwise the spectra are unlike the site's calibration samples (another "
+                      "instrument, preparation or soil)"),
+) -> np.ndarray | None:
+    """Which of ``size`` spectra are outside the model's domain (None: not known); an
+    ``OutOfDomainError`` saying ``refusal`` and the likely causes when more than
+    ``MAX_OUT_OF_DOMAIN_SHARE`` of them are. ``what`` names the spectra in messages (e.g. a
+    campaign). Shared by the field summary and the change between campaigns."""
     if in_domain is None:
         return None
     outside = ~np.asarray(in_domain, dtype=bool).ravel()
+    named = f"{what} " if what else ""
     if outside.size != size:
-        raise ValueError(f"in_domain has {outside.size} flags for {size} estimates")
+        raise ValueError(f"the {named}in_domain flags are {outside.size} for {size} spectra")
     if outside.sum() > MAX_OUT_OF_DOMAIN_SHARE * size:
         raise OutOfDomainError(
-            f"{int(outside.sum())} of {size} spectra are outside the model's domain: a field "
-            "mean of them would extrapolate, so there is no field summary. The likely cause: "
-            "the spectra's units are declared wrongly (reflectance given as absorbance, or "
-            "absorbance as reflectance); otherwise the spectra are unlike the site's "
-            "calibration samples (another instrument, preparation or soil)")
+            f"{int(outside.sum())} of {size} {named}spectra are outside the model's domain: "
+            f"{refusal}. The likely cause: the spectra's units are declared wrongly "
+            f"(reflectance given as absorbance, or absorbance as reflectance); {otherwise}")
     return outside
 
 
@@ -290,7 +296,7 @@ def field_summary(estimates, residuals, level: float = 0.9, *, strata=None,
     density = _optional(bulk_density_g_cm3, yhat.size, "bulk_density_g_cm3")
     depth = _optional(depth_cm, yhat.size, "depth_cm")
     groups, unlabelled = _groups(strata, yhat.size)
-    outside = _out_of_domain(in_domain, yhat.size)
+    outside = out_of_domain_flags(in_domain, yhat.size)
     summaries = []
     for name, mask in groups:
         size = int(mask.sum())
