@@ -16,7 +16,7 @@ export BENTOML_DO_NOT_TRACK := true
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup run test serve plots bench lint lock clean
+.PHONY: help setup run test serve plots viz bench lint lock clean
 .DEFAULT_GOAL := help
 
 help: ## this list of targets (the Makefile's double-hash comments)
@@ -53,6 +53,14 @@ serve: setup ## the prediction service on HOST:PORT (default 127.0.0.1:3000), se
 
 plots: setup ## the study's interactive plots, offline: dvc_plots/index.html (after make run)
 	$(BIN)/dvc plots show
+
+# kedro viz build writes to build/ (setuptools' folder too, hence the check); Google Fonts and
+# the unused analytics template are dropped so that nothing is fetched from the network
+viz: setup ## the pipelines as a static kedro-viz page, offline: data/08_reporting/pipeline/ (open it with python -m http.server -d data/08_reporting/pipeline)
+	@test ! -e build || { echo "make viz: build/ exists and kedro-viz writes there; make clean first" >&2; exit 1; }
+	$(BIN)/kedro viz build
+	rm -rf data/08_reporting/pipeline build/telemetry.html && mkdir -p data/08_reporting && mv build data/08_reporting/pipeline
+	perl -0pi -e 's/<link[^>]*fonts\.g(oogleapis|static)\.com[^>]*>\s*//g' data/08_reporting/pipeline/{index,404}.html
 
 bench: run ## the benchmark scripts under bench/ (figures go to BENCHMARKS.md), after the demo study (four of them read its outputs)
 	for script in bench/*.py; do case $$script in bench/_*|bench/compare_studies.py) continue;; esac; \

@@ -21,8 +21,11 @@ Every close of a connection whose client is still sending (uvicorn's own, after 
 ``close`` lingers in that case (``LingeringTransport``).
 
 ``install(seconds)`` makes uvicorn build this protocol for ``http="auto"`` and ``"h11"`` (BentoML
-passes neither, so "auto" is used); the service module calls it at import, in every worker,
-before the worker creates its uvicorn server.
+passes neither, so "auto" is used), and run it on asyncio's event loop for ``loop="auto"``: the
+protocol is written and tested against asyncio's transports, and "auto" would pick uvloop
+wherever it is installed (the dev virtualenv has it through kedro-viz; the image has not), so
+the server is the same in both. httptools, installed alongside, is then never used. The service
+module calls it at import, in every worker, before the worker creates its uvicorn server.
 """
 
 from __future__ import annotations
@@ -183,9 +186,11 @@ class HeaderTimeoutProtocol(H11Protocol):
 
 def install(seconds: float) -> None:
     """Have uvicorn servers created from now on in this process use ``HeaderTimeoutProtocol``
-    with a ``seconds`` header timeout for ``http="auto"`` and ``http="h11"``."""
+    with a ``seconds`` header timeout for ``http="auto"`` and ``http="h11"``, on asyncio's
+    event loop for ``loop="auto"``."""
     if not seconds > 0:
         raise ValueError(f"the header timeout must be above 0 s, not {seconds:g}")
     HeaderTimeoutProtocol.header_timeout_s = float(seconds)
     for name in ("auto", "h11"):
         uvicorn.config.HTTP_PROTOCOLS[name] = PROTOCOL_PATH
+    uvicorn.config.LOOP_FACTORIES["auto"] = uvicorn.config.LOOP_FACTORIES["asyncio"]
