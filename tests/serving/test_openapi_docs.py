@@ -1,7 +1,9 @@
 """The Swagger page (``/``, from ``/docs.json``): this service's title, version and description,
-and a summary and a working request example on every route."""
+a summary and a working request example on every route, and nothing loaded from elsewhere."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -13,7 +15,7 @@ def test_every_route_has_a_summary_and_a_request_example_that_works(client):
 
     document = client.get("/docs.json").json()
     info = document["info"]
-    assert info["title"].startswith("LocalSOC") and info["version"] == _version() != "None"
+    assert info["title"] == "LocalSOC" and info["version"] == _version() != "None"
     assert "\n\n" not in info["description"] and "BentoML" not in info["description"]
     for route in ("/predict", "/field", "/change", "/sites"):
         assert route in info["description"]
@@ -47,6 +49,17 @@ def test_the_change_example_is_a_paired_change_of_two_campaigns(client):
 
 
 def test_the_swagger_page_and_docs_redirect(client):
-    assert "swagger" in client.get("/").text.lower()
+    from localsoc.serving.service import _version
+
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert f"<title>LocalSOC {_version()}</title>" in page.text
+    # Swagger UI from the server itself (BentoML's bundled copy), nothing from elsewhere
+    references = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", page.text)
+    assert "./static_content/swagger-ui-bundle.js" in references
+    assert [r for r in references if not r.startswith("./static_content/")] == []
+    assert "googletagmanager" not in page.text and "http" not in page.text
+    for reference in references:
+        assert client.get(reference.removeprefix(".")).status_code == 200, reference
     response = client.get("/docs", follow_redirects=False)
     assert response.status_code == 307 and response.headers["location"] == "/"

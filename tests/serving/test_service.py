@@ -259,7 +259,7 @@ def test_the_docs_describe_this_service_and_their_examples_succeed(client):
     from localsoc.serving.service import _version
 
     document = client.get("/docs.json").json()
-    assert document["info"]["title"] == "LocalSOC prediction service"
+    assert document["info"]["title"] == "LocalSOC"
     assert document["info"]["version"] == _version() != "None"
     assert "created with BentoML" not in document["info"]["description"]
     assert "/predict" in document["info"]["description"]

@@ -49,7 +49,9 @@ or tensorflow; see ``localsoc.serving.inference``), ``LOCALSOC_MAX_SPECTRA`` and
 without a trailing slash (``/predict/`` is ``/predict``), so Starlette never answers with a
 redirect built from the request's Host header; an unknown route (404) or method (405) is
 answered ``{"error", "field"}`` too. ``GET /docs.json`` is the OpenAPI document, with request
-examples on the served bundle's first site; ``GET /docs`` redirects to BentoML's Swagger page.
+examples on the served bundle's first site; ``GET /`` is its Swagger page (BentoML's bundled
+Swagger UI, without BentoML's analytics script: ``localsoc.serving.swagger_page``), and
+``GET /docs`` redirects there.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ from localsoc.serving.schemas import (
     PredictResponse,
     SitesResponse,
 )
+from localsoc.serving.swagger_page import swagger_page
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +236,8 @@ def served_examples(predictor: BundlePredictor) -> dict[str, dict[str, Any]]:
     return {PREDICT_ROUTE: predict, FIELD_ROUTE: field, CHANGE_ROUTE: change}
 
 
-#: The Swagger page's description (one paragraph).
+#: The Swagger page's title and description (one paragraph).
+TITLE = "LocalSOC"
 DESCRIPTION = (
     "Soil organic carbon (SOC, % by mass) from the vis-NIR spectra of a served site, by the "
     "model the LocalSOC study chose for it (a spectral library localised to the site by "
@@ -281,7 +285,7 @@ def _describe_routes(document: dict[str, Any], site: str | None) -> None:
 def _describe_service(document: dict[str, Any]) -> None:
     """This service's title, version, description, route summaries and request examples in
     place of BentoML's."""
-    document["info"] = {"title": "LocalSOC prediction service", "version": _version(),
+    document["info"] = {"title": TITLE, "version": _version(),
                         "description": DESCRIPTION}
     service = bentoml.get_current_service()
     predictor = service.predictor if service is not None else None
@@ -336,7 +340,8 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 #: Sent with a reply given before the request's body was read: the connection then ends
 #: (``localsoc.serving.header_timeout`` closes it, lingering, whatever the reply).
 CLOSE = (b"connection", b"close")
-#: Where ``GET /docs`` sends a browser: BentoML's Swagger page of /docs.json.
+#: The Swagger page of /docs.json (``localsoc.serving.swagger_page``), where ``GET /docs``
+#: sends a browser.
 SWAGGER_ROUTE = "/"
 
 
@@ -432,6 +437,13 @@ class RequestLimits:
             return
         if method == "GET" and path == OPENAPI_ROUTE:
             await send_json(send, 200, openapi_document(), close)
+            return
+        if method == "GET" and path == SWAGGER_ROUTE:
+            page = swagger_page(TITLE, _version())
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/html; charset=utf-8"),
+                                    (b"content-length", str(len(page)).encode()), *close]})
+            await send({"type": "http.response.body", "body": page})
             return
         if method == "GET" and path == DOCS_ROUTE:
             await send({"type": "http.response.start", "status": 307,
