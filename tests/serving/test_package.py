@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,3 +127,38 @@ def test_the_default_pipeline_packages_before_the_report_reads_the_bundle():
     assert names.index("package_winners") < names.index("write_report")
     report = register_pipelines()["report"]
     assert {"serving_manifest", "study_predictions"} <= report.inputs()
+
+
+def test_packaging_the_same_winners_twice_gives_the_same_bundle_and_tag(study, tmp_path):
+    """The same winners packaged at two times, their models trained at two times, give
+    byte-identical bundle files and so the same tag (data/06_models/bento_tag.txt, which DVC
+    hashes); the times go to the store's metadata."""
+    from localsoc.datasets.bento_bundle import BentoBundleDataset, stored_model
+    from tests.datasets.test_run_info import digests
+
+    models = {site: study["models"][winner["model_key"]]
+              for site, winner in study["winners"].items()}
+    kept = {site: dict(model.info) for site, model in models.items()}
+    tags, contents = [], []
+    try:
+        for run, stamp in enumerate(("2031-01-01T00:00:00+00:00", "2032-02-02T00:00:00+00:00")):
+            for model in models.values():
+                model.info["trained_at"] = stamp
+            if run:
+                time.sleep(2.1)  # a zip entry's time has 2-second steps; Keras's date_saved, 1 s
+            home = tmp_path / f"bentoml_{run}"
+            dataset = BentoBundleDataset(filepath=str(tmp_path / f"tag_{run}.txt"), home=str(home))
+            dataset.save(_package(study))
+            tags.append(dataset.tag())
+            stored = stored_model(tags[-1], str(home))
+            contents.append({name: digest for name, digest in digests(Path(stored.path)).items()
+                             if name != "model.yaml"})  # BentoML's record: its creation time
+            assert stored.info.metadata["trained_at"] == {site: stamp for site in models}
+            assert stored.info.metadata["packaged_at"]
+    finally:
+        for site, model in models.items():
+            model.info.clear()
+            model.info.update(kept[site])
+    assert tags[0] == tags[1]
+    assert any(name.endswith(".keras") for name in contents[0])
+    assert contents[0] == contents[1]

@@ -5,8 +5,11 @@ each file's SHA-256) as a new version of the store model ``model_name`` and writ
 (``name:version``) to ``filepath``. The version pins the bundle (``sha256-`` and the first hex
 digits of the SHA-256 of ``bundle.json``: ``localsoc.serving.bundle.pinned_version``), so the tag
 file, which DVC records, names what the store must hold; the store also keeps the full SHA-256
-in the model's metadata. Loading reads the tag from ``filepath``, verifies every hash against
-both and loads the models.
+in the model's metadata. The same winners give the same bundle bytes, so the same tag: model
+archives get fixed times (``localsoc.datasets.stable_archives``) and what describes the run, not
+the models (when each was trained, when it was packaged, the git commit), goes to the store's
+metadata (``packaged_at``, ``trained_at`` per site, ``code_commit``) instead of ``bundle.json``.
+Loading reads the tag from ``filepath``, verifies every hash against both and loads the models.
 Catalog entry::
 
     serving_bundle:
@@ -21,6 +24,8 @@ place where Kedro talks to the BentoML store.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -30,12 +35,18 @@ from kedro.io import AbstractDataset, DatasetError
 
 from localsoc.datasets.atomic import write_text
 from localsoc.datasets.bentoml_store import store_options
+from localsoc.datasets.run_info import without_run_info
+from localsoc.datasets.stable_archives import fix_archive_times
+from localsoc.provenance import code_version
 from localsoc.serving.bundle import (
+    MANIFEST_FILE,
     ServingBundle,
     pinned_version,
     read_stored_bundle,
+    sha256_file,
     write_bundle,
 )
+from localsoc.study import utc_now
 
 DEFAULT_MODEL_NAME = "localsoc_bundle"
 
@@ -51,6 +62,19 @@ def stored_model(tag: str, home: str | None = None):
             f"the BentoML store has no model {tag!r} ({error}); run the package stage "
             "(localsoc run --pipeline package) or set BENTOML_HOME to the store that has it"
         ) from None
+
+
+def fix_bundle_times(directory: str | Path) -> str:
+    """Give the model archives of a bundle written by ``write_bundle`` fixed times and hash
+    ``bundle.json``'s file list again; returns the SHA-256 of the rewritten ``bundle.json``."""
+    directory = Path(directory)
+    fix_archive_times(directory)
+    path = directory / MANIFEST_FILE
+    manifest = json.loads(path.read_text())
+    manifest["files"] = {name: sha256_file(directory / name) for name in manifest["files"]}
+    text = json.dumps(manifest, indent=1, allow_nan=False)
+    path.write_text(text)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def load_stored_bundle(tag: str, home: str | None = None, load_models: bool = True) -> ServingBundle:
@@ -120,8 +144,10 @@ class BentoBundleDataset(AbstractDataset):
                 f"BentoBundleDataset saves a ServingBundle, got {type(data).__name__}"
             )
         manifest = data.manifest
-        with tempfile.TemporaryDirectory(prefix="localsoc_bundle_") as staging:
-            digest = write_bundle(data, staging)
+        with (tempfile.TemporaryDirectory(prefix="localsoc_bundle_") as staging,
+              without_run_info(data.models) as run_info):
+            write_bundle(data, staging)
+            digest = fix_bundle_times(staging)
             labels = {
                 "project": "localsoc",
                 "format": manifest["format"].replace("/", "-"),
@@ -132,8 +158,11 @@ class BentoBundleDataset(AbstractDataset):
                 "bundle_format": manifest["format"],
                 "bundle_sha256": digest,
                 "sites": ",".join(sorted(manifest["sites"])),
-                "packaged_at": manifest.get("packaged_at"),
+                "packaged_at": utc_now(),
+                "trained_at": {site: info["trained_at"] for site, info in run_info.items()
+                               if "trained_at" in info},
                 "code_version": manifest.get("code_version"),
+                "code_commit": code_version(),
                 "data_version": manifest.get("data_version"),
             }
             tag = f"{self._model_name}:{pinned_version(digest)}"

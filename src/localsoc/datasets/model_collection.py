@@ -5,7 +5,9 @@ the store of its family in the method registry (``localsoc.methods``): a 1D-CNN 
 in the ``localsoc.models.fold_files`` layout, a PLSR model as ``linear_model.json``, and any
 family registered later the same way. Saving replaces the whole collection directory (DVC
 versions it); model archives are rewritten with fixed times
-(``localsoc.datasets.stable_archives``), so the same models give byte-identical files.
+(``localsoc.datasets.stable_archives``) and the time each model was trained goes to the run log
+beside the directory (``<directory>.run.json``, not a DVC output; ``localsoc.datasets.run_info``),
+so the same models give byte-identical files.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from typing import Any
 from kedro.io import AbstractDataset, DatasetError
 
 from localsoc.datasets.atomic import replace_path
+from localsoc.datasets.run_info import (
+    read_run_log,
+    run_log_path,
+    with_run_info,
+    without_run_info,
+    write_run_log,
+)
 from localsoc.datasets.stable_archives import fix_archive_times
 
 
@@ -56,10 +65,12 @@ class ModelCollectionDataset(AbstractDataset):
         if not self._filepath.is_dir():
             raise DatasetError(f"no model collection at {self._filepath}; run the pipeline first")
         try:
-            return {key: store.load(self._filepath / key)
-                    for key, store in self._stored().items()}
+            models = {key: store.load(self._filepath / key)
+                      for key, store in self._stored().items()}
         except FileNotFoundError as error:
             raise DatasetError(str(error)) from None
+        with_run_info(models, read_run_log(run_log_path(self._filepath)).get("models") or {})
+        return models
 
     def _save(self, data: dict[str, Any]) -> None:
         from localsoc.methods import family_of_model
@@ -70,19 +81,21 @@ class ModelCollectionDataset(AbstractDataset):
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         try:
-            for key, model in data.items():
-                if ".." in PurePosixPath(key).parts or key.startswith("/"):
-                    raise DatasetError(f"model key {key!r} must be a relative path")
-                try:
-                    store = family_of_model(model).store
-                except TypeError as error:
-                    raise DatasetError(f"model {key!r}: {error}") from None
-                store.save(model, staging / key)
-            fix_archive_times(staging)  # the same models give the same bytes (dvc.lock)
+            with without_run_info(data) as run_info:  # the same models give the same bytes
+                for key, model in data.items():
+                    if ".." in PurePosixPath(key).parts or key.startswith("/"):
+                        raise DatasetError(f"model key {key!r} must be a relative path")
+                    try:
+                        store = family_of_model(model).store
+                    except TypeError as error:
+                        raise DatasetError(f"model {key!r}: {error}") from None
+                    store.save(model, staging / key)
+            fix_archive_times(staging)  # and so do their archives (dvc.lock)
             replace_path(staging, self._filepath)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        write_run_log(run_log_path(self._filepath), {"models": run_info})
 
 
 class OptionalModelCollectionDataset(ModelCollectionDataset):

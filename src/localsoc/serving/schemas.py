@@ -74,6 +74,19 @@ class SpectrumPrediction(BaseModel):
     )
 
 
+#: The bundle holds what is the same for the same code, data and seed (so the same tag); when a
+#: model was trained and packaged is the run's, kept in the BentoML store's metadata
+#: (``localsoc.datasets.bento_bundle``) and the run logs.
+TRAINED_AT = ("when the site's model was trained (ISO 8601, UTC); empty or null when the bundle "
+              "does not say: it is in the BentoML store's metadata of the bundle (`bentoml models "
+              "get TAG`: trained_at) and the run log data/06_models/<collection>.run.json")
+PACKAGED_AT = ("when the bundle was packaged (ISO 8601, UTC); empty or null when the bundle does "
+               "not say: it is in the BentoML store's metadata of the bundle (`bentoml models get "
+               "TAG`: packaged_at)")
+CODE_VERSION = ("the localsoc version that built the bundle (its git commit: the store's "
+                "metadata, code_commit)")
+
+
 class ModelIdentity(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
@@ -84,11 +97,13 @@ class ModelIdentity(BaseModel):
                         "plsr_spiked, gpr or stack")
     trained_on: str
     version: str = Field(description="bundle tag in the BentoML store (name:version)")
-    trained_at: str
-    trained_at_source: str = Field(description="training, or packaging when training kept no time")
-    packaged_at: str
+    trained_at: str | None = Field(default=None, description=TRAINED_AT)
+    trained_at_source: str | None = Field(
+        default=None, description="where trained_at comes from (training, or packaging when "
+        "training kept no time); empty when it is not known")
+    packaged_at: str | None = Field(default=None, description=PACKAGED_AT)
     data_version: str | None
-    code_version: str | None
+    code_version: str | None = Field(description=CODE_VERSION)
 
 
 class DomainLimits(BaseModel):
@@ -134,7 +149,7 @@ class SiteDescription(BaseModel):
     model_key: str
     family: str
     trained_on: str
-    trained_at: str
+    trained_at: str | None = Field(default=None, description=TRAINED_AT)
     grid: SiteGrid
     preprocessing: list[str]
     interval: SiteInterval
@@ -152,9 +167,9 @@ class SitesResponse(BaseModel):
     """What GET /sites returns: the bundle, its limits, and each site's model and metrics."""
 
     bundle: str = Field(description="bundle tag in the BentoML store (name:version)")
-    packaged_at: str | None
+    packaged_at: str | None = Field(default=None, description=PACKAGED_AT)
     data_version: str | None
-    code_version: str | None
+    code_version: str | None = Field(description=CODE_VERSION)
     limits: ServingLimits
     sites: list[SiteDescription]
 

@@ -66,5 +66,7 @@ def derived_seed(seed: int, *names: str) -> int:
 
 
 def utc_now() -> str:
-    """The time a model was trained, for its identity in the served bundle (ISO 8601, UTC)."""
+    """The time now (ISO 8601, UTC, whole seconds): when a model was trained
+    (``info["trained_at"]``) or a bundle packaged. A run's, not a result's: the datasets keep it
+    out of the files DVC tracks (``localsoc.datasets.run_info``)."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

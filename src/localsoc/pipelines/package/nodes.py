@@ -6,20 +6,25 @@ fitted preprocessing steps, the serving limits, the data version and row counts)
 conformal interval comes from, the applicability domain and the metrics. The result is a
 :class:`localsoc.serving.bundle.ServingBundle`; the catalog's ``BentoBundleDataset`` writes it
 to the BentoML model store. :func:`package_winners` runs both in one call.
+
+The bundle holds what makes it deterministic, so the same code, data and seed give the same
+bundle and tag: the package version (``code_version``), the data version and the models. When
+each model was trained and when the bundle was packaged are the run's, not the bundle's: the
+dataset keeps them in the store's metadata (``localsoc.datasets.bento_bundle``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+import localsoc
 from localsoc.data.schema import Grid
 from localsoc.pipelines.evaluate.stacking import served_stack
-from localsoc.provenance import code_version, data_version
+from localsoc.provenance import data_version
 from localsoc.serving.bundle import (
     BUNDLE_FORMAT,
     DEFAULT_SERVING,
@@ -93,12 +98,6 @@ def serving_settings(validate: dict, package: dict) -> dict[str, Any]:
 
 def _model_bands(model: Any) -> int:
     return int(model.n_bands)
-
-
-def _trained_at(model: Any, packaged_at: str) -> tuple[str, str]:
-    """When the model was trained, if its training recorded it; else the packaging time."""
-    stamp = (getattr(model, "info", None) or {}).get("trained_at")
-    return (str(stamp), "training") if stamp else (packaged_at, "packaging")
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -195,19 +194,17 @@ def _data_record(site: str, rows: dict[str, pd.DataFrame], common: dict) -> dict
 
 
 def site_entry(site: str, winner: dict, model: Any, rows: dict[str, pd.DataFrame],
-               common: dict, packaged_at: str) -> dict[str, Any]:
+               common: dict) -> dict[str, Any]:
     """One site's entry of the bundle manifest."""
     interval_rows = rows["interval"]
     residuals = (interval_rows["observed"].to_numpy(np.float64)
                  - interval_rows["estimated"].to_numpy(np.float64))
-    trained_at, trained_at_source = _trained_at(model, packaged_at)
     info = getattr(model, "info", None) or {}
     return {
         "site": site, "country": winner.get("country"), "method": winner["method"],
         "model_key": winner["model_key"], "collection": winner["collection"],
         "family": winner["family"], "trained_on": winner["trained_on"],
         "model_format": model_format(model), "model_dir": site_directory(site),
-        "trained_at": trained_at, "trained_at_source": trained_at_source,
         "training_data_hash": getattr(model, "training_data_hash", None),
         "model_data_version": getattr(model, "data_version", None) or info.get("data_version"),
         "wavelengths_nm": list(common["wavelengths_nm"]),
@@ -242,7 +239,6 @@ def bundle_winners(
         raise ValueError("study_winners is empty: run the evaluate stage before package")
     collections = {"library": library_models, "site": site_models, "transfer": transfer_models,
                    "nested": nested_models or {}}
-    packaged_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     sites: dict[str, Any] = {}
     models: dict[str, Any] = {}
     for site, winner in sorted(study_winners.items()):
@@ -253,11 +249,11 @@ def bundle_winners(
         else:
             model = _winner_model(site, winner, collections, len(common["wavelengths_nm"]))
         rows = _winner_rows(site, winner, study_predictions)
-        sites[site] = site_entry(site, winner, model, rows, common, packaged_at)
+        sites[site] = site_entry(site, winner, model, rows, common)
         interval_rule(sites[site])  # the stored numbers must follow from the residuals
         models[site] = model
     manifest = {
-        "format": BUNDLE_FORMAT, "packaged_at": packaged_at, "code_version": code_version(),
+        "format": BUNDLE_FORMAT, "code_version": localsoc.__version__,
         "data_version": common["data_version"],
         "data_version_of": "validated library and site tables (library_ssl, sites_ssl)",
         "serving": dict(common["serving"]), "sites": sites,
