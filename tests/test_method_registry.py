@@ -112,7 +112,7 @@ def test_a_registered_family_and_method_flow_through_evaluate_report_and_package
         report, _ = write_report(
             pd.DataFrame({"set": ["s1"], "samples": [32]}), {"tables": []}, selection,
             pd.DataFrame(columns=["site", "scope", "pool_size"]), calibration, metrics,
-            winners, table, pd.DataFrame(), library, calibration, {}, {"seed": 7})
+            winners, table, pd.DataFrame(), library, calibration, {"seed": 7})
         assert "| Dummy mean |" in report and "Dummy mean" in report.split("## Winners")[1]
 
         bundle = package_winners(winners, predictions, {}, loaded, {}, library, calibration,

@@ -37,7 +37,7 @@ def test_report_has_the_field_summary_and_a_model_card_per_site(study, recorded_
         pd.DataFrame(columns=["site", "scope", "rank", "sample_id", "soc"]),
         pd.DataFrame(columns=["site", "scope", "pool_size"]), study["calibration"],
         study["metrics"], study["winners"], study_table_markdown(study["metrics"]),
-        pd.DataFrame(), sites.iloc[0:0], sites, {}, {"seed": 7}, recorded_predictions,
+        pd.DataFrame(), sites.iloc[0:0], sites, {"seed": 7}, recorded_predictions,
         manifest)
     field = report.split("## Field summary")[1].split("## Model cards")[0]
     cards = report.split("## Model cards")[1]
@@ -107,3 +107,31 @@ def test_blank_strata_and_a_one_sample_stratum_do_not_stop_the_report(study,
     lines = field_summary_section(manifest, recorded_predictions, sites)
     text = "\n".join(lines)
     assert "| all |" in text and "| lone |" in text
+
+
+def test_the_report_follows_from_its_inputs_alone(study, recorded_predictions, manifest):
+    """Built twice from the same inputs, the report is byte-identical and names no time (a
+    clock time or stage times would change report.md and report.html, which DVC hashes, on
+    every run); the pages beside it are linked only when given."""
+    import datetime as dt
+
+    def report(pages=None):
+        return write_report(
+            pd.DataFrame({"set": ["sites"], "samples": [len(study["sites_ssl"])]}),
+            {"tables": []}, pd.DataFrame(columns=["site", "scope", "rank", "sample_id", "soc"]),
+            pd.DataFrame(columns=["site", "scope", "pool_size"]), study["calibration"],
+            study["metrics"], study["winners"], study_table_markdown(study["metrics"]),
+            pd.DataFrame(), study["sites_ssl"].iloc[0:0], study["sites_ssl"], {"seed": 7},
+            recorded_predictions, manifest, reporting_pages=pages)
+
+    first, second = report(), report()
+    assert first == second
+    today = dt.datetime.now(dt.UTC)
+    for text in first:
+        assert f"{today:%Y-%m-%d}" not in text
+        assert "Generated" not in text and "data_docs/index.html" not in text
+    pages = {"data_docs/index.html": "Data Docs", "pipeline/index.html": "the pipeline"}
+    linked, html = report(pages)
+    data = linked.split("## Data and validation")[1]
+    assert "[Data Docs](data_docs/index.html)" in data and "(pipeline/index.html)" in data
+    assert 'href="data_docs/index.html"' in html

@@ -1,6 +1,8 @@
 """The human report, answer first: each site's served model and field summary, the contents,
 the study (the Table-3 layout, winners, uncertainty), RS-LOCAL, the data and its validation,
-the run times, and the model cards last.
+and the model cards last. It follows from the code, data and seed alone (no clock time, no
+stage times: those are the run log's, ``localsoc.hooks``), so the same inputs give the same
+report, byte for byte.
 
 One node per group of sections (``report_header``, ``data_section``, ``localise_section``,
 ``study_sections``, ``serving_sections``), each returning Markdown lines; ``render_report``
@@ -11,11 +13,12 @@ runs them all in one call, for scripts and tests.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 
 import pandas as pd
 
+import localsoc
+from localsoc.hooks import STAGE_SECONDS_FILE
 from localsoc.pipelines.report.notes import carbon_kind_lines, plan_lines, skipped_scope_lines
 from localsoc.pipelines.report.page import contents_lines, figure_uris, html_page
 from localsoc.pipelines.report.sections import (
@@ -30,7 +33,7 @@ from localsoc.pipelines.report.served import (
     glance_section,
     model_cards_section,
 )
-from localsoc.provenance import code_version, data_version
+from localsoc.provenance import data_version
 
 # re-exported: the report's interval sentence and its served sections
 __all__ = ["field_summary_section", "model_cards_section", "validation_spread_sentence"]
@@ -40,20 +43,24 @@ DATA_COLUMNS = ("set", "kind", "samples", "quarantined", "calibration", "validat
 
 
 def report_header(library_ssl: pd.DataFrame, sites_ssl: pd.DataFrame, study: dict) -> list[str]:
-    """The title, the time, the code and data versions and the run's seed."""
+    """The title, the code and data versions and the run's seed; where the run's times are."""
     return ["# LocalSOC study report", "",
-            f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. Code "
-            f"`{code_version()}`; data version `{data_version(library_ssl, sites_ssl)}` "
-            f"(hash of the validated library and site tables); seed {study['seed']}."]
+            f"LocalSOC {localsoc.__version__}; data version "
+            f"`{data_version(library_ssl, sites_ssl)}` (hash of the validated library and site "
+            f"tables); seed {study['seed']}. The exact code and data of every result: "
+            f"`dvc.lock`; how long each stage ran: `{STAGE_SECONDS_FILE.as_posix()}` (the run "
+            "log; not in this report, so the same code, data and seed give the same report)."]
 
 
 def data_section(data_summary: pd.DataFrame, validation_report: dict,
                  library_ssl: pd.DataFrame, sites_ssl: pd.DataFrame,
                  imported_libraries: Mapping | None = None,
                  imported_sites: Mapping | None = None,
-                 split_assignment: pd.DataFrame | None = None) -> list[str]:
-    """The data summary, what validation kept, each imported table's carbon kind and the
-    sites whose split followed a lab plan."""
+                 split_assignment: pd.DataFrame | None = None,
+                 reporting_pages: Mapping[str, str] | None = None) -> list[str]:
+    """The data summary, what validation kept, links to the pages beside the report
+    (``reporting_pages``: ``{relative path: title}`` of those that exist), each imported
+    table's carbon kind and the sites whose split followed a lab plan."""
     out = ["", "## Data and validation", "",
            markdown_table(data_summary[[c for c in DATA_COLUMNS if c in data_summary]],
                           "{:.2f}")]
@@ -61,6 +68,9 @@ def data_section(data_summary: pd.DataFrame, validation_report: dict,
         out.append(f"\nValidation of `{table['table']}`: {table['rows_in']} rows in, "
                    f"{table['rows_kept']} kept, {table['rows_quarantined']} quarantined "
                    "(reasons in data/02_intermediate/*_quarantine.csv).")
+    if reporting_pages:
+        out.append("\nPages beside this report: " + "; ".join(
+            f"[{title}]({page})" for page, title in reporting_pages.items()) + ".")
     return (out + carbon_kind_lines(library_ssl, sites_ssl, imported_libraries, imported_sites)
             + plan_lines(split_assignment))
 
@@ -115,21 +125,12 @@ def serving_sections(serving_manifest, study_predictions: pd.DataFrame | None,
             ["", *model_cards_section(manifest)])
 
 
-def run_time_section(stage_seconds: dict) -> list[str]:
-    out = ["", "## Run time per stage", ""]
-    if not stage_seconds:
-        return out + ["No stage times recorded (run through `localsoc run` or `kedro run`)."]
-    times = pd.DataFrame({"stage": list(stage_seconds), "seconds": list(stage_seconds.values())})
-    return out + [markdown_table(times, "{:.1f}"),
-                  f"\nTotal of the recorded stages: {sum(stage_seconds.values()):.1f} s."]
-
-
 def render_report(header: list[str], answer: list[str], data: list[str], localise: list[str],
-                  study: list[str], serving: list[str], stage_seconds: dict) -> str:
+                  study: list[str], serving: list[str]) -> str:
     """The Markdown report, answer first: the header, each site at a glance and its field
-    summary, the contents, the study, RS-LOCAL, the data, the run times, the model cards.
-    Figures are linked relative to data/08_reporting."""
-    body = [*study, *localise, *data, *run_time_section(stage_seconds), *serving]
+    summary, the contents, the study, RS-LOCAL, the data, the model cards. Figures are linked
+    relative to data/08_reporting."""
+    body = [*study, *localise, *data, *serving]
     contents = contents_lines([*answer, *body])
     return "\n".join([*header, "", *answer, "", *contents, *body]) + "\n"
 
@@ -154,7 +155,6 @@ def write_report(
     transfer_depths: pd.DataFrame,
     library_ssl: pd.DataFrame,
     sites_ssl: pd.DataFrame,
-    stage_seconds: dict,
     study: dict,
     study_predictions: pd.DataFrame | None = None,
     serving_manifest=None,
@@ -163,6 +163,7 @@ def write_report(
     imported_sites: Mapping | None = None,
     split_assignment: pd.DataFrame | None = None,
     figures: tuple[Mapping, Mapping] | None = None,
+    reporting_pages: Mapping[str, str] | None = None,
 ) -> tuple[str, str]:
     """(Markdown, HTML): the report pipeline's nodes in one call, for scripts and tests.
 
@@ -170,16 +171,17 @@ def write_report(
     packaged bundle; with ``study_predictions`` it gives the field summary and the model cards.
     ``localise`` (its ``k``) states why a scope was skipped; the imported-table mappings give
     each table's carbon kind; ``split_assignment`` says which sites' splits followed a lab
-    plan; ``figures``: (localise, study) figure files to embed in the HTML."""
+    plan; ``figures``: (localise, study) figure files to embed in the HTML;
+    ``reporting_pages``: the pages beside the report to link to."""
     answer, cards = serving_sections(serving_manifest, study_predictions, sites_ssl,
                                      study_metrics)
     text = render_report(
         report_header(library_ssl, sites_ssl, study), answer,
         data_section(data_summary, validation_report, library_ssl, sites_ssl,
-                     imported_libraries, imported_sites, split_assignment),
+                     imported_libraries, imported_sites, split_assignment, reporting_pages),
         localise_section(rslocal_selection, rslocal_history, site_calibration, library_ssl,
                          study, localise),
         study_sections(study_metrics, study_table, study_winners, transfer_depths, study),
-        cards, stage_seconds)
+        cards)
     return text, report_page(text, *(figures or (None, None)))
 

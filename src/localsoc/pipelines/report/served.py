@@ -21,6 +21,11 @@ NO_BUNDLE = "No packaged bundle was given: run the package stage before the repo
 GLANCE_HEADING = "## Each site at a glance"
 FIELD_HEADING = "## Field summary"
 CARDS_HEADING = "## Model cards"
+#: Where a bundle without times (the same code, data and seed give the same bundle) keeps them.
+RUN_TIMES = ("not in the bundle, so that the same code, data and seed give the same bundle and "
+             "tag: `bentoml models get TAG` shows packaged_at, trained_at per site and the git "
+             "commit (code_commit); data/06_models/<collection>.run.json, when each model of a "
+             "collection was trained")
 FIELD_COLUMNS = {
     "n_samples": "N", "soc_percent": "SOC % (mean)", "mean_estimate": "mean estimate",
     "bias_correction": "bias correction", "sampling_se": "sampling s.e.",
@@ -186,6 +191,10 @@ def _card_without_shared_text(manifest: dict, site: str) -> tuple[dict, dict]:
     if spread:
         shared[f"interval '{interval['method']}', m = {spread['m']}"] = spread["sentence"]
     card["versions"]["model_files_sha256"] = {}
+    if not card["model"].get("trained_at") and not card["versions"].get("packaged_at"):
+        shared["when it was trained and packaged"] = RUN_TIMES
+        card["model"]["trained_at"] = card["model"]["trained_at_source"] = see
+        card["versions"]["packaged_at"] = f"({see})"
     return card, shared
 
 
