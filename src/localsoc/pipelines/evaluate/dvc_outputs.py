@@ -1,7 +1,8 @@
 """What DVC shows of a study: the headline metrics (``metrics.json``, the one file declared as
-DVC metrics, so `dvc metrics show` and `dvc exp show` stay a few columns wide) and the served
-models' test estimates (a file of the `dvc plots show` page). The per-method details
-(``study_metrics_json``) are a plain output beside them."""
+DVC metrics, so that `dvc metrics show` and `dvc exp show --only-changed --keep
+'rmse|coverage|drmse'` fit in 120 columns for three sites) and the served models' test estimates
+(a file of the `dvc plots show` page). The per-method details (``study_metrics_json``) are a
+plain output beside them."""
 
 from __future__ import annotations
 
@@ -14,29 +15,24 @@ import pandas as pd
 SERVED_COLUMNS = ["site", "method", "sample_id", "observed", "estimated", "lower", "upper"]
 
 
-def _rounded(value, digits: int):
-    if value is None or not math.isfinite(float(value)):
-        return None
-    return round(float(value), digits)
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(float(value))
 
 
 def headline_metrics(winners: dict) -> dict:
-    """Per site (a key each): the served model (``winner``), its test RMSE (``rmse``) and its
-    interval's test coverage (``coverage``); ``mean_drmse``: the mean over the sites of the
-    served models' dRMSE against the reference method (Local), %. A value a site does not have
-    (no test set) is left out."""
-    out: dict = {}
-    drmse = []
-    for site, winner in sorted(winners.items()):
-        test = winner["test_metrics"]
-        row = {"winner": winner["method"], "rmse": _rounded(test["rmse"], 4),
-               "coverage": _rounded(test["coverage"], 3)}
-        out[site] = {k: v for k, v in row.items() if v is not None}
-        if _rounded(test["drmse"], 4) is not None:
-            drmse.append(float(test["drmse"]))
-    if drmse:
-        out["mean_drmse"] = round(float(np.mean(drmse)), 2)
-    return out
+    """The study's headline, a few columns wide: ``rmse``, per site the served model's test
+    RMSE; ``coverage``, the mean over the sites of its interval's test coverage; ``drmse``, the
+    mean over the sites of its dRMSE against the reference method (Local), %. Which model each
+    site serves, and its own coverage, are in study_winners.json. A value no site has (no test
+    set) is left out."""
+    tests = {site: winner["test_metrics"] for site, winner in sorted(winners.items())}
+    out: dict = {"rmse": {site: round(float(test["rmse"]), 4) for site, test in tests.items()
+                          if _finite(test["rmse"])}}
+    for key, digits in (("coverage", 3), ("drmse", 2)):
+        values = [float(test[key]) for test in tests.values() if _finite(test[key])]
+        if values:
+            out[key] = round(float(np.mean(values)), digits)
+    return {key: value for key, value in out.items() if value != {}}
 
 
 def served_test_predictions(predictions: pd.DataFrame, winners: dict) -> pd.DataFrame:
