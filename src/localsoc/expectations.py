@@ -189,6 +189,21 @@ def run_suite(view: pd.DataFrame, specs: list[ExpectationSpec], name: str):
     return result.success, ordered
 
 
+#: What a validation report keeps of each Great Expectations result (GX's "SUMMARY" fields:
+#: counts, shares and at most 20 failing values), enough to render its Data Docs page.
+RESULT_SUMMARY_KEYS = ("element_count", "missing_count", "missing_percent", "unexpected_count",
+                       "unexpected_percent", "unexpected_percent_nonmissing",
+                       "partial_unexpected_list", "partial_unexpected_counts")
+
+
+def result_summary(outcome) -> dict:
+    """The ``RESULT_SUMMARY_KEYS`` of one GX expectation result, as JSON values."""
+    from great_expectations.util import convert_to_json_serializable
+
+    return {key: convert_to_json_serializable(outcome.result[key])
+            for key in RESULT_SUMMARY_KEYS if key in outcome.result}
+
+
 def _expectation_class(module, snake_name: str):
     camel = "".join(part.capitalize() for part in snake_name.split("_"))
     try:

@@ -18,7 +18,8 @@ from localsoc.data.schema import (
     band_wavelength,
     check_table,
 )
-from localsoc.expectations import row_view, run_suite, ssl_suite
+from localsoc.expectations import result_summary, row_view, run_suite, ssl_suite
+from localsoc.pipelines.validate.data_docs import data_docs_site
 
 QUARANTINE_COLUMNS = ("source_row", "quarantine_reason", "failed_expectations")
 
@@ -93,7 +94,7 @@ def _failures(frame: pd.DataFrame, view: pd.DataFrame, specs: list,
         examples.append(f"row {rows[0]}: {reasons[rows[0]][-1]}" if rows else "")
         per_expectation.append({"expectation": spec.type, "column": column,
                                 "success": bool(outcome.success), "rows_failed": len(rows),
-                                "reason": spec.reason})
+                                "reason": spec.reason, "result": result_summary(outcome)})
     return reasons, failed, per_expectation, examples
 
 
@@ -203,3 +204,9 @@ def validate_sites(
 
 def merge_reports(library_report: dict, sites_report: dict) -> dict:
     return {"tables": [library_report, sites_report]}
+
+
+def write_data_docs(validation_report: dict) -> dict[str, str]:
+    """Great Expectations Data Docs of every validated table, offline: ``{file name: HTML}``,
+    an index and a page per table (``localsoc.pipelines.validate.data_docs``)."""
+    return data_docs_site(validation_report["tables"])

@@ -1,6 +1,6 @@
 from kedro.pipeline import Pipeline, node
 
-from .nodes import merge_reports, validate_library, validate_sites
+from .nodes import merge_reports, validate_library, validate_sites, write_data_docs
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -23,6 +23,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["library_validation", "sites_validation"],
                 outputs="validation_report",
                 name="write_validation_report",
+            ),
+            node(
+                write_data_docs,
+                inputs="validation_report",
+                outputs="validation_data_docs",
+                name="write_data_docs",
             ),
         ]
     )
