@@ -17,6 +17,8 @@ def test_every_route_has_a_summary_and_a_request_example_that_works(client):
     info = document["info"]
     assert info["title"] == "LocalSOC" and info["version"] == _version() != "None"
     assert "\n\n" not in info["description"] and "BentoML" not in info["description"]
+    assert [tag["name"] for tag in document["tags"]] == ["Service APIs", "Infrastructure"]
+    assert not any("BentoML" in tag["description"] for tag in document["tags"])
     for route in ("/predict", "/field", "/change", "/sites"):
         assert route in info["description"]
     operations = [(path, method, operation) for path, methods in document["paths"].items()

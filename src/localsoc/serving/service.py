@@ -249,6 +249,11 @@ DESCRIPTION = (
     "the served sites and GET /sites/{site}/card gives a site's model card. A request the "
     "service cannot answer gets a 4xx {\"error\", \"field\"} that says what to fix; "
     "/docs.json is this document.")
+#: What the Swagger page says of BentoML's two route groups.
+TAG_DESCRIPTIONS = {
+    "Service APIs": "SOC estimates, field means and changes, the served sites and their cards",
+    "Infrastructure": "Health probes and Prometheus metrics (no API key needed)",
+}
 #: A summary of every route on the Swagger page, and how to call the GET routes.
 SUMMARIES = {
     (PREDICT_ROUTE, "post"): "SOC % per spectrum, with its interval and domain check",
@@ -283,10 +288,12 @@ def _describe_routes(document: dict[str, Any], site: str | None) -> None:
 
 
 def _describe_service(document: dict[str, Any]) -> None:
-    """This service's title, version, description, route summaries and request examples in
-    place of BentoML's."""
+    """This service's title, version, description, route group descriptions, route summaries
+    and request examples in place of BentoML's."""
     document["info"] = {"title": TITLE, "version": _version(),
                         "description": DESCRIPTION}
+    for tag in document.get("tags", []):
+        tag["description"] = TAG_DESCRIPTIONS.get(tag["name"], tag.get("description", ""))
     service = bentoml.get_current_service()
     predictor = service.predictor if service is not None else None
     examples = served_examples(predictor) if predictor is not None else {}
