@@ -69,6 +69,21 @@ def train_site_model(X, y, ids, folds, seed: int, params: dict, label: str, data
     return result.ensemble, result.trials.copy()
 
 
+def library_params(params: dict, label: str) -> dict:
+    """``params`` (``params:train``) for the library model searched as ``label``
+    (``library_global`` or ``library_country_<code>``), after ``train.library_by_scope``:
+    its entries ``country`` (every country library) and then the model's own key (``global``,
+    ``country_CN``, ...) merge their budget keys over ``library_budget``, key by key, and a
+    ``space`` in them replaces ``train.space`` (the search-space overrides) for that library."""
+    key = label.removeprefix("library_")
+    budget, space = dict(params["library_budget"]), params["space"]
+    for name in ("country" if key.startswith("country_") else None, key):
+        entry = dict((params["library_by_scope"] or {}).get(name) or {})
+        space = entry.pop("space", space)
+        budget.update(entry)
+    return {**params, "library_budget": budget, "space": space}
+
+
 def reusable_library_model(previous, X, y, ids, params: dict, seed: int) -> bool:
     """Whether a stored library model was trained on exactly this data with these settings."""
     if previous is None or getattr(previous, "training_data_hash", None) is None:
@@ -89,12 +104,14 @@ def reusable_library_model(previous, X, y, ids, params: dict, seed: int) -> bool
 
 
 def train_library_model(X, y, ids, seed: int, params: dict, label: str, previous=None):
-    """The library-budget search of one library scope, or the stored model when reusable.
+    """The library-budget search of one library scope (budget and space: :func:`library_params`),
+    or the stored model when reusable.
 
     Returns (fold ensemble, trial table, reused).
     """
     from localsoc.models.ensemble import make_folds
 
+    params = library_params(params, label)
     if bool(params["reuse_library_models"]) and reusable_library_model(
             previous, X, y, ids, params, seed):
         trials = pd.DataFrame([{"status": "REUSED", "cv_rmse": previous.cv_rmse_}])
