@@ -22,6 +22,7 @@ column, row or cell and the fix.
 from __future__ import annotations
 
 import gzip
+import io
 import re
 import zlib
 from collections.abc import Mapping
@@ -158,31 +159,137 @@ def _read_table(path: str | Path) -> pd.DataFrame:
     )
 
 
+#: Bytes of CSV text parsed at a time (whole records): a large file is read in chunks of about
+#: this size, so that memory holds the parsed columns and one chunk of text, not the whole text
+#: and the parser's buffers for it.
+CSV_CHUNK_BYTES = 1 << 24
+_EXPORT = "save it as comma-separated UTF-8 text (a spreadsheet's 'CSV UTF-8') or as Parquet"
+
+
 def _read_csv(path: Path, compressed: bool) -> pd.DataFrame:
-    """A CSV table (gzip-compressed when ``compressed``); a file that cannot be read as
-    comma-separated UTF-8 text raises ``ValueError`` saying why and what to do."""
-    export = "save it as comma-separated UTF-8 text (a spreadsheet's 'CSV UTF-8') or as Parquet"
+    """A CSV table (gzip-compressed when ``compressed``), read in chunks of about
+    ``CSV_CHUNK_BYTES`` (:func:`_csv_chunks`, :func:`_join_chunks`) and typed as
+    ``pandas.read_csv`` types the whole file; a file that cannot be read as comma-separated
+    UTF-8 text, or a row with more or fewer fields than the header, raises ``ValueError``
+    saying where, why and what to do."""
+    opener = gzip.open if compressed else open
     try:
-        with (gzip.open if compressed else open)(path, "rb") as handle:
+        with opener(path, "rb") as handle:
             head = handle.read(1 << 16)
         if b"\x00" in head:
             raise ValueError(f"{path}: a binary file (a spreadsheet or another format?), not CSV "
-                             f"text; {export}")
-        frame = pd.read_csv(path)
-    except UnicodeDecodeError as error:
-        raise ValueError(
-            f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at position "
-            f"{error.start}; Latin-1 or another encoding?); {export}"
-        ) from None
+                             f"text; {_EXPORT}")
+        with opener(path, "rb") as handle:
+            frame, mixed = _join_chunks(_csv_chunks(handle, path))
+        if mixed:  # typed per chunk differently: read them again as text, as one read would
+            with opener(path, "rb") as handle:
+                frame, _ = _join_chunks(_csv_chunks(handle, path, text_columns=mixed))
     except (EOFError, OSError, zlib.error) as error:
         what = "the compressed file is incomplete or damaged" if compressed else "cannot be read"
         raise ValueError(f"{path}: {what} ({error}); download or write it again") from None
+    except pd.errors.ParserError as error:
+        raise ValueError(f"{path}: not a comma-separated table ({error}); {_EXPORT}") from None
+    return frame
+
+
+def _csv_records(handle, size: int):
+    """The records of a CSV file as lists of ``(line number, record)`` of about ``size``
+    bytes: a record is a line, or several when a quoted field holds a line break (an odd
+    number of '"' so far)."""
+    pending, line_number, start = b"", 0, 0
+    while lines := handle.readlines(size):
+        batch = []
+        for line in lines:
+            line_number += 1
+            if not pending:
+                start = line_number
+            record = pending + line
+            last = record.rfind(b'"')
+            if last >= 0 and record.count(b'"', 0, last + 1) % 2:
+                pending = record
+                continue
+            pending = b""
+            batch.append((start, record))
+        yield batch
+    if pending:
+        yield [(start, pending)]  # an unclosed quote: the parser says so
+
+
+def _field_count(record: bytes) -> int:
+    """Fields in a CSV record: its commas outside quotes, plus one (quoted fields, such as
+    text ids, usually come first: only the part up to the last '"' is split)."""
+    last = record.rfind(b'"')
+    if last < 0:
+        return record.count(b",") + 1
+    quoted = record[:last + 1].split(b'"')
+    return sum(part.count(b",") for part in quoted[::2]) + record.count(b",", last + 1) + 1
+
+
+def _check_fields(path: Path, records: list, fields: int, first_row: int) -> list[bytes]:
+    """The records that are not blank (the parser skips blank lines); ``ValueError`` naming
+    the first with another number of fields than the header's ``fields``."""
+    kept = []
+    for line_number, record in records:
+        if not record.strip():
+            continue
+        count = _field_count(record)
+        if count != fields:
+            what = "fewer" if count < fields else "more"
+            raise ValueError(
+                f"{path}: row {first_row + len(kept)} (counting from 0; line {line_number} of "
+                f"the file, starting {record[:30].decode(errors='replace').rstrip()!r}) has {count} "
+                f"fields, {what} than the {fields} columns of the header: a value or a ',' was "
+                "lost or added there. Give every row one field per column (an empty cell keeps "
+                "its commas: '1.2,,3.4'), or remove the row")
+        kept.append(record)
+    return kept
+
+
+def _csv_chunks(handle, path: Path, text_columns=()):
+    """The table of an open CSV file as DataFrames of about ``CSV_CHUNK_BYTES`` of text each,
+    typed by ``pandas.read_csv`` (``text_columns`` read as text); every row is checked to have
+    as many fields as the header (:func:`_check_fields`)."""
+    names, fields, rows, offset = None, 0, 0, 0
+    for records in _csv_records(handle, CSV_CHUNK_BYTES):
+        if names is None:
+            records = [item for item in records if item[1].strip()]  # as _check_fields
+            if not records:
+                continue
+            header = records.pop(0)[1]
+            offset += len(header)
+            names = _csv_names(path, header)
+            fields = len(names)
+            dtype = {name: "str" for name in names if name in set(text_columns)}
+        kept = _check_fields(path, records, fields, rows)
+        if not kept:
+            continue
+        text = b"".join(kept)
+        try:
+            chunk = pd.read_csv(io.BytesIO(text), header=None, names=names, dtype=dtype or None,
+                                low_memory=False)
+        except UnicodeDecodeError as error:
+            raise _not_utf8(path, error, offset) from None
+        offset += len(text)
+        rows += len(chunk)
+        yield chunk
+    if names is None:
+        raise ValueError(f"{path}: the file is empty")
+    if rows == 0:
+        yield pd.read_csv(io.BytesIO(header))  # the columns, no rows
+
+
+def _csv_names(path: Path, header: bytes) -> list:
+    """The column names of a CSV header line as ``pandas.read_csv`` gives them (repeated names
+    get '.1', ...; empty ones 'Unnamed: <i>'); ``ValueError`` for a file that separates its
+    columns with another character."""
+    try:
+        names = list(pd.read_csv(io.BytesIO(header)).columns)
+    except UnicodeDecodeError as error:
+        raise _not_utf8(path, error, 0) from None
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path}: the file is empty") from None
-    except pd.errors.ParserError as error:
-        raise ValueError(f"{path}: not a comma-separated table ({error}); {export}") from None
-    if frame.shape[1] == 1:
-        name = str(frame.columns[0])
+    if len(names) == 1:
+        name = str(names[0])
         for separator in (";", "\t", "|"):
             if separator in name:
                 raise ValueError(
@@ -190,7 +297,53 @@ def _read_csv(path: Path, compressed: bool) -> pd.DataFrame:
                     f"columns with {separator!r}; save it with ',' between columns and '.' as "
                     "the decimal mark (files with ';' often use ',' for decimals)"
                 )
-    return frame
+    return names
+
+
+def _not_utf8(path: Path, error: UnicodeDecodeError, offset: int) -> ValueError:
+    return ValueError(
+        f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at position "
+        f"{offset + error.start}; Latin-1 or another encoding?); {_EXPORT}")
+
+
+def _join_chunks(chunks) -> tuple[pd.DataFrame | None, list]:
+    """The table of a CSV file's chunks (:func:`_csv_chunks`), and the columns some chunks read
+    as numbers and others as text: ``pandas.read_csv`` of the whole file reads those as text
+    (sample ids '0012' keep their zeros; a 'n.d.' among numbers is found by the importer's
+    checks), so the caller reads them again as text (the table is None then).
+
+    The columns the first chunk reads as float64 are copied into one float64 matrix a chunk at
+    a time, and each chunk is freed once copied: memory holds the table in one block, not the
+    chunks' many small arrays as well."""
+    first, floats, blocks, others, numeric = None, [], [], {}, []
+    for chunk in chunks:
+        if first is None:
+            first = chunk
+            floats = [name for name, dtype in chunk.dtypes.items() if dtype == np.float64]
+            others = {name: [] for name in chunk.columns if chunk[name].dtype != np.float64}
+        numeric.append([dtype.kind in "iufc" for dtype in chunk.dtypes])
+        if len(chunk) == 0 or blocks is None:
+            continue
+        try:
+            blocks.append(chunk[floats].to_numpy(dtype=np.float64))
+        except (TypeError, ValueError):
+            blocks = None  # text in a float column: a mixed column, read again
+            continue
+        for name, parts in others.items():
+            parts.append(chunk[name])
+        chunk = None  # freed before the next chunk is parsed
+    kinds = pd.DataFrame(numeric, columns=first.columns)
+    mixed = list(kinds.columns[kinds.nunique() > 1])
+    if mixed or blocks is None:
+        return None, mixed
+    if len(numeric) == 1:
+        return first, []
+    frame = pd.DataFrame(np.concatenate(blocks), columns=floats, copy=False)
+    blocks = None
+    for position, name in enumerate(first.columns):
+        if name in others:
+            frame.insert(position, name, pd.concat(others[name], ignore_index=True))
+    return frame, []
 
 
 def read_canonical(path: str | Path, *, grid: Grid | Mapping | None = None) -> pd.DataFrame:
@@ -280,9 +433,10 @@ def detect_spectral_columns(columns, exclude=()) -> _Spectra:
 
 
 def _numeric_block(frame: pd.DataFrame, columns: list, what: str) -> np.ndarray:
-    """Columns as a float64 matrix; a non-numeric cell raises naming its row and column."""
+    """Columns as a new float64 matrix (never a view of ``frame``); a non-numeric cell raises
+    naming its row and column."""
     try:
-        return frame[columns].to_numpy(dtype=np.float64, na_value=np.nan)
+        return frame[columns].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
     except (TypeError, ValueError):
         pass
     converted = []
@@ -331,19 +485,41 @@ def find_carbon_column(columns) -> str:
         "unlabelled spectra")
 
 
-def _first_where(values: np.ndarray, mask: np.ndarray, columns: list) -> str:
-    row, column = (int(i[0]) for i in np.nonzero(mask))
+#: Rows of a spectra matrix handled at a time by the unit checks: their temporaries stay the
+#: size of a block, not of the matrix.
+ROW_BLOCK = 4096
+
+
+def _negative(cells: np.ndarray) -> np.ndarray:
+    return np.isfinite(cells) & (cells < 0)
+
+
+def _rows_where(values: np.ndarray, test) -> np.ndarray:
+    """The rows (a boolean per row) with a cell where ``test(block)`` holds, ``ROW_BLOCK`` rows
+    at a time."""
+    found = np.zeros(len(values), dtype=bool)
+    for start in range(0, len(values), ROW_BLOCK):
+        found[start:start + ROW_BLOCK] = test(values[start:start + ROW_BLOCK]).any(axis=1)
+    return found
+
+
+def _first_where(values: np.ndarray, rows: np.ndarray, columns: list, test) -> str:
+    """The first of the ``rows`` (a boolean per row) and its first cell where ``test`` holds."""
+    row = int(np.flatnonzero(rows)[0])
+    column = int(np.flatnonzero(test(values[row]))[0])
     return f"row {row}, column {columns[column]!r} holds {values[row, column]:g}"
 
 
-def _detect_units(values: np.ndarray, finite: np.ndarray, columns: list, top: float,
-                  largest: str, percent_reflectance_above: float) -> tuple[str, list[str]]:
+def _detect_units(values: np.ndarray, columns: list, top: float, largest: str,
+                  percent_reflectance_above: float) -> tuple[str, list[str]]:
     """``spectra="auto"``: percent reflectance or fractions from the largest value ``top``
     (``localsoc.spectra.units.detect_reflectance_units``), with the conversion note;
     ``ValueError`` for negative values, values above 100 and the absorbance-like range."""
-    if (values[finite] < 0).any():
+    negative = _rows_where(values, _negative)
+    if negative.any():
+        where = _first_where(values, negative, columns, _negative)
         raise ValueError(
-            f"spectra='auto' found negative values ({_first_where(values, values < 0, columns)}); "
+            f"spectra='auto' found negative values ({where}); "
             "reflectance cannot be negative. If these are absorbance log10(1/R) declare "
             "spectra='absorbance'; derivatives or other preprocessed spectra cannot be imported"
         )
@@ -408,27 +584,38 @@ def _to_reflectance(
     values: np.ndarray,
     declared: str,
     columns: list,
+    largest_by_row: np.ndarray,
     percent_reflectance_above: float = units_rules.PERCENT_REFLECTANCE_ABOVE,
     absorbance_max: float = units_rules.ABSORBANCE_MAX,
 ) -> tuple[np.ndarray, str, list[str]]:
     """Reflectance fractions from the declared (or detected) units, the units, and what was
-    done. The unit rules and thresholds are those of ``localsoc.spectra.units``."""
-    finite = np.isfinite(values)
-    if not finite.any():
+    done; ``largest_by_row`` is :func:`_largest_by_row` of ``values``. The unit rules and
+    thresholds are those of ``localsoc.spectra.units``. ``values`` (a matrix of the caller's
+    own) is converted in place, ``ROW_BLOCK`` rows at a time."""
+    if not np.isfinite(largest_by_row).any():
         raise ValueError("the spectral columns hold no numbers (all empty or NaN)")
-    top = float(values[finite].max())
-    largest = _first_where(values, values == top, columns)
+    top = float(largest_by_row.max())
+    largest = _first_where(values, largest_by_row == top, columns, lambda cells: cells == top)
     units, conversions = declared, []
     if declared == "auto":
-        units, conversions = _detect_units(values, finite, columns, top, largest,
+        units, conversions = _detect_units(values, columns, top, largest,
                                            percent_reflectance_above)
     conversions += _check_units(units, top, largest, percent_reflectance_above, absorbance_max)
-    return units_rules.to_fractions(values, units), units, conversions
+    for start in range(0, len(values), ROW_BLOCK):
+        block = values[start:start + ROW_BLOCK]
+        block[...] = units_rules.to_fractions(block, units)
+    return values, units, conversions
 
 
 def _largest_by_row(values: np.ndarray) -> np.ndarray:
-    """Each row's largest finite value (-inf for a row without one)."""
-    return np.where(np.isfinite(values), values, -np.inf).max(axis=1)
+    """Each row's largest finite value (-inf for a row without one), ``ROW_BLOCK`` rows at a
+    time."""
+    largest = np.empty(len(values))
+    for start in range(0, len(values), ROW_BLOCK):
+        block = values[start:start + ROW_BLOCK]
+        largest[start:start + ROW_BLOCK] = np.where(np.isfinite(block), block, -np.inf).max(
+            axis=1, initial=-np.inf)
+    return largest
 
 
 def _cells_above(values: np.ndarray, columns: list, ids: pd.Series | None, threshold: float,
@@ -448,16 +635,18 @@ def _cells_above(values: np.ndarray, columns: list, ids: pd.Series | None, thres
     return "; ".join(parts) + rest
 
 
-def _check_few_cells_above(values: np.ndarray, units: str, columns: list,
-                           ids: pd.Series | None, percent_reflectance_above: float) -> None:
+def _check_few_cells_above(values: np.ndarray, largest_by_row: np.ndarray, units: str,
+                           columns: list, ids: pd.Series | None,
+                           percent_reflectance_above: float) -> None:
     """The unit rule for a file of reflectance fractions with a few cells above
     ``percent_reflectance_above``: when most rows (with a number) stay at or below it, those
     rows are fractions and the rows above it are the exception, so the file is not read as
     percent reflectance (which would quarantine every fraction row) nor refused as a whole:
-    ``ValueError`` naming the cells and the fixes. Absorbance has no such rule."""
+    ``ValueError`` naming the cells and the fixes. Absorbance has no such rule.
+    ``largest_by_row`` is :func:`_largest_by_row` of ``values``."""
     if units == "absorbance":
         return
-    top = _largest_by_row(values)
+    top = largest_by_row
     above = int((top > percent_reflectance_above).sum())
     at_most = int((np.isfinite(top) & (top <= percent_reflectance_above)).sum())
     if above == 0 or at_most <= above:
@@ -474,17 +663,20 @@ def _check_few_cells_above(values: np.ndarray, units: str, columns: list,
 
 
 def _rows_in_other_units(
-    values: np.ndarray, units: str, percent_reflectance_above: float
+    largest_by_row: np.ndarray, units: str, percent_reflectance_above: float
 ) -> pd.Series | None:
     """The ``import_problem`` of each row whose spectrum is in other units than the file's
-    (null for the others); None when every row agrees."""
-    other = units_rules.rows_in_other_units(values, units, percent_reflectance_above)
+    (null for the others), from each row's largest finite value (:func:`_largest_by_row`);
+    None when every row agrees."""
+    # the rule looks at each row's largest value only: one column of the row maxima is enough
+    other = units_rules.rows_in_other_units(largest_by_row[:, None], units,
+                                            percent_reflectance_above)
     if not other.any():
         return None
-    top = float(np.nanmax(values))
-    problems = pd.Series(pd.NA, index=pd.RangeIndex(len(values)), dtype="string")
+    top = float(largest_by_row.max())
+    problems = pd.Series(pd.NA, index=pd.RangeIndex(len(largest_by_row)), dtype="string")
     for row in np.flatnonzero(other):
-        largest = float(np.nanmax(values[row]))
+        largest = float(largest_by_row[row])
         problems[row] = (
             f"spectrum in other units than its file: its largest value {largest:g} is at most "
             f"{percent_reflectance_above:g}, so it looks like reflectance fractions, while the "
@@ -756,14 +948,15 @@ def convert_spectra(frame: pd.DataFrame, layout: WideLayout,
     threshold = options.percent_reflectance_above
     found = layout.spectra
     raw = _numeric_block(frame, found.columns, "spectral")
-    _check_few_cells_above(raw, layout.units, found.columns, layout.ids, threshold)
-    reflectance, units, conversions = _to_reflectance(raw, layout.units, found.columns,
+    largest = _largest_by_row(raw)
+    _check_few_cells_above(raw, largest, layout.units, found.columns, layout.ids, threshold)
+    reflectance, units, conversions = _to_reflectance(raw, layout.units, found.columns, largest,
                                                       threshold, options.absorbance_max)
     if layout.units != options.spectra:
         conversions.insert(0, f"units from the column names: {found.convention} holds "
                               f"{layout.units.replace('_', ' ')}")
     return ConvertedSpectra(reflectance, units, conversions,
-                            _rows_in_other_units(raw, units, threshold))
+                            _rows_in_other_units(largest, units, threshold))
 
 
 @dataclass
