@@ -22,7 +22,8 @@ import re
 RUN_TIME = "1970-01-01T00:00:00Z"
 INDEX = "index.html"
 
-#: Layout and marks in place of Bootstrap and Font Awesome (the class names GX's pages use).
+#: Layout and marks in place of Bootstrap and Font Awesome (the class names GX's pages use); the
+#: "Actions" card (a pass/fail filter that needs jQuery) hidden.
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;font-size:15px;
  line-height:1.45;color:#212529;margin:0;background:#fff}
@@ -51,6 +52,7 @@ a{color:#0b5cad}h1,h2,h3,h4,h5,h6{margin:.6rem 0 .4rem}
 .fas{font-style:normal;font-weight:bold}.fa-check-circle::before{content:"\\2714"}
 .fa-times::before{content:"\\2718"}
 .btn-group,.btn-group-toggle,.ge-walkthrough-modal,.modal{display:none}
+.sticky>.card.mb-3:first-child{display:none}
 """
 
 #: Tags that would load something from another host; every script (GX's need jQuery).
