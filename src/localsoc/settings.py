@@ -10,6 +10,9 @@ from localsoc.quiet_start import import_tensorflow_quietly
 import_tensorflow_quietly()
 
 HOOKS = (StageTimerHooks(),)
+# kedro-viz (make viz) registers hooks through its entry points that write every run's events
+# and dataset statistics to .viz/: not wanted in a study run
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
