@@ -117,16 +117,26 @@ class Watchdog(threading.Thread):
         self.join()
 
 
+# What every stage process does before its Kedro session: the imports of `localsoc stage`
+# (TensorFlow, Kedro, every pipeline). Measured once as a process of its own (STARTUP row).
+STARTUP = "(start-up)"
+STARTUP_CODE = ("from localsoc.command_options import start_tensorflow; start_tensorflow(); "
+                "from localsoc.pipeline_registry import register_pipelines; register_pipelines()")
+ORDER = (STARTUP, *STAGES)
+
+
 def run_stage(project: Path, stage: str, log_dir: Path, args) -> dict:
-    """One stage as its own process: its wall, CPU seconds, peak RSS and load averages."""
+    """One stage as its own process: its wall, CPU seconds, peak RSS and load averages
+    (``stage`` STARTUP: the imports of a stage process only)."""
     environment = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1",
                    "BENTOML_DO_NOT_TRACK": "true", "TF_CPP_MIN_LOG_LEVEL": "2",
                    "PYTHONHASHSEED": "0", "BENTOML_HOME": str(project.parent / "bentoml_home"),
                    STAGE_LOG: str(log_dir / "stage_seconds.log")}
-    command = [sys.executable, "-m", "localsoc.command_line", "stage", stage]
+    command = ([sys.executable, "-c", STARTUP_CODE] if stage == STARTUP
+               else [sys.executable, "-m", "localsoc.command_line", "stage", stage])
     load_start = os.getloadavg()[0]
     start = time.perf_counter()
-    with open(log_dir / f"{stage}.log", "w") as log:
+    with open(log_dir / f"{stage.strip('()')}.log", "w") as log:
         process = subprocess.Popen(command, cwd=project, env=environment, stdout=log,
                                    stderr=subprocess.STDOUT)
         watchdog = Watchdog(process.pid, args.max_rss_gib * GIB, args.min_available_gib * GIB)
@@ -191,31 +201,43 @@ def run_size(size: int, stages: list[str], args) -> list[dict]:
     return done
 
 
+def with_work(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with ``work_cpu_s``: a stage's CPU seconds less the start-up's (the median of
+    the STARTUP rows measured; NaN without one)."""
+    startup = table.loc[(table["stage"] == STARTUP) & (table["returncode"] == 0), "cpu_s"]
+    base = float(startup.median()) if len(startup) else np.nan
+    work = (table["cpu_s"] - base).where(table["stage"] != STARTUP, table["cpu_s"])
+    return table.assign(work_cpu_s=work.round(2))
+
+
+def slope(sizes: pd.Series, seconds: pd.Series) -> float:
+    """Least-squares slope of log seconds on log size (NaN under two positive points)."""
+    ok = seconds.notna() & (seconds > 0)
+    return (float(np.polyfit(np.log(sizes[ok]), np.log(seconds[ok]), 1)[0])
+            if ok.sum() >= 2 else np.nan)
+
+
 def exponents(table: pd.DataFrame) -> pd.DataFrame:
-    """Per stage: the slope of log seconds against log size (CPU and wall) and the ratios of
-    the targets."""
+    """Per stage: the slope of log seconds against log size (CPU, CPU above start-up, wall)
+    and the ratios the targets name, judged on CPU seconds and on wall seconds."""
     rows = []
-    for stage in STAGES:
+    for stage in ORDER:
         group = table.loc[(table["stage"] == stage) & (table["returncode"] == 0)]
         group = group.sort_values("size")
         if group.empty:
             continue
         row = {"stage": stage}
-        for column, label in (("cpu_s", "exponent cpu"), ("wall_s", "exponent wall"),
-                              ("session_s", "exponent session")):
-            ok = group[column].notna() & (group[column] > 0)
-            row[label] = (float(np.polyfit(np.log(group.loc[ok, "size"]),
-                                           np.log(group.loc[ok, column]), 1)[0])
-                          if ok.sum() >= 2 else np.nan)
+        for column in ("cpu_s", "work_cpu_s", "wall_s"):
+            row[f"exp {column[:-2]}"] = slope(group["size"], group[column])
         by_size = group.set_index("size")
         for low, high, limit in TARGETS:
-            for column in ("wall_s", "cpu_s"):
+            for column in ("cpu_s", "wall_s"):
                 ratio = (by_size.loc[high, column] / by_size.loc[low, column]
                          if low in by_size.index and high in by_size.index else np.nan)
                 row[f"{column[:-2]} {high}/{low}"] = ratio
-            wall = row[f"wall {high}/{low}"]
-            row[f"<= {limit}x"] = ("exempt" if stage in CNN_SEARCHES else "-" if np.isnan(wall)
-                                   else "yes" if wall <= limit else "NO")
+                row[f"{column[:-2]} <= {limit}x"] = (
+                    "exempt" if stage in CNN_SEARCHES else "-" if np.isnan(ratio)
+                    else "yes" if ratio <= limit else "NO")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -227,7 +249,8 @@ def figure(table: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     ok = table.loc[table["returncode"] == 0]
-    panels = (("cpu_s", "CPU seconds (user + sys)"), ("wall_s", "wall seconds"),
+    panels = (("cpu_s", "CPU seconds (user + sys; grey: a stage process's start-up)"),
+              ("wall_s", "wall seconds (a shared machine: see the load)"),
               ("peak_rss_mib", "peak RSS, MiB"))
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.5))
     colours = plt.get_cmap("tab20")(np.linspace(0, 1, len(STAGES)))
@@ -239,6 +262,10 @@ def figure(table: pd.DataFrame, path: Path) -> None:
                 continue
             style = "--" if stage in CNN_SEARCHES else "-"
             axis.plot(group["size"], group[column], style, marker="o", color=colour, label=stage)
+        startup = ok.loc[ok["stage"] == STARTUP].sort_values("size")
+        if len(startup):
+            axis.plot(startup["size"], startup[column], color="grey", lw=4, alpha=0.5,
+                      label=STARTUP)
         if column != "peak_rss_mib" and len(sizes):
             anchor = ok.loc[ok["size"] == sizes[0], column].median()
             axis.plot(sizes, anchor * sizes / sizes[0], ":", color="black", lw=2,
@@ -260,14 +287,19 @@ def figure(table: pd.DataFrame, path: Path) -> None:
 def print_tables(table: pd.DataFrame) -> None:
     fmt = {"float_format": lambda v: f"{v:.2f}"}
     wide = table.loc[table["returncode"] == 0].pivot(index="stage", columns="size")
-    order = [s for s in STAGES if s in wide.index]
+    order = [s for s in ORDER if s in wide.index]
+    stages = [s for s in STAGES if s in wide.index]
     with pd.option_context("display.width", 250, "display.max_columns", 80):
         for column, label in (("wall_s", "wall s"), ("cpu_s", "CPU s"),
-                              ("session_s", "seconds inside the Kedro session"),
+                              ("work_cpu_s", "CPU s above the start-up"),
+                              ("session_s", "wall s inside the Kedro session"),
+                              ("load_start", "1-minute load average at the start"),
                               ("peak_rss_mib", "peak RSS MiB")):
-            part = wide[column].loc[order]
-            part.loc["total" if column != "peak_rss_mib" else "max"] = (
-                part.sum() if column != "peak_rss_mib" else part.max())
+            part = wide[column].loc[order].copy()
+            if column == "peak_rss_mib":
+                part.loc["max"] = part.loc[stages].max()
+            elif not column.startswith("load"):
+                part.loc["total (stages)"] = part.loc[stages].sum(min_count=1)
             print(f"\n{label} (size across):")
             print(part.to_string(**fmt))
         print("\ngrowth per stage (exponent: slope of log seconds on log size):")
@@ -284,8 +316,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/localsoc_scale"))
     parser.add_argument("--reuse", action="store_true",
                         help="keep each size's project; skip the stages measured there")
-    parser.add_argument("--stages", nargs="+", choices=STAGES,
-                        help="only these stages (default: all, in the study's order)")
+    parser.add_argument("--stages", nargs="+", choices=ORDER,
+                        help=f"only these stages (default: {STARTUP!r} and every stage, in the "
+                             "study's order)")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs/img/study-scale.png")
     parser.add_argument("--max-rss-gib", type=float, default=16.0)
     parser.add_argument("--min-available-gib", type=float, default=2.0)
@@ -293,7 +326,7 @@ def main() -> None:
                         help="print and draw what --workdir holds; run nothing")
     args = parser.parse_args()
     args.workdir = args.workdir.resolve()
-    stages = [s for s in STAGES if not args.stages or s in args.stages]
+    stages = [s for s in ORDER if not args.stages or s in args.stages]
 
     print(machine_line())
     rows = []
@@ -305,7 +338,7 @@ def main() -> None:
             rows += json.loads((args.workdir / f"size_{size}/measurements.json").read_text())
     if not rows:
         raise SystemExit(f"no measurements in {args.workdir}")
-    table = pd.DataFrame(rows)
+    table = with_work(pd.DataFrame(rows))
     results = args.workdir / "results"
     results.mkdir(parents=True, exist_ok=True)
     table.to_csv(results / "stages.csv", index=False)
