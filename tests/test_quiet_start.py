@@ -108,3 +108,30 @@ def test_library_info_is_left_out_and_localsoc_info_and_warnings_stay():
     assert keep(record("great_expectations", logging.WARNING))
     assert keep(record("localsoc.pipelines.train.nodes", logging.INFO))
     assert not keep(record("localsocx", logging.INFO))
+
+
+def test_a_piped_console_keeps_every_line_within_200_characters():
+    """What `make run 2>&1 | cat > log` gets: a progress bar redrawn 68 times (a line of about
+    9,000 characters once), a stage banner and a long Kedro log record (its rich handler) come
+    out as plain lines of at most 200 characters."""
+    code = ("import logging, sys\n"
+            "from localsoc.quiet_start import plain_progress_when_piped\n"
+            "plain_progress_when_piped()\n"
+            "from kedro.logging import RichHandler\n"
+            "from rich.console import Console\n"
+            "from tqdm.auto import tqdm\n"
+            "Console(stderr=True).rule('[bold]stage 5/13: train_sites')\n"
+            "logging.basicConfig(handlers=[RichHandler()], level=logging.INFO)\n"
+            "logging.getLogger('localsoc.x').warning('long ' * 100)\n"
+            "for _ in tqdm(range(68), desc='CNN search (bayesian, 5-fold)', mininterval=0,\n"
+            "              postfix={'best_cv_rmse': 0.3184, 's_per_trial': 19.2}):\n"
+            "    pass\n")
+    environment = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    done = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=environment, timeout=300)
+    console = done.stdout  # stdout and stderr together, as `2>&1` gives them
+    assert done.returncode == 0, console
+    lines = console.splitlines()
+    assert "\r" not in console and any("68/68" in line for line in lines), console
+    assert any("stage 5/13" in line for line in lines) and console.count("long") == 100
+    assert max(len(line) for line in lines) <= 200, max(lines, key=len)
