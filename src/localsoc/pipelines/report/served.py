@@ -193,8 +193,8 @@ def _card_without_shared_text(manifest: dict, site: str) -> tuple[dict, dict]:
     card["versions"]["model_files_sha256"] = {}
     if not card["model"].get("trained_at") and not card["versions"].get("packaged_at"):
         shared["when it was trained and packaged"] = RUN_TIMES
-        card["model"]["trained_at"] = card["model"]["trained_at_source"] = see
-        card["versions"]["packaged_at"] = f"({see})"
+        card["model"]["trained_at"] = card["versions"]["packaged_at"] = "not in the bundle"
+        card["model"]["trained_at_source"] = see
     return card, shared
 
 
