@@ -25,8 +25,10 @@ def dvc_stages() -> dict:
 
 def catalog_paths() -> dict[str, str]:
     catalog = yaml.safe_load((PROJECT_ROOT / "conf/base/catalog.yml").read_text())
-    return {name: entry.get("filepath", entry.get("directory")) for name, entry in catalog.items()
-            if not name.startswith("_") and ("filepath" in entry or "directory" in entry)}
+    keys = ("filepath", "directory", "path")  # path: a PartitionedDataset
+    return {name: next(entry[key] for key in keys if key in entry)
+            for name, entry in catalog.items()
+            if not name.startswith("_") and any(key in entry for key in keys)}
 
 
 def _out_path(out) -> str:

@@ -215,7 +215,9 @@ def _catalog(project: Path) -> dict[str, dict]:
 
 
 def _path(entry: dict) -> str | None:
-    return entry.get("filepath") or entry.get("directory")
+    """Where a catalog entry writes: ``filepath``, ``directory`` or (a PartitionedDataset)
+    ``path``."""
+    return entry.get("filepath") or entry.get("directory") or entry.get("path")
 
 
 def stage_spec(name: str, pipeline, catalog: dict[str, dict], project: Path, src: Path,
