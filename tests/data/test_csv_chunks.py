@@ -50,6 +50,7 @@ def test_a_file_read_in_chunks_imports_as_one_read_of_it(tmp_path, monkeypatch):
         handle.write(b"\n")  # a blank line at the end, skipped
     whole, whole_report = import_csv(path)
     monkeypatch.setattr(importers, "CSV_CHUNK_BYTES", 20_000)
+    monkeypatch.setattr(importers, "MATRIX_PART_BYTES", 10_000)  # 2 rows of the floats
     chunked, chunked_report = import_csv(path)
     pd.testing.assert_frame_equal(chunked, whole)
     assert chunked_report == whole_report

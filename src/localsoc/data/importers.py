@@ -306,6 +306,42 @@ def _not_utf8(path: Path, error: UnicodeDecodeError, offset: int) -> ValueError:
         f"{offset + error.start}; Latin-1 or another encoding?); {_EXPORT}")
 
 
+#: Bytes of each part of the float matrix a CSV file's chunks are gathered in (``_RowParts``).
+MATRIX_PART_BYTES = 1 << 26
+
+
+class _RowParts:
+    """A float64 matrix of ``columns`` columns built a block of rows at a time, in parts of
+    about ``MATRIX_PART_BYTES``: the allocator gives such large blocks back to the system when
+    they are freed, while the space of many chunk-sized ones would stay in the process. The
+    parts hold a column's values together (pandas' own layout: no transposing copies)."""
+
+    def __init__(self, columns: int):
+        self.columns = columns
+        self.part_rows = max(1, MATRIX_PART_BYTES // (8 * max(columns, 1)))
+        self.parts: list[np.ndarray] = []
+        self.filled = self.part_rows  # rows used in the last part
+
+    def add(self, block: np.ndarray) -> None:
+        start = 0
+        while start < len(block):
+            if self.filled == self.part_rows:
+                self.parts.append(np.empty((self.columns, self.part_rows)))
+                self.filled = 0
+            take = min(self.part_rows - self.filled, len(block) - start)
+            self.parts[-1][:, self.filled:self.filled + take] = block[start:start + take].T
+            self.filled += take
+            start += take
+
+    def matrix(self) -> np.ndarray:
+        """The rows added, as one (Fortran-ordered) matrix (the parts are released)."""
+        if not self.parts:
+            return np.empty((0, self.columns))
+        parts, self.parts = self.parts, []
+        parts[-1] = parts[-1][:, :self.filled]
+        return (parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)).T
+
+
 def _join_chunks(chunks) -> tuple[pd.DataFrame | None, list]:
     """The table of a CSV file's chunks (:func:`_csv_chunks`), and the columns some chunks read
     as numbers and others as text: ``pandas.read_csv`` of the whole file reads those as text
@@ -313,19 +349,20 @@ def _join_chunks(chunks) -> tuple[pd.DataFrame | None, list]:
     checks), so the caller reads them again as text (the table is None then).
 
     The columns the first chunk reads as float64 are copied into one float64 matrix a chunk at
-    a time, and each chunk is freed once copied: memory holds the table in one block, not the
-    chunks' many small arrays as well."""
-    first, floats, blocks, others, numeric = None, [], [], {}, []
+    a time (:class:`_RowParts`), and each chunk is freed once copied: memory holds the table
+    in one block, not the chunks' many small arrays as well."""
+    first, floats, blocks, others, numeric = None, [], None, {}, []
     for chunk in chunks:
         if first is None:
             first = chunk
             floats = [name for name, dtype in chunk.dtypes.items() if dtype == np.float64]
             others = {name: [] for name in chunk.columns if chunk[name].dtype != np.float64}
+            blocks = _RowParts(len(floats))
         numeric.append([dtype.kind in "iufc" for dtype in chunk.dtypes])
         if len(chunk) == 0 or blocks is None:
             continue
         try:
-            blocks.append(chunk[floats].to_numpy(dtype=np.float64))
+            blocks.add(chunk[floats].to_numpy(dtype=np.float64))
         except (TypeError, ValueError):
             blocks = None  # text in a float column: a mixed column, read again
             continue
@@ -338,8 +375,7 @@ def _join_chunks(chunks) -> tuple[pd.DataFrame | None, list]:
         return None, mixed
     if len(numeric) == 1:
         return first, []
-    frame = pd.DataFrame(np.concatenate(blocks), columns=floats, copy=False)
-    blocks = None
+    frame = pd.DataFrame(blocks.matrix(), columns=floats, copy=False)
     for position, name in enumerate(first.columns):
         if name in others:
             frame.insert(position, name, pd.concat(others[name], ignore_index=True))
@@ -485,8 +521,8 @@ def find_carbon_column(columns) -> str:
         "unlabelled spectra")
 
 
-#: Rows of a spectra matrix handled at a time by the unit checks: their temporaries stay the
-#: size of a block, not of the matrix.
+#: Rows of a spectra matrix handled at a time by the unit checks, the conversion and the
+#: resampling: their temporaries stay the size of a block, not of the matrix.
 ROW_BLOCK = 4096
 
 
@@ -994,12 +1030,15 @@ def _covered_grid(wavelengths_nm: np.ndarray, grid: Grid, options: WideOptions,
 def resample_spectra(reflectance: np.ndarray, found: _Spectra, grid: Grid,
                      options: WideOptions) -> ResampledSpectra:
     """Resample step: reflectance on the source's wavelengths to ``grid``
-    (``localsoc.spectra.resample.resampling_matrix``: band averaging or interpolation)."""
+    (``localsoc.spectra.resample.resampling_matrix``: band averaging or interpolation),
+    ``ROW_BLOCK`` rows at a time."""
     notes: list[str] = []
     grid = _covered_grid(found.wavelengths_nm, grid, options, notes)
     weights, interpolated = resampling_matrix(found.wavelengths_nm, grid.wavelengths_nm,
                                               options.resample_method)
-    on_grid = np.ascontiguousarray((weights.T @ reflectance.T).T)
+    on_grid = np.empty((len(reflectance), len(grid)))
+    for start in range(0, len(reflectance), ROW_BLOCK):  # the sparse product copies its input
+        on_grid[start:start + ROW_BLOCK] = (weights.T @ reflectance[start:start + ROW_BLOCK].T).T
     conversion = (
         f"resampled {found.wavelengths_nm[0]:g}-{found.wavelengths_nm[-1]:g} nm "
         f"({len(found.columns)} bands) to {grid.start_nm:g}-{grid.stop_nm:g} nm every "
