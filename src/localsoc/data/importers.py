@@ -162,7 +162,7 @@ def _read_table(path: str | Path) -> pd.DataFrame:
 #: Bytes of CSV text parsed at a time (whole records): a large file is read in chunks of about
 #: this size, so that memory holds the parsed columns and one chunk of text, not the whole text
 #: and the parser's buffers for it.
-CSV_CHUNK_BYTES = 1 << 24
+CSV_CHUNK_BYTES = 1 << 26
 _EXPORT = "save it as comma-separated UTF-8 text (a spreadsheet's 'CSV UTF-8') or as Parquet"
 
 
@@ -322,14 +322,17 @@ class _RowParts:
         self.parts: list[np.ndarray] = []
         self.filled = self.part_rows  # rows used in the last part
 
-    def add(self, block: np.ndarray) -> None:
-        start = 0
-        while start < len(block):
+    def add(self, columns: list[np.ndarray]) -> None:
+        """Append rows given column by column (``columns`` 1-D arrays of one length)."""
+        rows, start = len(columns[0]) if columns else 0, 0
+        while start < rows:
             if self.filled == self.part_rows:
                 self.parts.append(np.empty((self.columns, self.part_rows)))
                 self.filled = 0
-            take = min(self.part_rows - self.filled, len(block) - start)
-            self.parts[-1][:, self.filled:self.filled + take] = block[start:start + take].T
+            take = min(self.part_rows - self.filled, rows - start)
+            part = self.parts[-1][:, self.filled:self.filled + take]
+            for values, row in zip(columns, part, strict=True):
+                row[:] = values[start:start + take]
             self.filled += take
             start += take
 
@@ -362,7 +365,7 @@ def _join_chunks(chunks) -> tuple[pd.DataFrame | None, list]:
         if len(chunk) == 0 or blocks is None:
             continue
         try:
-            blocks.add(chunk[floats].to_numpy(dtype=np.float64))
+            blocks.add([chunk[name].to_numpy(dtype=np.float64) for name in floats])
         except (TypeError, ValueError):
             blocks = None  # text in a float column: a mixed column, read again
             continue
