@@ -46,3 +46,19 @@ def test_an_archive_keeps_its_entries_with_the_fixed_time(tmp_path):
         assert json.loads(archive.read("metadata.json")) == {
             "keras_version": "3", "date_saved": "1980-01-01@00:00:00"}
         assert archive.read("model.weights.h5") == b"w" * 9
+
+
+def test_shared_objects_are_numbered_not_named_by_their_address(tmp_path):
+    """Keras names an object that layers share (a dtype policy) by its memory address, which
+    differs on every run; the archive numbers them in the order they appear instead."""
+    path = tmp_path / "model.keras"
+    policy = {"class_name": "DTypePolicy", "shared_object_id": 139853408165520}
+    other = {"class_name": "DTypePolicy", "shared_object_id": 140184928017872}
+    config = {"layers": [{"config": {"dtype": policy}}, {"config": {"dtype": other}},
+                         {"config": {"dtype": policy}}]}
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", json.dumps(config))
+    fix_zip_times(path)
+    with zipfile.ZipFile(path) as archive:
+        fixed = json.loads(archive.read("config.json"))
+    assert [layer["config"]["dtype"]["shared_object_id"] for layer in fixed["layers"]] == [1, 2, 1]
