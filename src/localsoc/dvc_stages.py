@@ -32,8 +32,8 @@ RUN_KEY = "run"  # params.yaml's own section: the Kedro environment and the run'
 _DOTTED = re.compile(rf"{PACKAGE}(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 # Catalog inputs that are not dependencies (no stage produces them): the stage times a hook
-# writes as stages finish, the pages other commands write beside the report.
-INFORMATIONAL_INPUTS = frozenset({"stage_seconds", "reporting_pages"})
+# writes as stages finish.
+INFORMATIONAL_INPUTS = frozenset({"stage_seconds"})
 # Every output goes to DVC's cache (data/ is not in git): `dvc exp show`, `dvc plots diff` and
 # `dvc checkout` of an experiment or an older commit read metrics, plots and reports from it.
 METRICS = frozenset({"study_metrics_summary"})

@@ -52,15 +52,23 @@ def report_header(library_ssl: pd.DataFrame, sites_ssl: pd.DataFrame, study: dic
             "log; not in this report, so the same code, data and seed give the same report)."]
 
 
+#: Pages beside the report (paths relative to it): the validate stage writes the Data Docs,
+#: `make viz` the pipeline page. Always linked, so the report does not depend on whether
+#: `make viz` ran (it is a DVC output: the same inputs must give the same bytes).
+PAGES_BESIDE_REPORT = {
+    "data_docs/index.html": "Great Expectations Data Docs (the checks of every validated table)",
+    "pipeline/index.html": "the pipeline (kedro-viz; written by `make viz`)",
+}
+
+
 def data_section(data_summary: pd.DataFrame, validation_report: dict,
                  library_ssl: pd.DataFrame, sites_ssl: pd.DataFrame,
                  imported_libraries: Mapping | None = None,
                  imported_sites: Mapping | None = None,
-                 split_assignment: pd.DataFrame | None = None,
-                 reporting_pages: Mapping[str, str] | None = None) -> list[str]:
+                 split_assignment: pd.DataFrame | None = None) -> list[str]:
     """The data summary, what validation kept, links to the pages beside the report
-    (``reporting_pages``: ``{relative path: title}`` of those that exist), each imported
-    table's carbon kind and the sites whose split followed a lab plan."""
+    (:data:`PAGES_BESIDE_REPORT`), each imported table's carbon kind and the sites whose split
+    followed a lab plan."""
     out = ["", "## Data and validation", "",
            markdown_table(data_summary[[c for c in DATA_COLUMNS if c in data_summary]],
                           "{:.2f}")]
@@ -68,9 +76,8 @@ def data_section(data_summary: pd.DataFrame, validation_report: dict,
         out.append(f"\nValidation of `{table['table']}`: {table['rows_in']} rows in, "
                    f"{table['rows_kept']} kept, {table['rows_quarantined']} quarantined "
                    "(reasons in data/02_intermediate/*_quarantine.csv).")
-    if reporting_pages:
-        out.append("\nPages beside this report: " + "; ".join(
-            f"[{title}]({page})" for page, title in reporting_pages.items()) + ".")
+    out.append("\nPages beside this report: " + "; ".join(
+        f"[{title}]({page})" for page, title in PAGES_BESIDE_REPORT.items()) + ".")
     return (out + carbon_kind_lines(library_ssl, sites_ssl, imported_libraries, imported_sites)
             + plan_lines(split_assignment))
 
@@ -163,7 +170,6 @@ def write_report(
     imported_sites: Mapping | None = None,
     split_assignment: pd.DataFrame | None = None,
     figures: tuple[Mapping, Mapping] | None = None,
-    reporting_pages: Mapping[str, str] | None = None,
 ) -> tuple[str, str]:
     """(Markdown, HTML): the report pipeline's nodes in one call, for scripts and tests.
 
@@ -171,14 +177,13 @@ def write_report(
     packaged bundle; with ``study_predictions`` it gives the field summary and the model cards.
     ``localise`` (its ``k``) states why a scope was skipped; the imported-table mappings give
     each table's carbon kind; ``split_assignment`` says which sites' splits followed a lab
-    plan; ``figures``: (localise, study) figure files to embed in the HTML;
-    ``reporting_pages``: the pages beside the report to link to."""
+    plan; ``figures``: (localise, study) figure files to embed in the HTML."""
     answer, cards = serving_sections(serving_manifest, study_predictions, sites_ssl,
                                      study_metrics)
     text = render_report(
         report_header(library_ssl, sites_ssl, study), answer,
         data_section(data_summary, validation_report, library_ssl, sites_ssl,
-                     imported_libraries, imported_sites, split_assignment, reporting_pages),
+                     imported_libraries, imported_sites, split_assignment),
         localise_section(rslocal_selection, rslocal_history, site_calibration, library_ssl,
                          study, localise),
         study_sections(study_metrics, study_table, study_winners, transfer_depths, study),
