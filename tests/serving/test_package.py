@@ -155,6 +155,10 @@ def test_packaging_the_same_winners_twice_gives_the_same_bundle_and_tag(study, t
                              if name != "model.yaml"})  # BentoML's record: its creation time
             assert stored.info.metadata["trained_at"] == {site: stamp for site in models}
             assert stored.info.metadata["packaged_at"]
+            served = _served_identities(stored)  # the service answers with the store's times
+            assert {i.trained_at for i in served} == {stamp}
+            assert {i.trained_at_source for i in served} == {"training"}
+            assert {i.packaged_at for i in served} == {stored.info.metadata["packaged_at"]}
     finally:
         for site, model in models.items():
             model.info.clear()
@@ -162,3 +166,13 @@ def test_packaging_the_same_winners_twice_gives_the_same_bundle_and_tag(study, t
     assert tags[0] == tags[1]
     assert any(name.endswith(".keras") for name in contents[0])
     assert contents[0] == contents[1]
+
+
+def _served_identities(stored) -> list:
+    """The model identity each site's answers carry, loaded as a service worker loads it."""
+    from localsoc.serving.bundle import read_stored_bundle, with_store_times
+    from localsoc.serving.predictor import BundlePredictor
+
+    bundle = read_stored_bundle(stored)
+    with_store_times(bundle.manifest, dict(stored.info.metadata or {}))
+    return [site.identity for site in BundlePredictor(bundle, str(stored.tag)).sites.values()]

@@ -315,6 +315,18 @@ def read_stored_bundle(stored: Any, load_models: bool = True) -> ServingBundle:
     return read_bundle(stored.path, expected_digest(stored), load_models)
 
 
+def with_store_times(manifest: dict, metadata: dict) -> None:
+    """Put the packaging and training times that the BentoML store keeps in the model's
+    metadata (the bundle holds none, so that the same winners give the same bytes) into
+    ``manifest`` (in place), where the answers' model identity reads them."""
+    if metadata.get("packaged_at") and not manifest.get("packaged_at"):
+        manifest["packaged_at"] = metadata["packaged_at"]
+    for site, stamp in dict(metadata.get("trained_at") or {}).items():
+        entry = manifest["sites"].get(site)
+        if entry is not None and stamp and not entry.get("trained_at"):
+            entry["trained_at"], entry["trained_at_source"] = stamp, "training"
+
+
 def interval_halfwidth(entry: Mapping[str, Any]) -> float:
     """The stored conformal half-width, checked against the stored calibration residuals."""
     from localsoc.uncertainty import conformal_halfwidth

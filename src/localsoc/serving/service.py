@@ -75,7 +75,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from localsoc.serving import header_timeout, supervision
-from localsoc.serving.bundle import DEFAULT_SERVING, BundleError, read_stored_bundle
+from localsoc.serving.bundle import (
+    DEFAULT_SERVING,
+    BundleError,
+    read_stored_bundle,
+    with_store_times,
+)
 from localsoc.serving.change_answer import answer_change
 from localsoc.serving.edge import OPEN_ROUTES, EdgeSettings, edge_settings, offers_key
 from localsoc.serving.inference import configure_threads
@@ -551,7 +556,10 @@ def load_predictor(bundle_model: Any) -> BundlePredictor:
             "(localsoc run --pipeline package) or point BENTOML_HOME / LOCALSOC_BUNDLE_TAG at one"
         )
     configure_threads(int(os.environ.get("LOCALSOC_THREADS", "1")))
-    return BundlePredictor(read_stored_bundle(stored), str(stored.tag))
+    bundle = read_stored_bundle(stored)
+    with_store_times(bundle.manifest, dict(stored.info.metadata or {}))
+    return BundlePredictor(bundle, str(stored.tag))
+
 
 
 CANNOT_SERVE = "localsoc: cannot serve:"
