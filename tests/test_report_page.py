@@ -194,8 +194,13 @@ def test_no_request_leaves_the_machine(rendered):
     assert requests[0] == page.resolve().as_uri()
     assert [url for url in requests if not url.startswith(LOCAL_SCHEMES)] == []
     assert [url for url in requests if url.startswith("file:")] == [requests[0]]
-    # and nothing in the page could ask for one: every src and href is inline or an anchor
+    # and nothing in the page could ask for one: every src and href is inline or an anchor,
+    # or a link to a page written beside the report (followed only when clicked)
+    from localsoc.pipelines.report.nodes import PAGES_BESIDE_REPORT
+
     text = page.read_text()
     references = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", text)
-    assert [r for r in references if not r.startswith(("data:", "#"))] == []
+    assert [r for r in references if not r.startswith(("data:", "#"))
+            and r not in PAGES_BESIDE_REPORT] == []
+    assert not re.search(r"""src\s*=\s*["'](?:data_docs|pipeline)/""", text)
     assert not re.search(r"@import|url\(\s*['\"]?(?!data:)", text)
