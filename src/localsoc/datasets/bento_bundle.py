@@ -24,8 +24,6 @@ place where Kedro talks to the BentoML store.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -36,14 +34,11 @@ from kedro.io import AbstractDataset, DatasetError
 from localsoc.datasets.atomic import write_text
 from localsoc.datasets.bentoml_store import store_options
 from localsoc.datasets.run_info import without_run_info
-from localsoc.datasets.stable_archives import fix_archive_times
 from localsoc.provenance import code_version
 from localsoc.serving.bundle import (
-    MANIFEST_FILE,
     ServingBundle,
     pinned_version,
     read_stored_bundle,
-    sha256_file,
     write_bundle,
 )
 from localsoc.study import utc_now
@@ -62,19 +57,6 @@ def stored_model(tag: str, home: str | None = None):
             f"the BentoML store has no model {tag!r} ({error}); run the package stage "
             "(localsoc run --pipeline package) or set BENTOML_HOME to the store that has it"
         ) from None
-
-
-def fix_bundle_times(directory: str | Path) -> str:
-    """Give the model archives of a bundle written by ``write_bundle`` fixed times and hash
-    ``bundle.json``'s file list again; returns the SHA-256 of the rewritten ``bundle.json``."""
-    directory = Path(directory)
-    fix_archive_times(directory)
-    path = directory / MANIFEST_FILE
-    manifest = json.loads(path.read_text())
-    manifest["files"] = {name: sha256_file(directory / name) for name in manifest["files"]}
-    text = json.dumps(manifest, indent=1, allow_nan=False)
-    path.write_text(text)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def load_stored_bundle(tag: str, home: str | None = None, load_models: bool = True) -> ServingBundle:
@@ -146,8 +128,7 @@ class BentoBundleDataset(AbstractDataset):
         manifest = data.manifest
         with (tempfile.TemporaryDirectory(prefix="localsoc_bundle_") as staging,
               without_run_info(data.models) as run_info):
-            write_bundle(data, staging)
-            digest = fix_bundle_times(staging)
+            digest = write_bundle(data, staging)
             labels = {
                 "project": "localsoc",
                 "format": manifest["format"].replace("/", "-"),

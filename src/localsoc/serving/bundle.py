@@ -180,8 +180,11 @@ def write_bundle(bundle: ServingBundle, directory: str | Path) -> str:
     """Write the models and ``bundle.json`` (with every file's SHA-256) into ``directory``.
 
     ``directory`` may exist (the BentoML store creates it) but must not hold a bundle yet.
-    Returns the SHA-256 of ``bundle.json``.
+    Model archives get fixed times (``localsoc.datasets.stable_archives``) before they are
+    hashed, so the same models give the same bytes. Returns the SHA-256 of ``bundle.json``.
     """
+    from localsoc.datasets.stable_archives import fix_archive_times
+
     directory = Path(directory)
     manifest = json.loads(json.dumps(bundle.manifest))  # a plain-data copy; fails on non-JSON
     manifest.pop("files", None)
@@ -199,6 +202,7 @@ def write_bundle(bundle: ServingBundle, directory: str | Path) -> str:
             raise BundleError(f"bundle site {site!r}: model does not match its model_format")
         folder = directory / entry["model_dir"]
         _save_model(bundle.models[site], folder)
+        fix_archive_times(folder)
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             files[path.relative_to(directory).as_posix()] = sha256_file(path)
     manifest["files"] = files
