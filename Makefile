@@ -16,7 +16,7 @@ export BENTOML_DO_NOT_TRACK := true
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup run paper test serve plots viz bench lint lock clean
+.PHONY: help setup run paper test serve plots exp viz bench lint lock clean
 .DEFAULT_GOAL := help
 
 help: ## this list of targets (the Makefile's double-hash comments)
@@ -56,6 +56,13 @@ serve: setup ## the prediction service on HOST:PORT (default 127.0.0.1:3000), se
 
 plots: setup ## the study's interactive plots, offline: dvc_plots/index.html (after make run)
 	$(BIN)/dvc plots show
+
+# plain `dvc exp show` lists every declared parameter and dependency (~110 parameter and ~150
+# code/data columns, each cut to an ellipsis at 120 columns): this keeps the changed ones and
+# the headline metrics (tests/pipelines/test_headline_metrics.py runs it at 120 columns)
+EXP_SHOW := exp show --no-pager --only-changed --keep 'rmse|coverage|drmse'
+exp: setup ## the experiments (dvc exp run -S ...) with their changed parameters and headline metrics, in 120 columns
+	$(BIN)/dvc $(EXP_SHOW)
 
 # kedro viz build writes to build/ (setuptools' folder too, hence the check); Google Fonts and
 # the unused analytics template are dropped so that nothing is fetched from the network

@@ -1,11 +1,12 @@
 """The headline metrics (data/08_reporting/metrics.json, the one file declared as DVC metrics)
-as DVC prints them: `dvc metrics show` and `dvc exp show --only-changed --keep ...` fit in 120
-columns for the demo's three sites, every headline column shown (none cut to an ellipsis)."""
+as DVC prints them: `dvc metrics show` and `make exp` (`dvc exp show --only-changed --keep ...`)
+fit in 120 columns for the demo's three sites, every headline column shown (none cut to an ellipsis)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,17 @@ from localsoc.pipelines.evaluate.dvc_outputs import headline_metrics
 
 BIN = Path(sys.executable).parent
 SITES = ("china_site", "sweden_site", "usa_site")
-#: What the README tells a user to type to compare experiments.
-EXP_SHOW = ["exp", "show", "--no-pager", "--only-changed", "--keep", "rmse|coverage|drmse"]
+
+
+def _make_exp_show() -> list[str]:
+    """The arguments `make exp` gives `dvc` (the Makefile's EXP_SHOW)."""
+    makefile = (Path(__file__).parents[2] / "Makefile").read_text()
+    line = next(line for line in makefile.splitlines() if line.startswith("EXP_SHOW :="))
+    return shlex.split(line.split(":=", 1)[1])
+
+
+#: What `make exp` (named in the README) runs to compare experiments.
+EXP_SHOW = _make_exp_show()
 WIDTH = 120
 
 
