@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
+import absl.logging  # noqa: F401  (imported first: keep_absl_stream_open fixes its handler)
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from absl import logging as absl_logging
 
 from localsoc.data.schema import Grid, make_table
+from localsoc.quiet_start import keep_absl_stream_open
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -20,26 +20,9 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-class _CurrentStderr:
-    """A stream that writes to whatever ``sys.stderr`` is when written to and is never closed.
-
-    absl (imported with TensorFlow) makes a logging handler that keeps the ``sys.stderr`` it
-    found, pytest's capture file here, and closes it when ``logging.config.dictConfig`` (Kedro's
-    logging set-up, in a command run in-process by CliRunner) shuts every handler down while
-    ``sys.stderr`` is another stream: every later test of that process then failed with "I/O
-    operation on closed file" (seen on one pytest-xdist worker, 2026-12-07)."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        pass
-
-
-absl_logging.get_absl_handler().python_handler.stream = _CurrentStderr()
+# absl's handler would close pytest's capture file when Kedro's logging set-up runs in-process
+# (CliRunner): every later test of that worker failed (2026-12-07); see keep_absl_stream_open
+keep_absl_stream_open()
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BENTOML_HOME_FILE = ".bentoml_home"  # in the study project: the BentoML store its bundle went to

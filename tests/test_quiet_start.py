@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 
 import pytest
+from absl import logging as absl_logging
 
-from localsoc.quiet_start import split_startup_output
+from localsoc.quiet_start import keep_absl_stream_open, split_startup_output
 
 NOISE = ("absl::InitializeLog", "oneDNN custom operations", "cuda drivers", "cuInit",
          "cpu_feature_guard")
@@ -135,3 +137,18 @@ def test_a_piped_console_keeps_every_line_within_200_characters():
     assert "\r" not in console and any("68/68" in line for line in lines), console
     assert any("stage 5/13" in line for line in lines) and console.count("long") == 100
     assert max(len(line) for line in lines) <= 200, max(lines, key=len)
+
+
+def test_absl_handler_never_closes_the_stream_it_found(monkeypatch):
+    """Kedro's logging set-up (dictConfig) closes every handler; absl's must not close the
+    stderr it found at import when a caller (CliRunner) has swapped sys.stderr since."""
+    python_handler = absl_logging.get_absl_handler().python_handler
+    first, swapped = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(python_handler, "stream", first)  # absl imported while stderr was `first`
+    monkeypatch.setattr(sys, "stderr", first)
+    keep_absl_stream_open()
+    monkeypatch.setattr(sys, "stderr", swapped)  # a command run in-process
+    absl_logging.get_absl_handler().python_handler.stream.write("to the current stderr\n")
+    python_handler.close()  # what dictConfig's shutdown of every handler does to it
+    assert not first.closed
+    assert swapped.getvalue() == "to the current stderr\n"

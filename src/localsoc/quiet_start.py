@@ -66,6 +66,7 @@ def import_tensorflow_quietly() -> None:
     hidden (see the module notes). Does nothing when TensorFlow is already imported or
     ``LOCALSOC_VERBOSE`` is set."""
     if "tensorflow" in sys.modules or os.environ.get(VERBOSE_ENV, "") not in ("", "0"):
+        keep_absl_stream_open()
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
@@ -94,6 +95,33 @@ def import_tensorflow_quietly() -> None:
         absl_logging.set_verbosity(absl_logging.ERROR)
     except ImportError:  # absl comes with TensorFlow; without it there is nothing to quieten
         pass
+    keep_absl_stream_open()
+
+
+class CurrentStderr:
+    """A stream that writes to whatever ``sys.stderr`` is at each write and is never closed."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        """Never closes ``sys.stderr``: the stream belongs to whoever set it."""
+
+
+def keep_absl_stream_open() -> None:
+    """Point absl's logging handler (imported with TensorFlow) at :class:`CurrentStderr`.
+
+    absl's handler keeps the ``sys.stderr`` it found at import. ``logging.config.dictConfig``
+    (Kedro's logging set-up) shuts every handler down, and absl's ``close()`` then closes that
+    stream: a caller that runs a command in-process (click's CliRunner in a notebook or a test)
+    while ``sys.stderr`` is its own stream finds the stream it had before closed ("I/O
+    operation on closed file"). Does nothing when absl is not imported."""
+    absl_logging = sys.modules.get("absl.logging")
+    if absl_logging is not None:
+        absl_logging.get_absl_handler().python_handler.stream = CurrentStderr()
 
 
 #: Seconds between two lines of a progress bar when the console is not a terminal.
