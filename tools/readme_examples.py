@@ -96,7 +96,7 @@ def predict_block(project: Path) -> str:
     from localsoc.quiet_start import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    from localsoc.serving.bundle import read_stored_bundle
+    from localsoc.serving.bundle import read_stored_bundle, with_store_times
     from localsoc.serving.predictor import BundlePredictor
 
     winners = json.loads((project / WINNERS).read_text())
@@ -106,7 +106,9 @@ def predict_block(project: Path) -> str:
     row = spectra[spectra["sample_id"] == sample["sample_id"]].iloc[0]
     bands = [c for c in spectra.columns if re.fullmatch(r"nm_\d+(\.\d+)?", str(c))]
     stored = bentoml.models.get((project / TAG).read_text().strip())
-    predictor = BundlePredictor(read_stored_bundle(stored), str(stored.tag))
+    bundle = read_stored_bundle(stored)  # as the service's load_predictor: with the store's times
+    with_store_times(bundle.manifest, dict(stored.info.metadata or {}))
+    predictor = BundlePredictor(bundle, str(stored.tag))
     answer = predictor.answer(EXAMPLE_SITE, [float(b[3:]) for b in bands],
                               reflectance=[[float(row[b]) for b in bands]])
     body = json.loads(answer.model_dump_json()) if hasattr(answer, "model_dump_json") else answer
