@@ -27,12 +27,15 @@ $(BIN)/python:
 
 # uv installs the pinned set in well under a minute (pip: ~5 minutes on 2 cores), trusting the
 # system's certificates as pip does; pip is the fallback when uv cannot reach an index (uv does
-# not read pip.conf's find-links)
+# not read pip.conf's find-links). --compile-bytecode writes the .pyc files at install, as pip
+# does: without them, where PYTHONDONTWRITEBYTECODE is set (this machine, CI), every process
+# compiled TensorFlow and the rest from source, 8-9 CPU s more per stage and per test process
 UV_PIN := $(shell grep -m1 '^uv==' requirements.lock)
 
 $(VENV)/.deps: requirements.lock | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check "$(UV_PIN)"
-	$(BIN)/uv pip install --quiet --system-certs --python $(BIN)/python -r requirements.lock \
+	$(BIN)/uv pip install --quiet --system-certs --compile-bytecode --python $(BIN)/python \
+	  -r requirements.lock \
 	  || $(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	touch $@
 
