@@ -48,7 +48,7 @@ setup: $(VENV)/.built ## virtualenv, pinned dependencies, Cython kernels
 run: setup ## the whole demo study on the embedded simulated data, through `dvc repro` (only what changed runs)
 	$(BIN)/python -m localsoc.command_line run --env $(ENV)
 
-paper: setup ## the study at the paper's library sizes (50,422 global spectra; conf/paper: ~1 h on 2 cores), through DVC
+paper: setup ## the study at the paper's library sizes (50,422 global spectra; conf/paper: 53 min on 2 cores), through DVC
 	$(BIN)/python -m localsoc.command_line run --env paper
 
 test: setup ## the test suite (TEST_WORKERS=2: on two pytest-xdist processes, a file on one)
