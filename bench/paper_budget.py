@@ -17,7 +17,7 @@ trial of each library search: the network the study transfers) and the study's t
 transfer method and site; written: docs/img/paper-budget.png.
 
 ``--project-base`` prints what conf/base's budgets (50 trials, 10 folds, up to 300 epochs per
-library) would cost, from per-epoch CPU figures measured on 2 cores (``EPOCH_CPU_S``): a range
+library) would cost, from per-epoch wall seconds measured on 2 cores (``EPOCH_WALL_S``): a range
 from "every trial stops at its patience" to "every trial runs every epoch". A GPU's figure needs
 a measured time per training step on that GPU: none was lent to the sessions that wrote this
 (``--gpu-step-ms`` prints the projection for a step time you measured).
@@ -47,10 +47,13 @@ LIBRARIES = ("global", "country_CN", "country_SE", "country_US")
 SAVED = {"study_metrics.csv": "data/08_reporting/study_metrics.csv",
          "library_search_trials.csv": "data/07_model_output/library_search_trials.csv"}
 
-#: CPU seconds per epoch per 1,000 training spectra (211 bands, batch 32; one Keras fit on 4,000
-#: random spectra, 2 threads, AMD, load 9: BENCHMARKS.md "Paper scale").
-EPOCH_CPU_S = {"compact": 0.12, "paper_china": 0.50, "paper_usa": 0.78, "paper_global": 3.30,
-               "paper_sweden": 6.97}
+#: Wall seconds per epoch per 1,000 training spectra on 2 cores (AMD, 211 bands, the search's
+#: fold stack), from make paper's library searches at 50,422 (2026-12-07): a trial's seconds /
+#: (folds x its mean epochs x spectra per fold). compact: 0.028 (China), 0.021 (Sweden), 0.016
+#: (USA), 0.020 (global): 0.02. paper_global was not trained by make paper: 6.6x paper_china's,
+#: the ratio of the two in a one-fit probe at load 9 (3.30 / 0.50 CPU s).
+EPOCH_WALL_S = {"compact": 0.02, "paper_china": 0.314, "paper_usa": 0.600,
+                "paper_sweden": 6.49, "paper_global": 2.07}
 #: The paper's library sizes (conf/paper; the countries follow from the global size).
 PAPER_SIZES = {"global": 50422, "country_CN": 5183, "country_SE": 2319, "country_US": 4155}
 
@@ -156,33 +159,33 @@ def figure(libraries: pd.DataFrame, methods: pd.DataFrame, path: Path) -> None:
 
 
 def project_base(gpu_step_ms: float | None) -> None:
-    """conf/base's library budgets on 2 CPU cores (and on a GPU at a measured step time)."""
+    """conf/base's library budgets on 2 CPU cores (and on a GPU at a measured step time): wall
+    hours per library search."""
     base = yaml.safe_load((ROOT / "conf/base/parameters_train.yml").read_text())["train"]
     budget = base["library_budget"]
     trials, folds, max_epochs = budget["trials"], budget["folds"], budget["max_epochs"]
     least_epochs = budget["patience"] + 1
-    initial = [name for name in budget["initial_trials"] if name in EPOCH_CPU_S]
+    initial = [name for name in budget["initial_trials"] if name in EPOCH_WALL_S]
     # the trials after the initial ones draw from the whole space: costed at the median of the
     # measured networks (the space spans compact to the paper's largest)
-    typical = sorted(EPOCH_CPU_S.values())[len(EPOCH_CPU_S) // 2]
+    typical = sorted(EPOCH_WALL_S.values())[len(EPOCH_WALL_S) // 2]
     print(f"\nconf/base library budgets: {trials} trials x {folds} folds x {least_epochs}-"
           f"{max_epochs} epochs; initial trials {initial}, the other {trials - len(initial)} "
-          f"costed at {typical} CPU s per epoch per 1,000 spectra (the measured median)")
-    print("| library | spectra per fold fit | CPU hours (every trial stops at patience) | "
-          "CPU hours (every epoch) | training steps (batch 32, every epoch) |")
+          f"costed at {typical} s per epoch per 1,000 spectra (the measured median)")
+    print("| library | spectra per fold fit | hours on 2 cores (every trial stops at patience) "
+          "| hours (every epoch) | training steps (batch 32, every epoch) |")
     print("|---|---|---|---|---|")
     total = [0.0, 0.0, 0.0]
     for library, size in PAPER_SIZES.items():
         per_fold = size * (folds - 1) / folds
-        per_epoch = sum(EPOCH_CPU_S[name] for name in initial) + typical * (trials - len(initial))
-        cpu_low = per_epoch * per_fold / 1000 * folds * least_epochs / 3600
-        cpu_high = per_epoch * per_fold / 1000 * folds * max_epochs / 3600
+        per_epoch = sum(EPOCH_WALL_S[name] for name in initial) + typical * (trials - len(initial))
+        hours_low = per_epoch * per_fold / 1000 * folds * least_epochs / 3600
+        hours_high = per_epoch * per_fold / 1000 * folds * max_epochs / 3600
         steps = trials * folds * max_epochs * math.ceil(per_fold / 32)
-        total = [total[0] + cpu_low, total[1] + cpu_high, total[2] + steps]
-        print(f"| {library} | {per_fold:,.0f} | {cpu_low:,.0f} | {cpu_high:,.0f} | {steps:,} |")
+        total = [total[0] + hours_low, total[1] + hours_high, total[2] + steps]
+        print(f"| {library} | {per_fold:,.0f} | {hours_low:,.0f} | {hours_high:,.0f} | {steps:,} |")
     print(f"| all four | | {total[0]:,.0f} | {total[1]:,.0f} | {total[2]:,.0f} |")
-    print("CPU hours are CPU seconds / 3600 on 2 cores (wall hours about half that with both "
-          "cores busy).")
+    print("Wall hours on 2 CPU cores (AMD), from the per-epoch figures of make paper's searches.")
     if gpu_step_ms is not None:
         hours = total[2] * gpu_step_ms / 1000 / 3600
         print(f"on a GPU at {gpu_step_ms} ms per training step (your measurement): at most "
