@@ -9,7 +9,8 @@ rerunning an hour of training):
 - ``study_metrics.csv``: every method's test RMSE per site (data/08_reporting/);
 - ``library_search_trials.csv``: every library search trial with its CV RMSE (data/07_model_output/);
 - ``budget.yaml``: the run's train parameters (library_budget, library_by_scope, site_budget)
-  and its stage seconds where the run kept them.
+  and its stage seconds where the run kept them; ``rerun_stages`` where only those stages ran
+  with this budget on another run's project (its winners are then not this budget's).
 
 ``--collect LABEL=PROJECT`` copies them from a finished project (a `make paper` clone, or a
 bench/study_scale.py size project). Printed: per budget the library CNNs' CV RMSE (best completed
@@ -90,17 +91,22 @@ def load_runs() -> dict[str, dict]:
 
 
 def library_table(runs: dict[str, dict]) -> pd.DataFrame:
-    """Per budget and library: trials completed, the best CV RMSE and the mean epochs it ran."""
+    """Per budget and library: trials completed, the best CV RMSE and the mean epochs it ran;
+    a library model reused from an earlier run with the same data and budget (status REUSED)
+    gives that run's CV RMSE, with ``reused`` set."""
     rows = []
     for label, run in runs.items():
         trials = run["trials"]
         for library in LIBRARIES:
-            done = trials[(trials["model"] == library) & (trials["status"] == "COMPLETED")]
+            done = trials[(trials["model"] == library)
+                          & trials["status"].isin(["COMPLETED", "REUSED"])]
             if done.empty:
                 continue
             best = done.loc[done["cv_rmse"].idxmin()]
-            rows.append({"budget": label, "library": library, "trials": len(done),
-                         "best_cv_rmse": best["cv_rmse"], "best_epochs": best["mean_epochs"]})
+            rows.append({"budget": label, "library": library,
+                         "trials": int((done["status"] == "COMPLETED").sum()),
+                         "best_cv_rmse": best["cv_rmse"], "best_epochs": best["mean_epochs"],
+                         "reused": best["status"] == "REUSED"})
     return pd.DataFrame(rows)
 
 
@@ -117,8 +123,13 @@ def method_table(runs: dict[str, dict]) -> pd.DataFrame:
 
 
 def winners(runs: dict[str, dict]) -> pd.DataFrame:
+    """The served model per site and budget; a run that reran some stages but not nested
+    (``rerun_stages`` in its budget.yaml) chose with another run's nested models: skipped."""
     rows = []
     for label, run in runs.items():
+        rerun = run["budget"].get("rerun_stages")
+        if rerun and "nested" not in rerun:
+            continue
         metrics = run["metrics"]
         for _, row in metrics[metrics["winner"].astype(bool)].iterrows():
             rows.append({"budget": label, "site": row["site"], "winner": row["method"],
